@@ -1,0 +1,118 @@
+"""Float layer -> integer tables (M, B, F) of ARCHITECTURE §3 and §5, with the §7 checks.
+
+Everything runs in float64 with round-half-up, so the same floats give the same integers on
+every machine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import golden
+from golden.layers import MAX_SHIFT
+from golden.meaning import FloatConv
+from pyioso.errors import PyiosoError
+
+W_M = 24            # signed multiplier width
+W_ACC = 32          # hardware accumulator width (default build)
+MAX_ROUNDING_SLACK = 2.0 ** -4   # §3: refuse tables whose fixed-point error term exceeds this
+
+
+def rhu(x: torch.Tensor) -> torch.Tensor:
+    """Round half up, float64 -> int64."""
+    return torch.floor(x.to(torch.float64) + 0.5).to(torch.int64)
+
+
+def fixed_point(values: torch.Tensor, width: int = W_M) -> tuple[torch.Tensor, int]:
+    """Largest F in 1..62 with every |rhu(v * 2^F)| <= 2^(width-1) - 1; returns (ints, F)."""
+    values = values.to(torch.float64)
+    if not torch.isfinite(values).all():
+        raise PyiosoError("fixed-point conversion got a non-finite scale: check the layer's "
+                          "scales and BN statistics")
+    limit = 2 ** (width - 1) - 1
+    peak = values.abs().max().item() if values.numel() else 0.0
+    if peak == 0.0:
+        return torch.zeros_like(values, dtype=torch.int64), width - 1
+    shift = min(MAX_SHIFT, math.floor(math.log2(limit / peak)))
+    while shift >= 1 and rhu(values * 2.0 ** shift).abs().max().item() > limit:
+        shift -= 1
+    if shift < 1:
+        raise PyiosoError(f"a multiplier of {peak:.3g} needs more than {width - 1} integer bits: "
+                          "the output scale is too small for this layer's input and weight "
+                          "scales; widen the output range")
+    return rhu(values * 2.0 ** shift), shift
+
+
+def scaled_weights(fc: FloatConv) -> torch.Tensor:
+    """f_i * w per output channel, flattened over taps: [C_out, KH*KW*C_in/groups] (§2)."""
+    chan = golden.layers.weight_input_channels(fc.weight.shape, fc.groups)
+    factors = (1 << fc.isg_shift) + fc.codes()[chan][:, None, None, :]
+    return (fc.weight.to(torch.int64) * factors).flatten(1)
+
+
+def sum_bounds(scaled: torch.Tensor, in_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """§7: per output channel, the range that every partial sum of S stays inside."""
+    top = 2 ** in_bits - 1
+    return top * scaled.clamp(max=0).sum(1), top * scaled.clamp(min=0).sum(1)
+
+
+def conv_requant(fc: FloatConv, acc_width: int = W_ACC) -> golden.Requant:
+    """M_k, B_k, F for a float conv (§3), refusing tables that overflow §7's widths."""
+    lo, hi = fc.clamp_bounds()
+    multiplier, shift = fixed_point(fc.alpha_prime() / fc.out_scale)
+    scaled = scaled_weights(fc)
+    offset = (rhu(fc.beta_prime() / fc.out_scale * 2.0 ** shift)
+              - fc.in_zero_point * scaled.sum(1) * multiplier)   # z * C_k * M_k folded in
+    _check_widths(fc, scaled, multiplier, offset, shift, acc_width)
+    return golden.Requant(multiplier, offset, shift, fc.out_zero_point, fc.out_bits, lo, hi)
+
+
+def _check_widths(fc, scaled, multiplier, offset, shift, acc_width) -> None:
+    s_min, s_max = sum_bounds(scaled, fc.in_bits)
+    if s_min.numel() and (s_min.min() < -2 ** (acc_width - 1) or s_max.max() >= 2 ** (acc_width - 1)):
+        raise PyiosoError(f"the accumulator can reach {max(-s_min.min().item(), s_max.max().item())}, "
+                          f"which overflows a {acc_width}-bit accumulator (ARCHITECTURE §7): use "
+                          "fewer activation or weight bits, or build the engine with a wider "
+                          "accumulator")
+    t_width = acc_width + W_M + 1
+    s_abs = torch.maximum(-s_min, s_max)
+    if (s_abs * multiplier.abs() + offset.abs()).max() >= 2 ** (t_width - 1):
+        raise PyiosoError(f"t = S*M + B overflows {t_width} bits (ARCHITECTURE §7): the offset "
+                          "table is too large; check the bias and zero-point of this layer")
+    centred = max(fc.in_zero_point, 2 ** fc.in_bits - 1 - fc.in_zero_point)
+    s_c = centred * scaled.abs().sum(1)
+    slack = (s_c.max().item() + 1) * 2.0 ** -(shift + 1)
+    if slack > MAX_ROUNDING_SLACK:
+        raise PyiosoError(f"fixed-point tables would add up to {slack:.3g} codes of error "
+                          f"(limit {MAX_ROUNDING_SLACK}, ARCHITECTURE §3): the layer's scale "
+                          "ratios are too extreme for a 24-bit multiplier")
+
+
+def integer_conv(fc: FloatConv, acc_width: int = W_ACC) -> golden.Conv:
+    """The integer layer golden runs for a float layer."""
+    return golden.Conv(fc.weight.to(torch.int64), fc.w_bits, fc.in_bits, fc.in_zero_point,
+                       fc.isg_shift, fc.codes(), conv_requant(fc, acc_width), fc.stride,
+                       fc.padding, fc.dilation, fc.groups)
+
+
+def add_requant(scales: tuple[float, float], zero_points: tuple[int, int],
+                in_bits: tuple[int, int], out_scale: float, out_zero_point: int,
+                out_bits: int, relu: bool) -> golden.Add:
+    """§5 residual add: M_i = rhu(s_i / s_out * 2^F)."""
+    multiplier, shift = fixed_point(torch.tensor(scales, dtype=torch.float64) / out_scale)
+    lo, hi = golden.activation_bounds("relu" if relu else "none", out_bits, out_zero_point, out_scale)
+    rq = golden.Requant(multiplier, torch.zeros(2, dtype=torch.int64), shift, out_zero_point,
+                        out_bits, lo, hi)
+    return golden.Add(tuple(zero_points), tuple(in_bits), rq)
+
+
+def avg_pool_requant(kernel, stride, padding, in_scale: float, in_zero_point: int, in_bits: int,
+                     out_scale: float, out_zero_point: int, out_bits: int) -> golden.AvgPool:
+    """§5 average pool: M = rhu(s_in / (N * s_out) * 2^F)."""
+    taps = kernel[0] * kernel[1]
+    multiplier, shift = fixed_point(torch.tensor([in_scale / (taps * out_scale)], dtype=torch.float64))
+    rq = golden.Requant(multiplier, torch.zeros(1, dtype=torch.int64), shift, out_zero_point,
+                        out_bits, 0, 2 ** out_bits - 1)
+    return golden.AvgPool(tuple(kernel), tuple(stride), tuple(padding), in_bits, in_zero_point, rq)
