@@ -1,0 +1,145 @@
+"""Rounding policies: round-to-nearest and AdaRound (init, regularizer, beta schedule, learning)."""
+
+import pytest
+import torch
+
+from pyioso.errors import PyiosoError
+from pyioso.observers import MinMaxObserver
+from pyioso.quant import fake_quantize, quantize
+from pyioso.rounding import GAMMA, ZETA, AdaRound, BetaSchedule, NearestRounding
+from tests.test_observers import single_thread  # noqa: F401  (autouse fixture)
+
+F64 = torch.float64
+
+
+def per_channel_weight(seed=0, shape=(6, 4, 3, 3), bits=3):
+    w = torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    observer = MinMaxObserver(ch_axis=0)
+    observer(w)
+    scale, zp = observer.calculate_qparams(bits, signed=True)
+    return w, scale, zp
+
+
+def test_v_starts_at_the_fractional_part():
+    w, scale, zp = per_channel_weight()
+    ada = AdaRound(w, scale, zp, 3, True, ch_axis=0)
+    scaled = w / scale.view(-1, 1, 1, 1)
+    assert torch.allclose(ada.h(), scaled - torch.floor(scaled), rtol=0, atol=1e-12)
+    assert torch.allclose(ada(), w, rtol=0, atol=1e-12)      # MinMax: every weight on the grid
+
+
+def test_hard_rounding_at_init_is_round_to_nearest():
+    w, scale, zp = per_channel_weight(seed=1)
+    ada = AdaRound(w, scale, zp, 3, True, ch_axis=0)
+    nearest = NearestRounding(w, scale, zp, 3, True, ch_axis=0)
+    frac = ada.h()
+    away_from_ties = (frac - 0.5).abs() > 1e-9
+    assert torch.equal(ada.codes()[away_from_ties], nearest.codes()[away_from_ties])
+    ada.soft = False
+    assert torch.equal(ada(), (ada.codes() - 0) * scale.view(-1, 1, 1, 1))
+
+
+def test_codes_round_up_or_down_and_stay_on_the_grid():
+    w, scale, zp = per_channel_weight(seed=2, bits=2)
+    w = w * 1.5                                                # some weights beyond the grid
+    ada = AdaRound(w, scale, zp, 2, True, ch_axis=0)
+    with torch.no_grad():
+        ada.v.copy_(torch.randn(ada.v.shape, generator=torch.Generator().manual_seed(9)) * 5)
+    floor = torch.floor(w / scale.view(-1, 1, 1, 1))
+    codes = ada.codes()
+    assert torch.all((codes >= -2) & (codes <= 1))
+    assert torch.equal(codes, torch.clamp(floor + (ada.h() >= 0.5).to(F64), -2, 1))
+    soft = ada() / scale.view(-1, 1, 1, 1)
+    assert torch.all((soft >= -2) & (soft <= 1))
+    assert torch.all((soft >= torch.clamp(floor, -2, 1)) & (soft <= torch.clamp(floor + 1, -2, 1)))
+
+
+def test_unsigned_grid_with_zero_point():
+    w = torch.tensor([-0.7, 0.05, 0.61, 1.3, 5.0], dtype=F64)
+    ada = AdaRound(w, 0.4, 2, 3, False)                 # codes 0..7, z = 2: grid [-0.8, 2.0]
+    assert ada.codes().tolist() == quantize(w, 0.4, 2, 0, 7).tolist()
+    assert torch.allclose(ada()[:4], w[:4], atol=1e-12) and ada()[4].item() == pytest.approx(2.0)
+
+
+def test_regularizer_formula():
+    w = torch.zeros(4, dtype=F64)
+    ada = AdaRound(w, 1.0, 0, 4, True)
+    target = torch.tensor([0.0, 1.0, 0.5, 0.75], dtype=F64)
+    with torch.no_grad():
+        ada.v.copy_(torch.logit((target - GAMMA) / (ZETA - GAMMA)))
+        ada.v[0], ada.v[1] = -20.0, 20.0                       # saturate the rectified sigmoid
+    assert torch.allclose(ada.h(), target, atol=1e-12)
+    assert ada.regularizer(2.0).item() == pytest.approx(0 + 0 + 1 + (1 - 0.5 ** 2))
+    assert ada.regularizer(20.0).item() == pytest.approx(1 + (1 - 0.5 ** 20))
+
+
+def test_no_regularization_during_warm_up():
+    w, scale, zp = per_channel_weight()
+    ada = AdaRound(w, scale, zp, 3, True, ch_axis=0)
+    reg = ada.regularizer(BetaSchedule(100)(0))
+    reg.backward()
+    assert reg.item() == 0 and torch.equal(ada.v.grad, torch.zeros_like(ada.v))
+
+
+def test_beta_schedule():
+    schedule = BetaSchedule(100)                               # warm-up 0.2, 20 -> 2
+    assert [schedule(t) for t in (0, 19)] == [0.0, 0.0]
+    assert schedule(20) == 20.0 and schedule(60) == pytest.approx(11.0)
+    assert schedule(100) == 2.0 and schedule(150) == 2.0
+    betas = [schedule(t) for t in range(20, 101)]
+    assert all(a > b for a, b in zip(betas, betas[1:]))
+    assert BetaSchedule(10, warmup=0.0, start=8, end=4)(0) == 8
+
+
+def test_adaround_beats_nearest_on_layer_reconstruction():
+    """AdaRound's objective: ||W X - W~ X||^2 + lambda * f_reg, then hard rounding.
+
+    The inputs are correlated (rank 4 plus noise): with white inputs the loss is ||W - W~||^2
+    and rounding to nearest is already optimal."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=gen, dtype=F64) @ torch.randn(4, 16, generator=gen,
+                                                                      dtype=F64)
+    x = x + 0.1 * torch.randn(256, 16, generator=gen, dtype=F64)
+    w, scale, zp = per_channel_weight(seed=3, shape=(8, 16), bits=3)
+    target = x @ w.T
+    nearest = NearestRounding(w, scale, zp, 3, True, ch_axis=0)
+    nearest_err = (x @ nearest().T - target).pow(2).mean()
+    ada = AdaRound(w, scale, zp, 3, True, ch_axis=0)
+    iters = 400
+    schedule = BetaSchedule(iters)
+    optimizer = torch.optim.Adam([ada.v], lr=0.05)
+    for t in range(iters):
+        optimizer.zero_grad()
+        loss = (x @ ada().T - target).pow(2).mean() + ada.regularizer(schedule(t))
+        loss.backward()
+        optimizer.step()
+    assert torch.all((ada.h() == 0) | (ada.h() == 1))          # the regularizer made h binary
+    soft_err = (x @ ada().T - target).pow(2).mean()
+    ada.soft = False
+    hard_err = (x @ ada().T - target).pow(2).mean()
+    assert hard_err == soft_err and hard_err < 0.5 * nearest_err
+
+
+def test_nearest_is_the_code_convention():
+    w, scale, zp = per_channel_weight(seed=4)
+    nearest = NearestRounding(w, scale, zp, 3, True, ch_axis=0)
+    assert torch.equal(nearest(), fake_quantize(w, scale, zp, -4, 3, ch_axis=0))
+    assert not list(nearest.parameters())
+
+
+def test_bad_rounding_input():
+    w = torch.ones(4)
+    with pytest.raises(PyiosoError, match="bits=9"):
+        AdaRound(w, 0.1, 0, 9, True)
+    with pytest.raises(PyiosoError, match="scale must be finite and > 0"):
+        AdaRound(w, 0.0, 0, 4, True)
+    with pytest.raises(PyiosoError, match=r"zero_point must be an integer in \[0, 15\]"):
+        NearestRounding(w, 0.1, 16, 4, False)
+    with pytest.raises(PyiosoError, match="binary grid"):
+        AdaRound(w, 0.1, 0, 1, True)
+    with pytest.raises(PyiosoError, match="per-channel scale needs 4 values"):
+        AdaRound(w, torch.ones(3), 0, 4, True, ch_axis=0)
+    for bad in (dict(iters=0), dict(iters=10, warmup=1.0), dict(iters=10, start=2, end=20),
+                dict(iters=10, end=0)):
+        with pytest.raises(PyiosoError, match="BetaSchedule.* is invalid"):
+            BetaSchedule(**bad)
