@@ -6,20 +6,12 @@ naming it there. Bad input surfaces as PyiosoError, printed as one line with exi
 """
 
 import argparse
-import csv
-import json
 import os
 import sys
-import tempfile
-import textwrap
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
-from pyioso import cost, tv, zoo
+from pyioso import cost, output, tv, zoo
 from pyioso.errors import PyiosoError
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 FORMATS = ("table", "csv", "json")
 _TABLE5_NOTE = (
@@ -28,75 +20,6 @@ _TABLE5_NOTE = (
     "stages 2-4 two 3x3 convs with C/2 inputs each where torchvision has one. pyioso counts\n"
     "every Conv2d and Linear, so its totals are higher. The paper used 3 ISG groups."
 )
-
-
-# ---------------------------------------------------------------- output helpers
-
-
-def _fmt_int(value: int) -> str:
-    return f"{value:,}"
-
-
-def _giga(ops: int) -> str:
-    return f"{ops / 1e9:.3f}"
-
-
-def _percent(ratio: float) -> str:
-    return f"{100 * ratio:.2f}%"
-
-
-def _pair(values: tuple[int, int]) -> str:
-    return f"{values[0]}x{values[1]}"
-
-
-def _networks_help(extra: str = "") -> str:
-    """The supported network names as a wrapped help paragraph."""
-    return textwrap.fill(f"networks: {', '.join(zoo.networks())}{extra}", width=79, subsequent_indent="  ")
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 0) -> str:
-    """Aligned text table; the first ``left`` columns are left-aligned, the rest right-aligned."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-
-    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
-
-
-def _print_csv(records: Sequence[dict]) -> None:
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-
-
-def _print_json(document: object) -> None:
-    print(json.dumps(document, indent=2))
-
-
-def _check_png_path(path: str) -> None:
-    """Reject a bad --plot target before any work is done."""
-    if not path.lower().endswith(".png"):
-        raise PyiosoError(f"--plot writes a PNG image; give a file name ending in .png, not {path!r}")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise PyiosoError(f"cannot write {path!r}: directory {directory!r} does not exist; create it first")
-
-
-def _save_png(figure: "Figure", path: str) -> None:
-    """Render with Agg into a temp file beside ``path`` and rename it, so no half-written PNG is left."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fd, tmp = tempfile.mkstemp(prefix=".pyioso-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as out:
-            FigureCanvasAgg(figure).print_png(out)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- pyioso layers
@@ -117,7 +40,7 @@ def _layer_record(layer: zoo.LayerInfo) -> dict:
 def _layer_cells(layer: zoo.LayerInfo) -> list[object]:
     return [
         f"{layer.h_in}x{layer.w_in}x{layer.c_in}", f"{layer.h_out}x{layer.w_out}x{layer.c_out}",
-        _pair(layer.kernel), _pair(layer.stride), _pair(layer.padding), _pair(layer.dilation), layer.groups,
+        output.pair(layer.kernel), output.pair(layer.stride), output.pair(layer.padding), output.pair(layer.dilation), layer.groups,
     ]
 
 
@@ -129,13 +52,13 @@ def _print_named_layers(args: argparse.Namespace, names: Sequence[str]) -> None:
     rows = [(name, *zoo.resolve_layer(name, args.size)) for name in names]
     if args.format == "table":
         headers = ["name", "layer", "kind", *_LAYER_HEADERS]
-        print(_table(headers, [[a, f"{n}:{l.path}", l.kind, *_layer_cells(l)] for a, n, l in rows], left=3))
+        print(output.table(headers, [[a, f"{n}:{l.path}", l.kind, *_layer_cells(l)] for a, n, l in rows], left=3))
         return
     records = [{"name": name, "net": net, **_layer_record(layer)} for name, net, layer in rows]
     if args.format == "csv":
-        _print_csv(records)
+        output.print_csv(records)
     else:
-        _print_json({"size": args.size, "layers": records})
+        output.print_json({"size": args.size, "layers": records})
 
 
 def _run_layers(args: argparse.Namespace) -> None:
@@ -146,13 +69,13 @@ def _run_layers(args: argparse.Namespace) -> None:
     layers = zoo.layers(net, args.size)
     if args.format == "table":
         headers = ["#", "layer", "kind", *_LAYER_HEADERS]
-        print(_table(headers, [[i, l.path, l.kind, *_layer_cells(l)] for i, l in enumerate(layers)], left=3))
+        print(output.table(headers, [[i, l.path, l.kind, *_layer_cells(l)] for i, l in enumerate(layers)], left=3))
         return
     records = [{"index": i, **_layer_record(l)} for i, l in enumerate(layers)]
     if args.format == "csv":
-        _print_csv(records)
+        output.print_csv(records)
     else:
-        _print_json({"net": net, "size": args.size, "layers": records})
+        output.print_json({"net": net, "size": args.size, "layers": records})
 
 
 def _add_layers(subparsers: argparse._SubParsersAction) -> None:
@@ -166,7 +89,7 @@ def _add_layers(subparsers: argparse._SubParsersAction) -> None:
             "torchvision module path; any layer can be given as NET:PATH, and a few have short\n"
             "aliases (see --aliases). --layer shows one layer given either way."
         ),
-        epilog=_networks_help() + (
+        epilog=output.networks_help() + (
             "\n\nexamples:\n"
             "  pyioso layers --net resnet18\n"
             "  pyioso layers --net mobilenet_v2 --size 160 --format csv > mbv2.csv\n"
@@ -227,20 +150,20 @@ def _print_cost_table(result: cost.NetworkCost) -> None:
                "outputs", "mul", "sum", "ops", "ISG ops", "total ops", "ISG ratio"]
     rows = [
         [i, r.layer.path, r.layer.kind, r.layer.c_out, r.layer.w_out, r.layer.h_out, r.layer.c_in_per_group,
-         r.layer.kernel[1], r.layer.kernel[0], _fmt_int(r.outputs), _fmt_int(r.muls), _fmt_int(r.adds),
-         _fmt_int(r.ops), _fmt_int(r.isg_ops), _fmt_int(r.total), _percent(r.ratio)]
+         r.layer.kernel[1], r.layer.kernel[0], output.fmt_int(r.outputs), output.fmt_int(r.muls), output.fmt_int(r.adds),
+         output.fmt_int(r.ops), output.fmt_int(r.isg_ops), output.fmt_int(r.total), output.percent(r.ratio)]
         for i, r in enumerate(result.layers)
     ]
     rows.append(["", "total", "", "", "", "", "", "", "", "", "", "",
-                 _fmt_int(result.ops), _fmt_int(result.isg_ops), _fmt_int(result.total), _percent(result.ratio)])
+                 output.fmt_int(result.ops), output.fmt_int(result.isg_ops), output.fmt_int(result.total), output.percent(result.ratio)])
     print(f"{result.net}: integer operations per image ({result.size}x{result.size}, {result.groups} ISG groups)\n")
-    print(_table(headers, rows, left=3))
+    print(output.table(headers, rows, left=3))
     print()
-    summary = [["pyioso", _giga(result.ops), _giga(result.isg_ops), _giga(result.total), _percent(result.ratio)]]
+    summary = [["pyioso", output.giga(result.ops), output.giga(result.isg_ops), output.giga(result.total), output.percent(result.ratio)]]
     paper = cost.PAPER_TABLE5.get(result.net)
     if paper is not None:
         summary.append([f"paper Table 5 ({paper.label})", *_paper_cells(paper)])
-    print(_table(["giga ops", "baseline", "ISG", "total", "ISG ratio"], summary, left=1))
+    print(output.table(["giga ops", "baseline", "ISG", "total", "ISG ratio"], summary, left=1))
     if paper is not None:
         print("\n" + _TABLE5_NOTE)
 
@@ -255,13 +178,13 @@ def _plot_layers(result: cost.NetworkCost, path: str) -> None:
     axes.bar(range(len(result.layers)), [100 * r.ratio for r in result.layers],
              color=[colors[r.layer.kind] for r in result.layers])
     mean = axes.axhline(100 * result.ratio, color="black", linestyle="--", linewidth=1,
-                        label=f"network: {_percent(result.ratio)}")
+                        label=f"network: {output.percent(result.ratio)}")
     kinds = {r.layer.kind for r in result.layers}
     axes.set(xlabel="layer index (execution order, see `pyioso cost` table)", ylabel="ISG ops / baseline ops (%)",
              title=f"{result.net}: ISG overhead per layer ({result.groups} groups, {result.size}x{result.size})")
     axes.legend(handles=[mean, *(Patch(color=c, label="depthwise (no ISG)" if k == "depthwise" else k)
                                         for k, c in colors.items() if k in kinds)])
-    _save_png(figure, path)
+    output.save_png(figure, path)
 
 
 def _plot_networks(results: Sequence[cost.NetworkCost], path: str) -> None:
@@ -277,7 +200,7 @@ def _plot_networks(results: Sequence[cost.NetworkCost], path: str) -> None:
     axes.set_xticks(list(positions), [r.net for r in results], rotation=30, ha="right")
     axes.set(ylabel="ISG ops / baseline ops (%)", title=f"ISG overhead per network ({results[0].groups} groups)")
     axes.legend()
-    _save_png(figure, path)
+    output.save_png(figure, path)
 
 
 def _run_cost_all(args: argparse.Namespace) -> None:
@@ -286,11 +209,11 @@ def _run_cost_all(args: argparse.Namespace) -> None:
         headers = ["network", "layers", "baseline G", "ISG G", "total G", "ISG ratio",
                    "paper", "baseline G", "ISG G", "total G", "ISG ratio"]
         papers = [cost.PAPER_TABLE5.get(r.net) for r in results]
-        rows = [[r.net, len(r.layers), _giga(r.ops), _giga(r.isg_ops), _giga(r.total), _percent(r.ratio),
+        rows = [[r.net, len(r.layers), output.giga(r.ops), output.giga(r.isg_ops), output.giga(r.total), output.percent(r.ratio),
                  paper.label if paper else "-", *_paper_cells(paper)] for r, paper in zip(results, papers)]
         print(f"integer operations per image, pyioso ({args.size}x{args.size}, {args.groups} ISG groups) "
               "beside the paper's Table 5 (224x224, 3 groups)\n")
-        print(_table(headers, rows, left=1))
+        print(output.table(headers, rows, left=1))
         print("\n" + _TABLE5_NOTE)
     elif args.format == "csv":
         records = []
@@ -298,9 +221,9 @@ def _run_cost_all(args: argparse.Namespace) -> None:
             paper = _paper_record(r.net) or dict.fromkeys(_PAPER_KEYS, "")
             records.append({"net": r.net, "layers": len(r.layers), **_totals_record(r),
                             **{f"paper_{key}": value for key, value in paper.items()}})
-        _print_csv(records)
+        output.print_csv(records)
     else:
-        _print_json({"size": args.size, "groups": args.groups, "networks": [
+        output.print_json({"size": args.size, "groups": args.groups, "networks": [
             {"net": r.net, "layers": len(r.layers), "totals": _totals_record(r), "paper": _paper_record(r.net)}
             for r in results]})
     if args.plot:
@@ -309,7 +232,7 @@ def _run_cost_all(args: argparse.Namespace) -> None:
 
 def _run_cost(args: argparse.Namespace) -> None:
     if args.plot:
-        _check_png_path(args.plot)
+        output.check_png_path(args.plot)
     if args.net.strip().lower() == "all":
         _run_cost_all(args)
         return
@@ -321,9 +244,9 @@ def _run_cost(args: argparse.Namespace) -> None:
         total = dict.fromkeys(records[0], "")
         total.update(path="total", ops=result.ops, isg_ops=result.isg_ops, total_ops=result.total,
                      isg_ratio=result.ratio)
-        _print_csv([*records, total])
+        output.print_csv([*records, total])
     else:
-        _print_json({"net": result.net, "size": result.size, "groups": result.groups,
+        output.print_json({"net": result.net, "size": result.size, "groups": result.groups,
                      "layers": [_cost_record(i, r) for i, r in enumerate(result.layers)],
                      "totals": _totals_record(result), "paper": _paper_record(result.net)})
     if args.plot:
@@ -343,7 +266,7 @@ def _add_cost(subparsers: argparse._SubParsersAction) -> None:
             "giga operations with the ISG overhead ratio, and the paper's Table 5 row for the\n"
             "networks it reports."
         ),
-        epilog=_networks_help(", or 'all' (the paper's MnasNet-2.0 is mnasnet2_0)") + (
+        epilog=output.networks_help(", or 'all' (the paper's MnasNet-2.0 is mnasnet2_0)") + (
             "\n\nexamples:\n"
             "  pyioso cost --net resnet18\n"
             "  pyioso cost --net all\n"
@@ -362,15 +285,52 @@ def _add_cost(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_cost)
 
 
+# ---------------------------------------------------------------- pyioso golden
+
+
+def _run_golden(args: argparse.Namespace) -> None:
+    from pyioso import golden_run
+
+    report = golden_run.run_layer(args.layer, args.wbits, args.abits, args.images, args.seed)
+    path = os.path.join(args.out, args.layer, "report.json")
+    output.write_json(path, report)
+    print(golden_run.summary(report))
+    print(f"report: {path}")
+
+
+def _add_golden(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "golden",
+        help="run one named layer through the bit-exact golden model and check it",
+        description=(
+            "Build a named conv layer of a seeded torchvision network as an integer layer\n"
+            "(input, weights and output quantized with the MSE observer, BN folded, a valid\n"
+            "3-group ISG split with n=4, fixed-point tables per ARCHITECTURE.md), run it through\n"
+            "golden on synthetic images, and report golden's speed, its agreement with the\n"
+            "fake-quant layer and the spec's error bound, the SQNR, and the layer's cost row."
+        ),
+        epilog="examples:\n  pyioso golden --layer resnet50_l3\n"
+               "  pyioso golden --layer resnet18:layer2.0.conv1 --wbits 2 --abits 4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--layer", required=True, help="alias (pyioso layers --aliases) or NET:PATH")
+    parser.add_argument("--wbits", type=int, default=4, help="weight bits, 2..8 (default: 4)")
+    parser.add_argument("--abits", type=int, default=4, help="activation bits, 2..8 (default: 4)")
+    parser.add_argument("--images", type=int, default=8, help="batch of synthetic images (default: 8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and images (default: 0)")
+    parser.add_argument("--out", default="build/golden", help="report folder (default: build/golden)")
+    parser.set_defaults(run=_run_golden)
+
+
 # ---------------------------------------------------------------- entry point
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_layers, _add_cost)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_layers, _add_cost, _add_golden)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyioso",
-        description="IOSO post-training quantization tools: network layers and integer-operation costs.",
+        description="IOSO post-training quantization tools: network layers, integer-operation costs, golden runs.",
         epilog="run 'pyioso COMMAND --help' for a command's options and examples",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -58,6 +58,13 @@ def sum_bounds(scaled: torch.Tensor, in_bits: int) -> tuple[torch.Tensor, torch.
     return top * scaled.clamp(max=0).sum(1), top * scaled.clamp(min=0).sum(1)
 
 
+def rounding_slack(fc: FloatConv, shift: int) -> torch.Tensor:
+    """§3 per channel: (|S_c|max + 1) 2^-(F+1), what the tables add to the 1/2 of rounding."""
+    centred = max(fc.in_zero_point, 2 ** fc.in_bits - 1 - fc.in_zero_point)
+    s_c = centred * scaled_weights(fc).abs().sum(1)
+    return (s_c + 1).to(torch.float64) * 2.0 ** -(shift + 1)
+
+
 def conv_requant(fc: FloatConv, acc_width: int = W_ACC) -> golden.Requant:
     """M_k, B_k, F for a float conv (§3), refusing tables that overflow §7's widths."""
     lo, hi = fc.clamp_bounds()
@@ -81,9 +88,7 @@ def _check_widths(fc, scaled, multiplier, offset, shift, acc_width) -> None:
     if (s_abs * multiplier.abs() + offset.abs()).max() >= 2 ** (t_width - 1):
         raise PyiosoError(f"t = S*M + B overflows {t_width} bits (ARCHITECTURE §7): the offset "
                           "table is too large; check the bias and zero-point of this layer")
-    centred = max(fc.in_zero_point, 2 ** fc.in_bits - 1 - fc.in_zero_point)
-    s_c = centred * scaled.abs().sum(1)
-    slack = (s_c.max().item() + 1) * 2.0 ** -(shift + 1)
+    slack = rounding_slack(fc, shift).max().item()
     if slack > MAX_ROUNDING_SLACK:
         raise PyiosoError(f"fixed-point tables would add up to {slack:.3g} codes of error "
                           f"(limit {MAX_ROUNDING_SLACK}, ARCHITECTURE §3): the layer's scale "

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 import golden
 from golden.meaning import FloatConv, add_real_code, avg_pool_real_code
-from pyioso.fixedpoint import add_requant, avg_pool_requant, integer_conv, scaled_weights
+from pyioso.fixedpoint import add_requant, avg_pool_requant, integer_conv, rounding_slack
 from tests import reference
 from tests.layer_strategies import float_convs
 
@@ -27,9 +27,7 @@ def test_conv_within_spec_error_of_float_meaning(case):
     x, fc = case
     layer = integer_conv(fc)
     lo, hi = fc.clamp_bounds()
-    centred = max(fc.in_zero_point, 2 ** fc.in_bits - 1 - fc.in_zero_point)
-    s_c = centred * scaled_weights(fc).abs().sum(1)
-    bound = 0.5 + (s_c + 1).to(torch.float64) * 2.0 ** -(layer.requant.shift + 1)
+    bound = 0.5 + rounding_slack(fc, layer.requant.shift)
     err = (golden.conv(x, layer) - fc.real_code(x).clamp(lo, hi)).abs()
     assert (err <= bound + 1e-9).all()
     # and the integer layer reproduces the fake-quant codes except at near-ties
