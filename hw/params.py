@@ -1,0 +1,89 @@
+"""The engine's build parameters and the datapath widths they imply (ARCHITECTURE §6, §7).
+
+Every hardware unit, testbench and cycle model takes its widths from here, so a width is defined
+once. The code ranges come from golden (ARCHITECTURE §1-§3): the hardware cannot be built for a
+code that the spec does not define.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+from amaranth.utils import ceil_log2
+
+from golden.layers import ACT_BITS, ISG_SHIFTS, W_BITS, check_bits
+from pyioso.errors import PyiosoError
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """One engine configuration.
+
+    `lanes` is the post-processing width (BN and activation values per cycle). The paper's engine
+    has 8; the default here is the array's 16 columns, so the last K-tile of every N-tile streams
+    through at full rate (with 8 it takes two cycles per pixel: Ho*Wo extra cycles per N-tile).
+    `a_bits`/`w_bits` are port widths: a layer with narrower codes is run by the host zero
+    extending activation codes and sign extending weight codes. `isg=False` builds the engine
+    without the IOSO shift-add (the area/latency baseline); `isg_shift` is then unused.
+    """
+
+    rows: int = 16
+    cols: int = 16
+    a_bits: int = 8
+    w_bits: int = 8
+    isg: bool = True
+    isg_shift: int = 4
+    acc_width: int = 32
+    mult_width: int = 24
+    lanes: int = 16
+
+    def __post_init__(self):
+        for name in ("rows", "cols", "lanes"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise PyiosoError(f"{name}={getattr(self, name)!r} must be a positive integer")
+        check_bits(self.a_bits, "a_bits", ACT_BITS)
+        check_bits(self.w_bits, "w_bits", W_BITS)
+        if self.isg_shift not in ISG_SHIFTS:
+            raise PyiosoError(f"isg_shift={self.isg_shift!r} is out of range: use "
+                              f"{ISG_SHIFTS.start}..{ISG_SHIFTS.stop - 1} (ARCHITECTURE §2)")
+        if self.mult_width < 2:
+            raise PyiosoError(f"mult_width={self.mult_width} is too narrow: use at least 2")
+        if self.acc_width < self.ioso_width:
+            raise PyiosoError(f"acc_width={self.acc_width} cannot hold one IOSO output of "
+                              f"{self.ioso_width} bits: raise acc_width (ARCHITECTURE §7)")
+        if self.t_width > 63:
+            raise PyiosoError(f"acc_width + mult_width + 1 = {self.t_width} exceeds the 63 bits "
+                              "golden computes t in: lower acc_width or mult_width (ARCHITECTURE §7)")
+
+    @property
+    def product_width(self) -> int:
+        """Signed width of one PE product w*x."""
+        return self.a_bits + self.w_bits
+
+    @property
+    def psum_width(self) -> int:
+        """Signed width of a column partial sum over `rows` products."""
+        return self.product_width + ceil_log2(self.rows)
+
+    @property
+    def ioso_width(self) -> int:
+        """Signed width of the IOSO unit's output p*(2^n + s); the partial sum itself without ISG."""
+        return self.psum_width + self.isg_shift + 1 if self.isg else self.psum_width
+
+    @property
+    def t_width(self) -> int:
+        """Signed width of the BN product and sum t = S*M + B."""
+        return self.acc_width + self.mult_width + 1
+
+    def to_json(self) -> str:
+        """The parameters and their derived widths, for hosts, cycle models and build hashes."""
+        widths = {name: getattr(self, name)
+                  for name in ("product_width", "psum_width", "ioso_width", "t_width")}
+        return json.dumps({**asdict(self), "widths": widths}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> EngineParams:
+        """Inverse of `to_json` (the derived widths are recomputed, not read)."""
+        values = json.loads(text)
+        return cls(**{f.name: values[f.name] for f in fields(cls)})

@@ -1,0 +1,1 @@
+"""cocotb testbenches of the RTL in hw/, built and run through sim.runner."""

