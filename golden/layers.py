@@ -78,6 +78,12 @@ def conv_output_size(size: tuple[int, int], layer) -> tuple[int, int]:
     return out
 
 
+def scaled_weights(weight: torch.Tensor, codes: torch.Tensor, shift: int, groups: int) -> torch.Tensor:
+    """f_i * w per output channel, flattened over taps: [C_out, KH*KW*C_in/groups] (§2)."""
+    factors = (1 << shift) + codes[weight_input_channels(weight.shape, groups)]
+    return (weight.to(torch.int64) * factors[:, None, None, :]).flatten(1)
+
+
 def _check_perm(perm: torch.Tensor, size: int) -> None:
     if perm.shape != (size,) or not torch.equal(perm.sort().values, torch.arange(size)):
         raise PyiosoError(f"a channel permutation of {size} channels must hold each of "

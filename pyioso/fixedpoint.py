@@ -46,10 +46,7 @@ def fixed_point(values: torch.Tensor, width: int = W_M) -> tuple[torch.Tensor, i
 
 
 def scaled_weights(fc: FloatConv) -> torch.Tensor:
-    """f_i * w per output channel, flattened over taps: [C_out, KH*KW*C_in/groups] (§2)."""
-    chan = golden.layers.weight_input_channels(fc.weight.shape, fc.groups)
-    factors = (1 << fc.isg_shift) + fc.codes()[chan][:, None, None, :]
-    return (fc.weight.to(torch.int64) * factors).flatten(1)
+    return golden.layers.scaled_weights(fc.weight, fc.codes(), fc.isg_shift, fc.groups)
 
 
 def sum_bounds(scaled: torch.Tensor, in_bits: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -47,6 +47,25 @@ def hw_group_sizes(c_in: int, granularity: int = 16) -> tuple[int, int, int]:
     return tuple(sizes)
 
 
+def random_case(h: int, w: int, c_in: int, c_out: int, kernel: int, stride: int, padding: int,
+                w_bits: int = 4, a_bits: int = 4, seed: int = 0, isg_shift: int = 4):
+    """(input codes, integer layer) of any conv shape: seeded codes, scales, BN-like bias, ReLU
+    and a valid hardware ISG split; for testing the engine on shapes no network has."""
+    gen = torch.Generator().manual_seed(seed)
+    unit = lambda n: torch.rand(n, generator=gen, dtype=torch.float64)  # noqa: E731
+    k = (kernel, kernel)
+    fc = FloatConv(
+        weight=torch.randint(-2 ** (w_bits - 1), 2 ** (w_bits - 1), (c_out, *k, c_in), generator=gen),
+        w_scale=(0.5 + unit(c_out)) / (2 ** (w_bits - 1) * (kernel * kernel * c_in) ** 0.5), w_bits=w_bits,
+        in_scale=1.0 / 2 ** a_bits, in_zero_point=int(torch.randint(0, 2 ** a_bits, (1,), generator=gen)),
+        in_bits=a_bits, out_scale=0.4 / 2 ** a_bits, out_zero_point=0, out_bits=a_bits,
+        bias=unit(c_out) - 0.3, isg_shift=isg_shift,
+        isg_codes=golden.channel_codes(hw_group_sizes(c_in), PAPER_GROUP_CODES) if isg_shift else None,
+        activation="relu", stride=(stride, stride), padding=(padding, padding))
+    x = torch.randint(0, 2 ** a_bits, (1, h, w, c_in), generator=gen)
+    return x, integer_conv(fc)
+
+
 def _qparams(x: torch.Tensor, bits: int, signed: bool, ch_axis: int | None = None):
     observer = MSEObserver(ch_axis=ch_axis)
     observer(x)
@@ -105,6 +124,7 @@ def build_case(name: str, w_bits: int = 4, a_bits: int = 4, batch: int = 1, seed
         in_scale=float(s_x), in_zero_point=int(z_x), in_bits=a_bits,
         out_scale=float(s_y), out_zero_point=int(z_y), out_bits=a_bits,
         bias=bias.detach().to(torch.float64), isg_shift=isg_shift,
-        isg_codes=golden.channel_codes(sizes, PAPER_GROUP_CODES), activation=tail.activation,
+        isg_codes=golden.channel_codes(sizes, PAPER_GROUP_CODES) if isg_shift else None,
+        activation=tail.activation,
         stride=info.stride, padding=info.padding, dilation=info.dilation, groups=info.groups)
     return LayerCase(name, net, info, x, fc, integer_conv(fc), y_float.permute(0, 2, 3, 1), sizes)

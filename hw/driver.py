@@ -1,0 +1,203 @@
+"""Host driver: a golden layer and its input as engine passes (descriptor, memory images,
+command stream), and the engine's responses back into output codes.
+
+The driver refuses what the hardware cannot run, with a message, before any simulation; a layer
+larger than the scratchpads is split into passes over output rows and output-channel tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import golden
+from golden.layers import conv_output_size, scaled_weights
+from hw.host import Csr, Depths, Space
+from pyioso.errors import PyiosoError
+from pyioso.fixedpoint import sum_bounds
+
+MAX_KERNEL = 7
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One run of the engine: output rows [row0, row1) and channel tiles [nt0, nt1)."""
+
+    row0: int
+    row1: int
+    nt0: int
+    nt1: int
+    descriptor: dict            # Csr -> value
+    act: list[int]              # ACT words
+    weight: list[int]           # WEIGHT rows
+    table: list[int]            # TABLE words, one per output channel of the pass
+    codes: list[int]            # CODE words, one per input-channel tile
+
+    @property
+    def pixels(self) -> int:
+        return self.descriptor[Csr.HO] * self.descriptor[Csr.WO]
+
+    @property
+    def out_words(self) -> int:
+        return self.pixels * (self.nt1 - self.nt0)
+
+
+def _tiles(n: int, size: int) -> int:
+    return -(-n // size)
+
+
+def tile_codes(layer: golden.Conv, rows: int) -> list[int]:
+    """The ISG code of each input-channel tile; refuses a tile whose channels disagree (§4)."""
+    codes = layer.isg_codes.tolist()
+    out = []
+    for ct in range(_tiles(layer.c_in, rows)):
+        tile = set(codes[ct * rows:(ct + 1) * rows])
+        if len(tile) != 1:
+            raise PyiosoError(f"input channels {ct * rows}..{min(layer.c_in, (ct + 1) * rows) - 1} "
+                              f"hold ISG codes {sorted(tile)}: every tile of {rows} channels must "
+                              "lie in one group (group sizes in multiples of the array's rows, "
+                              "ARCHITECTURE §4)")
+        out.append(tile.pop())
+    return out
+
+
+def check_layer(layer: golden.Conv, params, x_shape) -> None:
+    """Everything the engine cannot run, refused before a simulation starts."""
+    kh, kw = layer.kernel
+    if max(kh, kw) > MAX_KERNEL:
+        raise PyiosoError(f"kernel {kh}x{kw} is larger than the engine's {MAX_KERNEL}x{MAX_KERNEL}")
+    if layer.groups != 1:
+        raise PyiosoError(f"groups={layer.groups}: the array runs dense convs and FC layers only")
+    if layer.dilation != (1, 1):
+        raise PyiosoError(f"dilation {layer.dilation} is not supported by the engine: use 1")
+    if layer.stride[0] != layer.stride[1] or layer.stride[0] > MAX_KERNEL:
+        raise PyiosoError(f"stride {layer.stride}: the engine takes one stride of 1..{MAX_KERNEL}")
+    if layer.w_bits > params.w_bits or layer.in_bits > params.a_bits or layer.requant.bits > params.a_bits:
+        raise PyiosoError(f"bit widths W{layer.w_bits}A{layer.in_bits}->A{layer.requant.bits} exceed "
+                          f"the engine's {params.w_bits}-bit weight and {params.a_bits}-bit code ports")
+    shift = params.isg_shift if params.isg else 0
+    if layer.isg_shift != shift or (not params.isg and layer.isg_codes.any()):
+        raise PyiosoError(f"the layer uses ISG shift n={layer.isg_shift}, the engine was built with "
+                          f"{'n=' + str(shift) if params.isg else 'no IOSO unit (n=0, all codes 0)'}")
+    if len(x_shape) != 4 or x_shape[0] != 1 or x_shape[3] != layer.c_in:
+        raise PyiosoError(f"input of shape {tuple(x_shape)}: the engine takes one NHWC image with "
+                          f"{layer.c_in} channels")
+    conv_output_size(tuple(x_shape[1:3]), layer)
+    lo, hi = sum_bounds(scaled_weights(layer.weight, layer.isg_codes, layer.isg_shift, 1), layer.in_bits)
+    top = 2 ** (params.acc_width - 1)
+    if lo.min() < -top or hi.max() >= top:
+        raise PyiosoError(f"the accumulator can reach {max(-lo.min().item(), hi.max().item())}, "
+                          f"beyond the engine's {params.acc_width}-bit accumulator (ARCHITECTURE §7)")
+    tile_codes(layer, params.rows)
+
+
+def _pack(codes: np.ndarray, bits: int) -> list[int]:
+    """Rows of lane values (two's complement, `bits` per lane, lane 0 lowest) as Python ints."""
+    lanes = codes.astype(np.int64) & ((1 << bits) - 1)
+    assert bits == 8, "ports are byte lanes"
+    raw = lanes.astype(np.uint8)
+    return [int.from_bytes(row.tobytes(), "little") for row in raw]
+
+
+def _act_words(x: torch.Tensor, rows: int, pad_value: int) -> list[int]:
+    h, w, c = x.shape
+    ct = _tiles(c, rows)
+    padded = np.full((h, w, ct * rows), pad_value, dtype=np.int64)
+    padded[:, :, :c] = x.numpy()
+    return _pack(padded.reshape(h * w * ct, rows), 8)
+
+
+def _weight_rows(weight: torch.Tensor, nt0: int, nt1: int, rows: int, cols: int) -> list[int]:
+    c_out, kh, kw, c_in = weight.shape
+    ct = _tiles(c_in, rows)
+    w = np.zeros(((nt1 - nt0) * cols, kh, kw, ct * rows), dtype=np.int64)
+    part = weight[nt0 * cols:nt1 * cols].numpy()
+    w[:len(part), :, :, :c_in] = part
+    # [nt, col, kh, kw, ct, r] -> [nt, kh, kw, ct, r, col]: a row holds 16 output channels
+    w = w.reshape(nt1 - nt0, cols, kh, kw, ct, rows).transpose(0, 2, 3, 4, 5, 1)
+    return _pack(w.reshape(-1, cols), 8)
+
+
+def _table(requant: golden.Requant, k0: int, k1: int) -> list[int]:
+    m = requant.multiplier.tolist()
+    b = requant.offset.tolist()
+    return [((b[k] & (2 ** 64 - 1)) << 32) | (m[k] & (2 ** 32 - 1)) if k < len(m) else 0
+            for k in range(k0, k1)]
+
+
+def _split(total: int, fits) -> int:
+    """Largest chunk size in 1..total with fits(size), or refuse."""
+    for size in range(total, 0, -1):
+        if fits(size):
+            return size
+    raise PyiosoError("even one output row and one channel tile do not fit the scratchpads: "
+                      "build the engine with larger scratchpads")
+
+
+def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths()) -> list[Pass]:
+    """The passes that run `layer` on one NHWC image `x` (codes) on the engine."""
+    check_layer(layer, params, x.shape)
+    rows, cols = params.rows, params.cols
+    _, h, w, c_in = x.shape
+    (kh, kw), stride, (ph, pw) = layer.kernel, layer.stride[0], layer.padding
+    ho, wo = conv_output_size((h, w), layer)
+    ct, nt = _tiles(c_in, rows), _tiles(layer.weight.shape[0], cols)
+    if ct > depths.tiles:
+        raise PyiosoError(f"{ct} input-channel tiles exceed the engine's {depths.tiles}")
+    kt = kh * kw * ct
+    n_chunk = _split(nt, lambda n: n * kt * rows <= depths.weight and n * cols <= depths.channels)
+
+    def in_rows(r0, r1):
+        top = max(0, r0 * stride - ph)
+        return top, min(h, (r1 - 1) * stride - ph + kh)
+
+    def rows_fit(r):
+        top, bottom = in_rows(0, r)
+        return ((bottom - top) * w * ct <= depths.act and r * wo <= depths.acc
+                and r * wo * n_chunk <= depths.out)
+
+    r_chunk = _split(ho, rows_fit)
+    codes = [c & 3 for c in tile_codes(layer, rows)]
+    rq = layer.requant
+    passes = []
+    for nt0 in range(0, nt, n_chunk):
+        nt1 = min(nt, nt0 + n_chunk)
+        weights = _weight_rows(layer.weight, nt0, nt1, rows, cols)
+        table = _table(rq, nt0 * cols, nt1 * cols)
+        for r0 in range(0, ho, r_chunk):
+            r1 = min(ho, r0 + r_chunk)
+            top, bottom = in_rows(r0, r1)
+            desc = {Csr.H: bottom - top, Csr.W: w, Csr.CT: ct, Csr.NT: nt1 - nt0, Csr.KH: kh,
+                    Csr.KW: kw, Csr.STRIDE: stride, Csr.PAD_TOP: top - (r0 * stride - ph),
+                    Csr.PAD_LEFT: pw, Csr.HO: r1 - r0, Csr.WO: wo, Csr.Z_IN: layer.in_zero_point,
+                    Csr.SHIFT: rq.shift, Csr.Z_OUT: rq.zero_point, Csr.LO: rq.lo, Csr.HI: rq.hi}
+            act = _act_words(x[0, top:bottom], rows, layer.in_zero_point)
+            passes.append(Pass(r0, r1, nt0, nt1, desc, act, weights, table, codes))
+    return passes
+
+
+def commands(p: Pass, previous: Pass | None = None) -> list[tuple[int, int, int, int]]:
+    """(write, space, addr, data) commands that load what changed since `previous` and start."""
+    cmds = [(1, Space.CSR, int(reg), int(v)) for reg, v in p.descriptor.items()]
+    cmds += [(1, Space.ACT, a, v) for a, v in enumerate(p.act)]
+    if previous is None or previous.weight is not p.weight:
+        cmds += [(1, Space.WEIGHT, a, v) for a, v in enumerate(p.weight)]
+        cmds += [(1, Space.TABLE, a, v) for a, v in enumerate(p.table)]
+    if previous is None:
+        cmds += [(1, Space.CODE, a, v) for a, v in enumerate(p.codes)]
+    return cmds + [(1, Space.CSR, int(Csr.START), 0)]
+
+
+def readback(p: Pass) -> list[tuple[int, int, int, int]]:
+    """Commands that read a finished pass's outputs and counters, in that order."""
+    return ([(0, Space.OUT, a, 0) for a in range(p.out_words)]
+            + [(0, Space.CSR, int(c), 0) for c in (Csr.CYCLES, Csr.BUSY, Csr.STALL)])
+
+
+def unpack_outputs(p: Pass, words: list[int], cols: int) -> torch.Tensor:
+    """OUT words of a pass as codes [rows, Wo, channels of the pass]."""
+    raw = np.frombuffer(b"".join(w.to_bytes(16, "little") for w in words), dtype=np.uint8)
+    ho, wo = p.row1 - p.row0, p.descriptor[Csr.WO]
+    return torch.from_numpy(raw.reshape(ho, wo, (p.nt1 - p.nt0) * cols).astype(np.int64))

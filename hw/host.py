@@ -1,0 +1,74 @@
+"""The engine's host protocol: one command stream in, one response stream out.
+
+A command writes or reads one 128-bit word of an address space. The driver (hw/driver.py) and
+the RTL (hw/engine.py) both take their numbers from here, so they cannot drift apart.
+"""
+
+from enum import IntEnum
+
+from amaranth.lib import data
+
+WORD_BITS = 128
+ADDR_BITS = 20
+
+
+class Space(IntEnum):
+    CSR = 0        # descriptor registers, control, status, performance counters
+    ACT = 1        # input activations: word (ih * W + iw) * CT + ct holds 16 channel codes
+    WEIGHT = 2     # weight rows: word (nt * KT + kt) * 16 + r holds 16 output channels' codes
+    TABLE = 3      # per output channel k: data = {B[63:0] at bits 32.., M at bits 0..31}
+    CODE = 4       # per input-channel tile ct: the ISG group code s in bits 1..0 (two's complement)
+    OUT = 5        # output codes: word m * NT + nt holds 16 output channels (read only)
+
+
+class Csr(IntEnum):
+    """Register addresses in Space.CSR. Registers 2.. are the layer descriptor."""
+    START = 0        # write: start the layer
+    STATUS = 1       # read: bit 0 done, bit 1 busy
+    H = 2            # input rows held in ACT (a pass's slice)
+    W = 3            # input columns
+    CT = 4           # input-channel tiles (C_pad / 16)
+    NT = 5           # output-channel tiles
+    KH = 6
+    KW = 7
+    STRIDE = 8
+    PAD_TOP = 9      # rows of zero-point padding above the slice
+    PAD_LEFT = 10
+    HO = 11          # output rows of this pass
+    WO = 12
+    Z_IN = 13        # input zero-point (padding code)
+    SHIFT = 14       # F
+    Z_OUT = 15
+    LO = 16
+    HI = 17
+    CYCLES = 32      # read: cycles from start to done
+    BUSY = 33        # read: cycles the array accepted an activation vector (useful MACs)
+    STALL = 34       # read: cycles running without the array accepting a vector
+
+
+DESCRIPTOR = tuple(c for c in Csr if Csr.H <= c <= Csr.HI)
+
+command_layout = data.StructLayout({
+    "write": 1,
+    "space": 3,
+    "addr": ADDR_BITS,
+    "data": WORD_BITS,
+})
+
+
+class Depths:
+    """Scratchpad depths of the default build (words); the driver splits larger layers into passes.
+
+    Sized for ResNet layers at 224 px: a 28x28x128 input is 6,272 ACT words, its 3x3x128x128
+    kernel 9,216 WEIGHT rows; larger layers take several passes.
+    """
+
+    def __init__(self, act=16384, weight=16384, acc=4096, out=16384, channels=2048, tiles=64):
+        self.act, self.weight, self.acc, self.out = act, weight, acc, out
+        self.channels, self.tiles = channels, tiles
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
+
+
+descriptor_layout = data.StructLayout({c.name.lower(): 16 for c in DESCRIPTOR})

@@ -1,0 +1,200 @@
+"""`make sim`: one conv/FC layer through the engine RTL (Verilator), every output against golden.
+
+The host driver turns the layer into passes and commands; the harness plays them into the
+engine's command stream and records the responses; this module compares every output code with
+golden.conv bit for bit and writes build/sim/<name>/report.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import golden
+from hw import driver
+from hw.engine import Engine
+from hw.host import Csr, Depths
+from hw.params import EngineParams
+from pyioso import output
+from pyioso.errors import PyiosoError
+from sim import runner
+
+HARNESS = Path(__file__).resolve().parent / "engine_harness.sv"
+COMMAND_DIGITS = 39         # hex digits of one 154-bit harness word
+
+HARNESS_OPS = {"send": 0, "wait": 1, "end": 2}
+
+
+@dataclass(frozen=True)
+class Result:
+    output: torch.Tensor        # [1, Ho, Wo, C_out] codes from the RTL
+    cycles: int                 # sum over passes of the engine's CYCLES counter
+    busy: int
+    stalls: int
+    passes: int
+
+
+def command_file(passes: list[driver.Pass]) -> list[int]:
+    """Harness words {op, command} for all passes: load, start, wait, read back; then end."""
+    words, previous = [], None
+
+    def put(op, write=0, space=0, addr=0, data=0):
+        words.append((HARNESS_OPS[op] << 152) | (data << 24) | (addr << 4) | (space << 1) | write)
+
+    for p in passes:
+        for cmd in driver.commands(p, previous):
+            put("send", *cmd)
+        put("wait")
+        for cmd in driver.readback(p):
+            put("send", *cmd)
+        previous = p
+    put("end")
+    return words
+
+
+def write_hex(path: Path, words: list[int], digits: int) -> None:
+    path.write_text("".join(f"{w:0{digits}x}\n" for w in words))
+
+
+def read_hex(path: Path) -> list[int]:
+    return [int(line, 16) for line in path.read_text().split()]
+
+
+def collect(passes: list[driver.Pass], responses: list[int], c_out: int, cols: int) -> Result:
+    """Split the response words back into passes and place each pass's outputs."""
+    first = passes[0]
+    ho = max(p.row1 for p in passes)
+    out = torch.zeros(1, ho, first.descriptor[Csr.WO], c_out, dtype=torch.int64)
+    at, cycles, busy, stalls = 0, 0, 0, 0
+    for p in passes:
+        words = responses[at:at + p.out_words]
+        c, b, s = responses[at + p.out_words:at + p.out_words + 3]
+        at += p.out_words + 3
+        block = driver.unpack_outputs(p, words, cols)
+        k0, k1 = p.nt0 * cols, min(c_out, p.nt1 * cols)
+        out[0, p.row0:p.row1, :, k0:k1] = block[:, :, :k1 - k0]
+        cycles, busy, stalls = cycles + c, busy + b, stalls + s
+    if at != len(responses):
+        raise RuntimeError(f"the harness recorded {len(responses)} responses, expected {at}")
+    return Result(out, cycles, busy, stalls, len(passes))
+
+
+def ideal_cycles(layer: golden.Conv, x_shape, params: EngineParams) -> int:
+    """Compute cycles of a perfect R x C array: pixels * K-tiles * N-tiles."""
+    ho, wo = golden.layers.conv_output_size(tuple(x_shape[1:3]), layer)
+    kh, kw = layer.kernel
+    kt = kh * kw * -(-layer.c_in // params.rows)
+    return ho * wo * kt * -(-layer.weight.shape[0] // params.cols)
+
+
+def first_mismatch(got: torch.Tensor, want: torch.Tensor) -> dict | None:
+    diff = (got != want).nonzero()
+    if not len(diff):
+        return None
+    n, h, w, c = diff[0].tolist()
+    return {"n": n, "h": h, "w": w, "c": c, "rtl": int(got[n, h, w, c]), "golden": int(want[n, h, w, c])}
+
+
+def report(name: str, layer: golden.Conv, x: torch.Tensor, result: Result, params: EngineParams,
+           seconds: float) -> dict:
+    want = golden.conv(x, layer)
+    mismatches = int((result.output != want).sum())
+    ideal = ideal_cycles(layer, x.shape, params)
+    return {
+        "layer": name,
+        "shape": {"h": x.shape[1], "w": x.shape[2], "c_in": layer.c_in, "c_out": layer.weight.shape[0],
+                  "kernel": list(layer.kernel), "stride": list(layer.stride), "padding": list(layer.padding)},
+        "bits": {"weights": layer.w_bits, "activations": layer.in_bits, "outputs": layer.requant.bits},
+        "outputs_checked": want.numel(), "mismatches": mismatches,
+        "first_mismatch": first_mismatch(result.output, want),
+        "passes": result.passes, "cycles": result.cycles, "ideal_cycles": ideal,
+        "utilization": ideal / result.cycles if result.cycles else 0.0,
+        "busy_cycles": result.busy, "stall_cycles": result.stalls,
+        "sim_wall_seconds": seconds, "engine": params.to_json(),
+    }
+
+
+def engine_simulator(params: EngineParams, depths: Depths = Depths()) -> runner.Simulator:
+    """The engine inside its harness, built once per configuration (cached)."""
+    return runner.build(Engine(params, depths), "engine", params, harness=HARNESS)
+
+
+def simulate(sim: runner.Simulator, layer: golden.Conv, x: torch.Tensor,
+             depths: Depths = Depths()) -> tuple[Result, float]:
+    """Runs one layer on one image through the RTL; returns the result and the wall seconds."""
+    passes = driver.plan(layer, x, sim.params, depths)
+    work = sim.build_dir / "run"
+    work.mkdir(exist_ok=True)
+    cmds, resps = work / "commands.hex", work / "responses.hex"
+    write_hex(cmds, command_file(passes), COMMAND_DIGITS)
+    resps.unlink(missing_ok=True)
+    start = time.perf_counter()
+    runner.run(sim, "sim.tb_engine", plusargs=(f"+cmds={cmds}", f"+resps={resps}"))
+    seconds = time.perf_counter() - start
+    return collect(passes, read_hex(resps), layer.weight.shape[0], sim.params.cols), seconds
+
+
+def _case(args, shift: int) -> tuple[str, golden.Conv, torch.Tensor]:
+    from pyioso.layer_case import build_case, random_case
+
+    if args.shape:
+        try:
+            h, w, c_in, c_out, k, stride, pad = (int(v) for v in args.shape.split(","))
+        except ValueError:
+            raise PyiosoError(f"SHAPE={args.shape!r}: give seven integers H,W,CIN,COUT,K,STRIDE,PAD") from None
+        x, layer = random_case(h, w, c_in, c_out, k, stride, pad, args.wbits, args.abits, args.seed,
+                               shift)
+        return f"shape_{args.shape.replace(',', 'x')}", layer, x
+    case = build_case(args.layer, w_bits=args.wbits, a_bits=args.abits, batch=1, seed=args.seed,
+                      isg_shift=shift)
+    return args.layer, case.layer, case.x
+
+
+def verdict(rep: dict) -> str:
+    head = (f"{rep['layer']}: {rep['outputs_checked'] - rep['mismatches']:,}/{rep['outputs_checked']:,} "
+            f"outputs bit-exact, {rep['cycles']:,} cycles (ideal {rep['ideal_cycles']:,}, "
+            f"utilization {100 * rep['utilization']:.2f}%, {rep['passes']} pass(es)), "
+            f"sim {rep['sim_wall_seconds']:.1f} s")
+    if not rep["mismatches"]:
+        return "PASS " + head
+    first = rep["first_mismatch"]
+    return (f"FAIL {head}\n  first mismatch at (n={first['n']}, h={first['h']}, w={first['w']}, "
+            f"c={first['c']}): RTL {first['rtl']}, golden {first['golden']}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sim.layer", description=__doc__)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--layer", help="a layer name from `pyioso layers` (alias or NET:PATH)")
+    what.add_argument("--shape", help="H,W,CIN,COUT,K,STRIDE,PAD of a seeded random conv")
+    parser.add_argument("--wbits", type=int, default=4)
+    parser.add_argument("--abits", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lanes", type=int, default=EngineParams().lanes)
+    parser.add_argument("--no-isg", action="store_true", help="the engine built without the IOSO unit")
+    args = parser.parse_args(argv)
+    try:
+        params = EngineParams(lanes=args.lanes, isg=not args.no_isg)
+        name, layer, x = _case(args, params.isg_shift if params.isg else 0)
+        driver.plan(layer, x, params)           # refuse what the engine cannot run, before building
+        sim = engine_simulator(params)
+        result, seconds = simulate(sim, layer, x)
+    except (PyiosoError, runner.SimulationError) as err:
+        print(f"sim: error: {err}", file=sys.stderr)
+        return 2
+    name += "" if params.isg else "_no_isg"
+    rep = report(name, layer, x, result, params, seconds)
+    path = runner.ROOT / "build" / "sim" / name / "report.json"
+    output.write_json(str(path), rep)
+    print(verdict(rep))
+    print(f"report: {path.relative_to(runner.ROOT)}")
+    return 1 if rep["mismatches"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
