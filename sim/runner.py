@@ -121,7 +121,8 @@ def build(component: wiring.Component, top: str, params: EngineParams,
     vlt = "`verilator_config\n" + "".join(
         f'public_flat_rw -module "{sim_top}" -var "{port}"\n' for port in exposed)
     extra = harness.read_text() if harness else ""
-    key = json.dumps([text, vlt, extra, BUILD_ARGS, params.to_json()])
+    key = json.dumps([text, vlt, extra, BUILD_ARGS, params.to_json(),
+                      version("cocotb"), version("verilator")])
     build_dir = BUILD_ROOT / f"{sim_top}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     sim = Simulator(sim_top, build_dir, params)
     if (build_dir / sim_top).is_file():        # the linked executable: the build completed
