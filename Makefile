@@ -6,22 +6,45 @@ PY    := $(BIN)/python
 STAMP := $(VENV)/.pyioso-installed
 
 LAYER ?= resnet50_l3
-NET   ?= resnet50
+SHAPE ?=
+NET   ?= resnet18
+SIZE  ?= 32
+N     ?= 30
+SEED  ?= 0
 
-.PHONY: help venv test test-full golden layers cost clean
+.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim golden layers cost clean
 
 help:
-	@echo "make golden LAYER=$(LAYER)  golden integer layer + its cost row (main job)"
-	@echo "make test                    the test suite (what CI runs)"
-	@echo "make test-full               the test suite including slow tests"
-	@echo "make layers NET=...          list a network's conv/FC layers"
-	@echo "make cost NET=...            integer-op cost table (paper Table 5 rule)"
+	@echo "make sim LAYER=$(LAYER)            one layer through the engine RTL, every output vs golden (main job)"
+	@echo "make sim SHAPE=H,W,CIN,COUT,K,STRIDE,PAD   any conv shape (seeded random layer)"
+	@echo "make sim-net NET=resnet18 SIZE=32   every conv/FC of a network through the RTL"
+	@echo "make sim-random N=30 SEED=0         random layer configurations through the RTL"
+	@echo "make verilog                        build/verilog/engine.v (+ no-IOSO variant), linted"
+	@echo "make bench-sim                      Verilator build time and simulation speed"
+	@echo "make test / make test-full          the test suite (CI) / with slow tests"
+	@echo "make golden LAYER=...               golden integer layer, error bound and cost row"
+	@echo "make layers NET=... / make cost NET=...   layer zoo / integer-op cost tables"
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml scripts/setup_venv.sh
 	scripts/setup_venv.sh $(VENV)
 	@touch $@
 
 venv: $(STAMP)
+
+sim: $(STAMP)
+	$(PY) -m sim.layer $(if $(SHAPE),--shape $(SHAPE),--layer $(LAYER))
+
+sim-net: $(STAMP)
+	$(PY) -m sim.net --net $(NET) --size $(SIZE)
+
+sim-random: $(STAMP)
+	$(PY) -m sim.random_layers --n $(N) --seed $(SEED)
+
+verilog: $(STAMP)
+	$(PY) -m hw.verilog --no-isg
+
+bench-sim: $(STAMP)
+	$(PY) -m sim.bench --layer $(LAYER)
 
 golden: $(STAMP)
 	$(BIN)/pyioso golden --layer $(LAYER)

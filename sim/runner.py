@@ -147,14 +147,19 @@ def build(component: wiring.Component, top: str, params: EngineParams,
     return sim
 
 
-def lint(sim: Simulator) -> None:
-    """`verilator --lint-only -Wall` on the simulator's Verilog, minus LINT_WAIVERS."""
+def lint_verilog(path: Path, top: str) -> None:
+    """`verilator --lint-only -Wall` on a Verilog file, minus LINT_WAIVERS."""
     with _toolchain():
         result = subprocess.run(
-            ["verilator", "--lint-only", "-Wall", *WAIVER_ARGS, "--top-module", sim.top,
-             f"{sim.top}.v"], cwd=sim.build_dir, capture_output=True, text=True)
+            ["verilator", "--lint-only", "-Wall", *WAIVER_ARGS, "--top-module", top, path.name],
+            cwd=path.parent, capture_output=True, text=True)
     if result.returncode:
-        raise SimulationError(f"lint of {sim.top} failed:\n{result.stderr}")
+        raise SimulationError(f"lint of {top} failed:\n{result.stderr}")
+
+
+def lint(sim: Simulator) -> None:
+    """Lint of the simulator's own Verilog (its top is the component)."""
+    lint_verilog(sim.build_dir / f"{sim.top}.v", sim.top)
 
 
 def run(sim: Simulator, test_module: str, *, tests: str | None = None, seed: int = 1,
