@@ -4,6 +4,8 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 PY    := $(BIN)/python
 STAMP := $(VENV)/.pyioso-installed
+# Real images for the layer cases (Debian package dataset-fashion-mnist, installed when missing).
+DATA  := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
 LAYER ?= resnet50_l3
 SHAPE ?=
@@ -31,22 +33,25 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml scripts/setup_
 
 venv: $(STAMP)
 
-sim: $(STAMP)
+$(DATA):
+	scripts/ensure_apt.sh dataset-fashion-mnist $@
+
+sim: $(STAMP) $(DATA)
 	$(PY) -m sim.layer $(if $(SHAPE),--shape $(SHAPE),--layer $(LAYER))
 
-sim-net: $(STAMP)
+sim-net: $(STAMP) $(DATA)
 	$(PY) -m sim.net --net $(NET) --size $(SIZE)
 
-sim-random: $(STAMP)
+sim-random: $(STAMP) $(DATA)
 	$(PY) -m sim.random_layers --n $(N) --seed $(SEED)
 
 verilog: $(STAMP)
 	$(PY) -m hw.verilog --no-isg
 
-bench-sim: $(STAMP)
+bench-sim: $(STAMP) $(DATA)
 	$(PY) -m sim.bench --layer $(LAYER)
 
-golden: $(STAMP)
+golden: $(STAMP) $(DATA)
 	$(BIN)/pyioso golden --layer $(LAYER)
 
 layers: $(STAMP)
@@ -55,10 +60,10 @@ layers: $(STAMP)
 cost: $(STAMP)
 	$(BIN)/pyioso cost --net $(NET)
 
-test: $(STAMP)
+test: $(STAMP) $(DATA)
 	$(BIN)/pytest -m "not slow"
 
-test-full: $(STAMP)
+test-full: $(STAMP) $(DATA)
 	$(BIN)/pytest
 
 clean:

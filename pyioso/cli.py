@@ -306,7 +306,7 @@ def _add_golden(subparsers: argparse._SubParsersAction) -> None:
             "Build a named conv layer of a seeded torchvision network as an integer layer\n"
             "(input, weights and output quantized with the MSE observer, BN folded, a valid\n"
             "3-group ISG split with n=4, fixed-point tables per ARCHITECTURE.md), run it through\n"
-            "golden on synthetic images, and report golden's speed, its agreement with the\n"
+            "golden on Fashion-MNIST test photos, and report golden's speed, its agreement with the\n"
             "fake-quant layer and the spec's error bound, the SQNR, and the layer's cost row."
         ),
         epilog="examples:\n  pyioso golden --layer resnet50_l3\n"
@@ -316,7 +316,7 @@ def _add_golden(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer", required=True, help="alias (pyioso layers --aliases) or NET:PATH")
     parser.add_argument("--wbits", type=int, default=4, help="weight bits, 2..8 (default: 4)")
     parser.add_argument("--abits", type=int, default=4, help="activation bits, 2..8 (default: 4)")
-    parser.add_argument("--images", type=int, default=8, help="batch of synthetic images (default: 8)")
+    parser.add_argument("--images", type=int, default=8, help="batch of Fashion-MNIST test images (default: 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and images (default: 0)")
     parser.add_argument("--out", default="build/golden", help="report folder (default: build/golden)")
     parser.set_defaults(run=_run_golden)

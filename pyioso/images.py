@@ -1,6 +1,10 @@
-"""Deterministic synthetic photographs for runs that must need no download.
+"""Input images: real Fashion-MNIST photographs, and deterministic synthetic ones.
 
-Smooth colour fields with soft-edged blobs and oriented gratings: image-like statistics (mostly
+`sample_photos` draws real test-split images for the layer cases (resized, repeated to three
+channels, normalized like torchvision's ImageNet models). `synthetic_images` needs no data at
+all:
+
+smooth colour fields with soft-edged blobs and oriented gratings: image-like statistics (mostly
 low frequencies, edges, correlated channels), so the activations a seeded network computes from
 them are spread like real ones rather than like white noise. Normalized with the ImageNet mean
 and standard deviation, as torchvision models expect.
@@ -35,3 +39,21 @@ def synthetic_images(n: int, size: int = 224, seed: int = 0) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
     std = torch.tensor(IMAGENET_STD)[:, None, None]
     return (torch.stack(images) - mean) / std
+
+
+def normalize(gray: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [n, h, w] grayscale -> [n, 3, size, size] float, ImageNet-normalized."""
+    x = gray.to(torch.float32)[:, None] / 255.0
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    return (x.repeat(1, 3, 1, 1) - mean) / std
+
+
+def sample_photos(n: int, size: int = 224, seed: int = 0) -> torch.Tensor:
+    """n Fashion-MNIST test images picked by the seed, as a torchvision model's input."""
+    from pyioso.data import fashion_mnist
+
+    images, _ = fashion_mnist("test")
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    return normalize(images[pick], size)

@@ -1,6 +1,6 @@
 """A named layer of a seeded torchvision network as an integer test case.
 
-The float network (seeded weights, BN folded) runs on images up to the layer; its input,
+The float network (seeded weights, BN folded) runs on real Fashion-MNIST photos up to the layer; its input,
 weights and output are quantized with the MSE observer; a valid hardware ISG grouping is
 attached; fixedpoint turns it into the integer layer golden runs. The same case feeds the
 golden main job here and the RTL testbenches later.
@@ -18,7 +18,7 @@ from pyioso import graph, tv, zoo
 from pyioso.bn import fold_conv_bn
 from pyioso.errors import PyiosoError
 from pyioso.fixedpoint import integer_conv
-from pyioso.images import synthetic_images
+from pyioso.images import sample_photos
 from pyioso.observers import MSEObserver
 from pyioso.quant import qrange, quantize
 
@@ -106,7 +106,7 @@ def build_case(name: str, w_bits: int = 4, a_bits: int = 4, batch: int = 1, seed
         raise PyiosoError(f"{name} is a {info.kind} layer; the integer case "
                                         "builder takes dense convs (use an alias or a conv path)")
     model = tv.build_model(net, seed=seed).eval()
-    x_float, y_float, tail = _capture(model, info.path, synthetic_images(batch, size, seed))
+    x_float, y_float, tail = _capture(model, info.path, sample_photos(batch, size, seed))
     conv = model.get_submodule(info.path)
     weight, bias = fold_conv_bn(conv, model.get_submodule(tail.bn)) if tail.bn else (
         conv.weight.detach(), torch.zeros(conv.out_channels))

@@ -1,0 +1,44 @@
+"""Fashion-MNIST reading and the photo sampler of the layer cases."""
+
+import gzip
+
+import pytest
+import torch
+
+from pyioso import data
+from pyioso.errors import PyiosoError
+from pyioso.images import sample_photos
+
+
+def test_official_test_split():
+    images, labels = data.fashion_mnist("test")
+    assert images.shape == (10000, 28, 28) and images.dtype == torch.uint8
+    assert sorted(labels.unique().tolist()) == list(range(10))
+    assert (labels.bincount() == 1000).all()
+
+
+def test_sample_photos_are_seeded_and_normalized():
+    a, b = sample_photos(4, size=32, seed=3), sample_photos(4, size=32, seed=3)
+    assert a.shape == (4, 3, 32, 32) and torch.equal(a, b)
+    assert not torch.equal(a, sample_photos(4, size=32, seed=4))
+    assert torch.allclose(a[:, 0] * 0.229 + 0.485, a[:, 1] * 0.224 + 0.456, atol=1e-6)   # gray
+
+
+def test_missing_dataset_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST", tmp_path)
+    with pytest.raises(PyiosoError, match="apt-get install dataset-fashion-mnist"):
+        data.fashion_mnist("test")
+
+
+def test_truncated_file_is_refused(tmp_path, monkeypatch):
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        with gzip.open(tmp_path / name, "wb") as f:
+            f.write(bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + bytes(10))
+    monkeypatch.setattr(data, "FASHION_MNIST", tmp_path)
+    with pytest.raises(PyiosoError, match="truncated"):
+        data.fashion_mnist("test")
+
+
+def test_unknown_split():
+    with pytest.raises(PyiosoError, match="use 'train' or 'test'"):
+        data.fashion_mnist("validation")
