@@ -40,12 +40,21 @@ PAPER_TABLE5: dict[str, PaperRow] = {
 }
 
 
-def _ratio(isg_ops: int, ops: int) -> float:
-    return isg_ops / ops if ops else 0.0
+class _Overhead:
+    """Totals shared by a layer's and a network's counts (both have `ops` and `isg_ops`)."""
+
+    @property
+    def total(self) -> int:
+        return self.ops + self.isg_ops
+
+    @property
+    def ratio(self) -> float:
+        """ISG overhead as a fraction of the baseline."""
+        return self.isg_ops / self.ops if self.ops else 0.0
 
 
 @dataclass(frozen=True)
-class LayerCost:
+class LayerCost(_Overhead):
     """Operation counts of one layer; ``ops`` is the baseline, ``isg_ops`` what ISG adds."""
 
     layer: zoo.LayerInfo
@@ -55,18 +64,9 @@ class LayerCost:
     ops: int
     isg_ops: int
 
-    @property
-    def total(self) -> int:
-        return self.ops + self.isg_ops
-
-    @property
-    def ratio(self) -> float:
-        """ISG overhead as a fraction of the baseline."""
-        return _ratio(self.isg_ops, self.ops)
-
 
 @dataclass(frozen=True)
-class NetworkCost:
+class NetworkCost(_Overhead):
     """Per-layer costs of a network and their sums."""
 
     net: str
@@ -81,14 +81,6 @@ class NetworkCost:
     @property
     def isg_ops(self) -> int:
         return sum(row.isg_ops for row in self.layers)
-
-    @property
-    def total(self) -> int:
-        return self.ops + self.isg_ops
-
-    @property
-    def ratio(self) -> float:
-        return _ratio(self.isg_ops, self.ops)
 
 
 def _check_groups(groups: int) -> None:
