@@ -33,12 +33,12 @@ def trace(model: nn.Module) -> fx.GraphModule:
                           "pyioso supports torchvision classification models") from err
 
 
-def _only_user(node: fx.Node) -> fx.Node | None:
+def only_user(node: fx.Node) -> fx.Node | None:
     users = list(node.users)
     return users[0] if len(users) == 1 else None
 
 
-def _activation(gm: fx.GraphModule, node: fx.Node | None) -> str:
+def activation_of(gm: fx.GraphModule, node: fx.Node | None) -> str:
     if node is None:
         return "none"
     if node.op == "call_module":
@@ -53,9 +53,9 @@ def epilogue(gm: fx.GraphModule, path: str) -> Epilogue:
     node = next((n for n in gm.graph.nodes if n.op == "call_module" and n.target == path), None)
     if node is None:
         raise PyiosoError(f"module {path!r} is not called in the traced network")
-    nxt = _only_user(node)
+    nxt = only_user(node)
     bn = None
     if nxt is not None and nxt.op == "call_module" and isinstance(
             gm.get_submodule(nxt.target), nn.BatchNorm2d | nn.BatchNorm1d):
-        bn, nxt = nxt.target, _only_user(nxt)
-    return Epilogue(bn, _activation(gm, nxt))
+        bn, nxt = nxt.target, only_user(nxt)
+    return Epilogue(bn, activation_of(gm, nxt))

@@ -60,8 +60,8 @@ MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include PYTHON3=python3 OPT_FAST=-O1"
 MAKE_JOBS = 2 if os.environ.get("CI") else len(os.sched_getaffinity(0))
 
 
-# cocotb and its GPI layer log every test's start and result table: warnings only, for callers
-# that print their own one-line verdicts.
+# cocotb and its GPI layer log every test's start and result table, Verilator its $finish:
+# warnings only, for callers that print their own one-line verdicts.
 QUIET_ENV = {"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING"}
 
 
@@ -192,7 +192,8 @@ def run(sim: Simulator, test_module: str, *, tests: str | None = None, seed: int
             cocotb_runner.get_runner("verilator").test(
                 test_module=test_module, hdl_toplevel=sim.top, hdl_toplevel_lang="verilog",
                 build_dir=sim.build_dir, test_dir=sim.build_dir, results_xml=str(results),
-                test_filter=tests, seed=seed, plusargs=list(plusargs),
+                test_filter=tests, seed=seed,
+                plusargs=[*plusargs, *(["+verilator+quiet"] if quiet else [])],
                 extra_env={PARAMS_ENV: sim.params.to_json(), **(QUIET_ENV if quiet else {}),
                            **(env or {})})
         except SystemExit:

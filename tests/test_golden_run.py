@@ -8,7 +8,8 @@ import torch
 import golden
 from pyioso.cli import main
 from pyioso.errors import PyiosoError
-from pyioso.layer_case import build_case, hw_group_sizes
+from pyioso.layer_case import build_case
+from pyioso.layer_quant import hw_group_sizes
 
 
 @pytest.mark.parametrize("c_in, sizes", [(256, (128, 64, 64)), (64, (32, 16, 16)),

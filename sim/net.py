@@ -1,0 +1,130 @@
+"""`python -m sim.net`: every conv/FC layer of an integer network through the engine RTL.
+
+The network (pyioso.intnet) runs once in golden on one held-out Fashion-MNIST photo; then every
+conv/FC layer is replayed on the engine (one build, reused) with its golden input codes, i.e. the
+golden output of the layers before it, so a layer's check does not depend on the RTL of the
+others. Every output code is compared bit for bit. Layers the engine refuses are listed with the
+reason. Writes build/sim/<net>_<size>/summary.json; exits 1 on any mismatch, 2 on an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from tqdm import tqdm
+
+from hw import driver
+from hw.params import EngineParams
+from pyioso import intnet, output, tv
+from pyioso.errors import PyiosoError
+from pyioso.images import sample_photos
+from sim import layer, runner
+
+HEADERS = ("layer", "shape", "bits", "outputs", "mismatches", "cycles", "ideal", "utilization",
+           "sim s")
+
+
+def golden_runs(net: str, size: int, w_bits: int, a_bits: int, seed: int) -> list[intnet.LayerRun]:
+    """The network's conv/FC layers with their golden input and output codes on one image."""
+    model = intnet.build(net, size, w_bits, a_bits, seed)
+    image = sample_photos(1, size, seed + 1)     # not one of the calibration images
+    return model.forward(model.quantize_input(image), record=True)[1]
+
+
+def refusal(run: intnet.LayerRun, params: EngineParams) -> str | None:
+    """Why the engine cannot run this layer, or None if it can."""
+    try:
+        driver.plan(run.layer, run.x, params)
+    except PyiosoError as err:
+        return str(err)
+    return None
+
+
+def simulate_runs(runs: list[intnet.LayerRun], params: EngineParams) -> tuple[list[dict], list[dict]]:
+    """(sim.layer reports of the layers the engine runs, {layer, reason} of those it refuses)."""
+    reasons = {run.path: refusal(run, params) for run in runs}
+    skipped = [{"layer": path, "reason": why} for path, why in reasons.items() if why]
+    todo = [run for run in runs if not reasons[run.path]]
+    reports = []
+    if todo:
+        sim = layer.engine_simulator(params)
+        for run in (bar := tqdm(todo, desc="engine RTL", unit="layer")):
+            bar.set_postfix_str(run.path)
+            result, seconds = layer.simulate(sim, run.layer, run.x)
+            reports.append(layer.report(run.path, run.layer, run.x, result, params, seconds))
+    return reports, skipped
+
+
+def totals(reports: list[dict]) -> dict:
+    add = lambda key: sum(r[key] for r in reports)  # noqa: E731
+    cycles, ideal = add("cycles"), add("ideal_cycles")
+    return {"layers": len(reports), "outputs_checked": add("outputs_checked"),
+            "mismatches": add("mismatches"), "cycles": cycles, "ideal_cycles": ideal,
+            "utilization": ideal / cycles if cycles else 0.0,
+            "sim_wall_seconds": add("sim_wall_seconds")}
+
+
+def _row(name, shape, bits, outputs, mismatches, cycles, ideal, utilization, seconds) -> list:
+    return [name, shape, bits, output.fmt_int(outputs), mismatches, output.fmt_int(cycles),
+            output.fmt_int(ideal), output.percent(utilization), f"{seconds:.1f}"]
+
+
+def summary_table(reports: list[dict], total: dict) -> str:
+    rows = []
+    for r in reports:
+        s, b = r["shape"], r["bits"]
+        shape = f"{s['h']}x{s['w']}x{s['c_in']}->{s['c_out']} k{s['kernel'][0]} s{s['stride'][0]}"
+        rows.append(_row(r["layer"], shape, f"W{b['weights']}A{b['activations']}->A{b['outputs']}",
+                         r["outputs_checked"], r["mismatches"], r["cycles"], r["ideal_cycles"],
+                         r["utilization"], r["sim_wall_seconds"]))
+    rows.append(_row("total", f"{total['layers']} layers", "", total["outputs_checked"],
+                     total["mismatches"], total["cycles"], total["ideal_cycles"],
+                     total["utilization"], total["sim_wall_seconds"]))
+    return output.table(HEADERS, rows, left=3)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sim.net", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=output.networks_help())
+    parser.add_argument("--net", required=True)
+    parser.add_argument("--size", type=int, default=224, help="input image size (default 224)")
+    parser.add_argument("--wbits", type=int, default=4, help="weight bits of the inner layers")
+    parser.add_argument("--abits", type=int, default=4, help="activation bits of the inner layers")
+    parser.add_argument("--seed", type=int, default=0, help="network weights and images")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    params = EngineParams()
+    try:
+        net = tv.check_network(args.net)
+        runs = golden_runs(net, args.size, args.wbits, args.abits, args.seed)
+        reports, skipped = simulate_runs(runs, params)
+    except (PyiosoError, runner.SimulationError) as err:
+        print(f"sim: error: {err}", file=sys.stderr)
+        return 2
+    total = totals(reports)
+    wall = time.perf_counter() - start
+    print(summary_table(reports, total))
+    for s in skipped:
+        print(f"skipped {s['layer']}: {s['reason']}")
+    for r in reports:
+        if r["mismatches"]:
+            print(layer.verdict(r))
+    path = runner.ROOT / "build" / "sim" / f"{net}_{args.size}" / "summary.json"
+    output.write_json(str(path), {
+        "net": net, "size": args.size, "seed": args.seed,
+        "bits": {"weights": args.wbits, "activations": args.abits,
+                 "first_and_last_layers": intnet.EDGE_BITS},
+        "image": f"Fashion-MNIST test photo: sample_photos(1, {args.size}, seed={args.seed + 1})",
+        "engine": json.loads(params.to_json()), "layers": reports, "skipped": skipped,
+        "totals": total, "wall_seconds": wall})
+    print(f"{total['layers']} layers simulated, {len(skipped)} skipped, {total['mismatches']} "
+          f"mismatches, wall {wall:.0f} s; summary: {path.relative_to(runner.ROOT)}")
+    return 1 if total["mismatches"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""sim/net.py: resnet18's first layers through the engine RTL fed by the integer network's golden
+codes, bit-exact; refused layers listed, not dropped."""
+
+import pytest
+
+from hw.params import EngineParams
+from pyioso import intnet
+from pyioso.images import sample_photos
+from sim import net
+
+
+@pytest.fixture(scope="module")
+def resnet18_runs():
+    return net.golden_runs("resnet18", size=32, w_bits=4, a_bits=4, seed=0)
+
+
+def test_first_resnet18_layers_are_bit_exact(resnet18_runs):
+    reports, skipped = net.simulate_runs(resnet18_runs[:3], EngineParams())
+    assert skipped == []
+    assert [r["layer"] for r in reports] == ["conv1", "layer1.0.conv1", "layer1.0.conv2"]
+    assert reports[0]["shape"]["c_in"] == 3 and reports[0]["bits"]["activations"] == 8
+    for r in reports:
+        assert r["outputs_checked"] > 0 and r["mismatches"] == 0, r["first_mismatch"]
+    total = net.totals(reports)
+    assert total["mismatches"] == 0 and total["cycles"] >= total["ideal_cycles"] > 0
+    assert "total" in net.summary_table(reports, total)
+
+
+def test_refused_layers_are_listed_with_the_reason():
+    model = intnet.build("mobilenet_v2", size=32)
+    _, runs = model.forward(model.quantize_input(sample_photos(1, 32)), record=True)
+    depthwise = next(run for run in runs if run.layer.depthwise)
+    reports, skipped = net.simulate_runs([depthwise], EngineParams())    # no engine build
+    assert reports == []
+    assert skipped == [{"layer": depthwise.path, "reason": net.refusal(depthwise, EngineParams())}]
+    assert "dense convs and FC layers only" in skipped[0]["reason"]
+
+
+def test_unknown_network_exits_2(capsys):
+    assert net.main(["--net", "vgg16", "--size", "32"]) == 2
+    assert "unknown network" in capsys.readouterr().err
