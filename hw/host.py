@@ -63,7 +63,7 @@ class Depths:
     kernel 9,216 WEIGHT rows; larger layers take several passes.
     """
 
-    def __init__(self, act=16384, weight=16384, acc=4096, out=16384, channels=2048, tiles=64):
+    def __init__(self, act=16384, weight=16384, acc=4096, out=16384, channels=2048, tiles=128):
         self.act, self.weight, self.acc, self.out = act, weight, acc, out
         self.channels, self.tiles = channels, tiles
 
