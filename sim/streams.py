@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import cocotb
 import numpy as np
 from amaranth.lib import data, wiring
 from cocotb.clock import Clock
@@ -41,10 +42,10 @@ def to_python(value):
     return {name: to_python(value[name]) for name, _ in value.shape()}
 
 
-async def reset(dut, component, **inputs) -> None:
+async def reset(dut, component, **inputs) -> np.random.Generator:
     """Starts the clock and holds reset for two cycles. Every input port of `component` is
     driven to 0 (streams idle; a previous test may have left a beat offered) unless `inputs`
-    names a value for it (config ports)."""
+    names a value for it (config ports). Returns the test's generator, seeded by cocotb's seed."""
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
     for name, flow in ports(component).items():
         if flow == wiring.In:
@@ -54,6 +55,7 @@ async def reset(dut, component, **inputs) -> None:
     await ClockCycles(dut.clk, 2)
     await FallingEdge(dut.clk)
     dut.rst.value = 0
+    return np.random.default_rng(cocotb.RANDOM_SEED)
 
 
 class Source:

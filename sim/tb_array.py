@@ -99,8 +99,7 @@ async def full_rate_tiles(dut):
     """Tiles of `latency` vectors and more follow each other with no bubble, each vector leaves
     exactly `latency` cycles after it entered, and the first tile's load costs R cycles."""
     array = make_dut(streams.dut_params())
-    await streams.reset(dut, array)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    rng = await streams.reset(dut, array)
     lengths = [array.latency, array.latency, 2 * array.latency, array.latency + 3, array.latency]
     tiles = make_tiles(rng, array.params, lengths)
     inputs, sink = await stream_tiles(dut, array, tiles, rng=rng)
@@ -112,8 +111,7 @@ async def full_rate_tiles(dut):
 async def short_tiles_backpressure(dut):
     """Tiles of 1 vector and up, with random input/weight bubbles and output backpressure."""
     array = make_dut(streams.dut_params())
-    await streams.reset(dut, array)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    rng = await streams.reset(dut, array)
     latency = array.latency
     lengths = [1, 2, 3, latency - 1, latency, 1, 1, *rng.integers(1, 2 * latency, 30)]
     tiles = make_tiles(rng, array.params, lengths)

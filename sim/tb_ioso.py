@@ -45,8 +45,7 @@ def reference(params, p, s):
 
 async def stream(dut, n, *, bubbles=0.0, stalls=0.0):
     unit = make_dut(streams.dut_params())
-    await streams.reset(dut, unit)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    rng = await streams.reset(dut, unit)
     p, s = make_beats(rng, unit.params, n)
     q = reference(unit.params, p, s)
     tags = [{"addr": k % 64, "last": int(k % 5 == 4)} for k in range(n)]

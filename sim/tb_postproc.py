@@ -86,8 +86,7 @@ async def bn_stream(dut, unit, rng, shift, n, *, bubbles=0.0, stalls=0.0):
 async def bn_full_rate(dut):
     """One beat per cycle, each out exactly `latency` cycles after it went in."""
     unit = make_bn(streams.dut_params())
-    await streams.reset(dut, unit)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    rng = await streams.reset(dut, unit)
     source, sink = await bn_stream(dut, unit, rng, 16, 300)
     streams.expect_full_rate(source, sink, unit.latency)
 
@@ -97,8 +96,7 @@ async def bn_shifts(dut):
     """Every F from 1 to 62 that matters (tiny, around the t width, the maximum), with random
     bubbles and backpressure; F changes only while the unit is empty."""
     unit = make_bn(streams.dut_params())
-    await streams.reset(dut, unit)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    rng = await streams.reset(dut, unit)
     for shift in SHIFTS:
         await bn_stream(dut, unit, rng, shift, 60, bubbles=0.2, stalls=0.3)
 
@@ -139,8 +137,7 @@ async def act_stream(dut, unit, rng, config, n, *, bubbles=0.0, stalls=0.0):
 async def act_full_rate(dut):
     """One beat per cycle, each out exactly `latency` cycles after it went in."""
     unit = make_act(streams.dut_params())
-    await streams.reset(dut, unit)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    rng = await streams.reset(dut, unit)
     source, sink = await act_stream(dut, unit, rng, act_configs(unit.params)[4], 300)
     streams.expect_full_rate(source, sink, unit.latency)
 
@@ -149,7 +146,6 @@ async def act_full_rate(dut):
 async def act_clamps(dut):
     """Every clamp configuration, with random bubbles and backpressure."""
     unit = make_act(streams.dut_params())
-    await streams.reset(dut, unit)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    rng = await streams.reset(dut, unit)
     for config in act_configs(unit.params):
         await act_stream(dut, unit, rng, config, 40, bubbles=0.2, stalls=0.3)
