@@ -33,8 +33,9 @@ _MODULES = {nn.Conv2d: "conv", nn.Linear: "fc", nn.MaxPool2d: "max_pool",
 _FUNCTIONS = {operator.add: "add", operator.iadd: "add", torch.add: "add",
               torch.flatten: "pass", F.adaptive_avg_pool2d: "avg_pool"}
 SUPPORTED = ("Conv2d and Linear (each with the BatchNorm and ReLU/ReLU6 after it), residual add "
-             "(with the ReLU after it), MaxPool2d, AdaptiveAvgPool2d/adaptive_avg_pool2d, flatten "
-             "of a 1x1 map, Dropout and Identity (no-ops in eval)")
+             "(with the ReLU after it), MaxPool2d, AdaptiveAvgPool2d/adaptive_avg_pool2d and the "
+             "global mean x.mean([2, 3]), flatten of a 1x1 map, Dropout and Identity (no-ops in "
+             "eval)")
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,6 @@ _RUN = {
 class IntNet:
     """golden ops in execution order over named code tensors: the whole network in integers."""
 
-    model: nn.Module            # the float network (eval mode) the integer one approximates
     steps: tuple[Step, ...]
     codings: dict[str, Coding]  # every tensor a step reads or writes, by name
     input_name: str
@@ -148,7 +148,7 @@ def from_model(model: nn.Module, images: torch.Tensor, w_bits: int = 4, a_bits: 
         steps.append(Step(op.node.target if op.node.op == "call_module" else op.node.name,
                           _golden_op(gm, op, codings, float_values, wb, isg_shift),
                           tuple(n.name for n in op.inputs), op.output.name))
-    return IntNet(model, tuple(steps), {n.name: c for n, c in codings.items()}, inp.name, out.name)
+    return IntNet(tuple(steps), {n.name: c for n, c in codings.items()}, inp.name, out.name)
 
 
 def _kind(gm: fx.GraphModule, node: fx.Node) -> str:
@@ -159,11 +159,26 @@ def _kind(gm: fx.GraphModule, node: fx.Node) -> str:
     elif node.op == "call_function":
         kind = _FUNCTIONS.get(node.target)
         what = f"function {getattr(node.target, '__name__', node.target)} (node {node.name})"
+    elif node.op == "call_method":
+        kind = _method_kind(node)
+        what = f"method .{node.target}() (node {node.name})"
     else:
         kind, what = None, f"{node.op} {node.target!r}"
     if kind is None:
         raise PyiosoError(f"the integer network cannot run {what}; supported: {SUPPORTED}")
     return kind
+
+
+def _method_kind(node: fx.Node) -> str | None:
+    """Tensor methods torchvision models use: x.flatten(1) and the global mean x.mean([2, 3])."""
+    if node.target == "flatten":
+        return "pass"
+    if node.target == "mean":
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        if sorted(int(d) % 4 for d in (dims if isinstance(dims, (list, tuple)) else [dims])) == [2, 3] \
+                and not node.kwargs.get("keepdim", False):
+            return "avg_pool"
+    return None
 
 
 def _plan(gm: fx.GraphModule):
@@ -241,13 +256,27 @@ def _golden_op(gm, op: _Op, codings: dict, values: dict, w_bits: int, isg_shift:
                            y.scale, y.zero_point, y.bits, relu=op.output is not op.node)
     if op.kind == "max_pool":
         return _max_pool(gm.get_submodule(op.node.target), x.bits)
-    (h, w), (oh, ow) = values[op.inputs[0]].shape[2:], values[op.output].shape[2:]
+    kernel = pool_kernel(op, values)
+    return avg_pool_requant(kernel, kernel, (0, 0), x.scale, x.zero_point, x.bits,
+                            y.scale, y.zero_point, y.bits)
+
+
+def check_fc_input(name: str, x_float: torch.Tensor) -> None:
+    """An FC reads a pooled vector: [N, C] or a 1x1 map [N, C, 1, 1] (§5)."""
+    if not (x_float.dim() == 2 or (x_float.dim() == 4 and x_float.shape[2:] == (1, 1))):
+        raise PyiosoError(f"{name} reads a {tuple(x_float.shape[1:])} tensor; the integer "
+                          "network flattens only 1x1 maps (pool globally first)")
+
+
+def pool_kernel(op: _Op, values: dict) -> tuple[int, int]:
+    """An average pool's kernel from its float input and output shapes (a global mean's output
+    has no spatial dims)."""
+    (h, w), out = values[op.inputs[0]].shape[2:], values[op.output].shape[2:]
+    oh, ow = tuple(out) if len(out) == 2 else (1, 1)
     if h % oh or w % ow:
         raise PyiosoError(f"{op.node.name} pools a {h}x{w} map to {oh}x{ow}: the integer average "
                           "pool needs the output size to divide the input size")
-    kernel = (h // oh, w // ow)
-    return avg_pool_requant(kernel, kernel, (0, 0), x.scale, x.zero_point, x.bits,
-                            y.scale, y.zero_point, y.bits)
+    return h // oh, w // ow
 
 
 def _max_pool(module: nn.MaxPool2d, bits: int) -> MaxPool:
@@ -262,9 +291,8 @@ def _max_pool(module: nn.MaxPool2d, bits: int) -> MaxPool:
 def _conv(gm, op: _Op, x: Coding, y: Coding, x_float: torch.Tensor, w_bits: int,
           isg_shift: int) -> golden.Conv:
     """The conv or linear at op.node with its BN folded, as fixedpoint's integer layer (§3)."""
-    if op.kind == "fc" and (x_float.dim() != 4 or x_float.shape[2:] != (1, 1)):
-        raise PyiosoError(f"{op.node.target} reads a {tuple(x_float.shape[1:])} tensor; the "
-                          "integer network flattens only 1x1 maps (pool globally first)")
+    if op.kind == "fc":
+        check_fc_input(op.node.target, x_float)
     bn = gm.get_submodule(op.tail.bn) if op.tail.bn else None
     return integer_conv(float_conv(gm.get_submodule(op.node.target), bn, op.tail.activation, x, y,
                                    w_bits, isg_shift))

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import golden
-from pyioso import intnet
+from pyioso import intnet, tv
 from pyioso.errors import PyiosoError
 from pyioso.images import sample_photos
 from pyioso.layer_case import PAPER_GROUP_CODES, hw_group_sizes
@@ -57,10 +57,11 @@ def test_residual_adds_fuse_their_relu(w4a4):
 
 
 def test_w8a8_logits_track_the_float_network(images):
-    net = intnet.build("resnet18", size=SIZE, w_bits=8, a_bits=8)
+    model = tv.build_model("resnet18", seed=0)
+    net = intnet.from_model(model, sample_photos(4, SIZE, 0), w_bits=8, a_bits=8)
     logits, _ = net.forward(net.quantize_input(images))
     with torch.no_grad():
-        want = net.model(images).to(torch.float64)
+        want = model.eval()(images).to(torch.float64)
     got = net.dequantize_logits(logits)
     corr = torch.corrcoef(torch.stack([got.flatten(), want.flatten()]))[0, 1].item()
     agree = (got.argmax(1) == want.argmax(1)).double().mean().item()

@@ -1,0 +1,490 @@
+"""Post-training calibration: RTN, AdaRound, BRECQ, QDrop and IOSO (paper Algorithm 1).
+
+All methods run one loop: the network is cut into segments (blocks or layers, pyioso.blocks)
+and each stage walks them in order. For a segment it caches, for the calibration images, the
+float model's inputs and outputs and the quantized model's inputs (its predecessors already
+calibrated), then minimizes the reconstruction loss of the segment's output, and moves the caches
+one segment on. Only one segment's caches live at a time. After every segment the state is
+checkpointed; a run resumed from a checkpoint recomputes its caches from the saved state and
+continues with the same per-segment random streams, so it ends with the same result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pyioso import blocks, output
+from pyioso.blocks import Segment
+from pyioso.errors import PyiosoError
+from pyioso.isg import InputScale
+from pyioso.qnet import QConv, QNet
+from pyioso.rounding import AdaRound, BetaSchedule
+
+METHODS = ("rtn", "adaround", "brecq", "qdrop", "ioso")
+BASES = ("brecq", "qdrop")
+INPUT_SCALES = ("grouped", "free", "none")
+CHECKPOINT = "checkpoint.pt"
+log = logging.getLogger("pyioso.calibrate")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Calibration settings; the defaults are the references' (BRECQ, QDrop, IOSO paper)."""
+
+    method: str = "ioso"
+    base: str = "brecq"             # what ioso builds on
+    w_bits: int = 4
+    a_bits: int | None = 4          # None: weights only (activations stay float)
+    iters: int = 20000              # per segment, weight (or QDrop's joint) stage
+    act_iters: int = 5000           # per segment, BRECQ's activation stage
+    batch: int = 32
+    lr: float = 1e-3                # Adam on V, R and OSO
+    act_lr: float = 4e-4            # Adam on activation steps (BRECQ; QDrop uses 4e-5)
+    round_weight: float = 0.01      # lambda_r
+    group_weight: float = 0.01      # lambda_g (= lambda_r, paper Sec. 4)
+    beta: tuple[float, float] = (20.0, 2.0)
+    warmup: float = 0.2
+    act_p: float = 2.4              # L_p of the activation stage's loss (BRECQ)
+    drop: float = 0.5               # QDrop's probability of keeping an activation float
+    input_scale: str = "grouped"    # ISG: grouped (hardware), free (Table 4 ablation), none
+    oso_scale: bool = True
+    oso_offset: bool = True
+    granularity: int = 16           # ISG group sizes: multiples of the array's rows
+    legalize_at: float = 0.9        # fraction of the weight stage after which groups are fixed
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = [(self.method in METHODS, f"method {self.method!r}: use one of {', '.join(METHODS)}"),
+                  (self.base in BASES, f"base {self.base!r}: ioso builds on {' or '.join(BASES)}"),
+                  (self.input_scale in INPUT_SCALES,
+                   f"input_scale {self.input_scale!r}: use one of {', '.join(INPUT_SCALES)}"),
+                  (self.iters >= 1 and self.act_iters >= 1, "iters and act_iters must be >= 1"),
+                  (self.batch >= 1, "batch must be >= 1"),
+                  (0 <= self.drop < 1, "drop must be in [0, 1)"),
+                  (0 < self.legalize_at <= 1, "legalize_at must be in (0, 1]"),
+                  (self.granularity >= 1, "granularity must be >= 1")]
+        for ok, why in checks:
+            if not ok:
+                raise PyiosoError(f"invalid calibration setting: {why}")
+
+    @property
+    def ioso(self) -> bool:
+        return self.method == "ioso"
+
+    @property
+    def uses_qdrop(self) -> bool:
+        return self.method == "qdrop" or (self.ioso and self.base == "qdrop")
+
+    @property
+    def granularity_kind(self) -> str:
+        return "layer" if self.method == "adaround" else "block"
+
+    def stages(self) -> list[Stage]:
+        if self.method == "rtn":
+            return []
+        isg = self.ioso and self.input_scale != "none"
+        oso = self.ioso and (self.oso_scale or self.oso_offset)
+        acts = self.a_bits is not None
+        if self.uses_qdrop:
+            return [Stage("joint", self.iters, rounding=True, groups=isg, oso=oso, acts=acts,
+                          drop=self.drop if acts else 0.0, p=2.0)]
+        stages = [Stage("weights", self.iters, rounding=True, groups=isg, oso=oso, acts=False, p=2.0)]
+        if acts:
+            stages.append(Stage("activations", self.act_iters, rounding=False, groups=False,
+                                oso=oso, acts=True, p=self.act_p))
+        return stages
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What one pass over the segments learns (Algorithm 1: weights, then activations)."""
+
+    name: str
+    iters: int
+    rounding: bool      # learn AdaRound's V (then harden it)
+    groups: bool        # learn ISG logits R (then legalize)
+    oso: bool           # learn gamma^z, phi^z
+    acts: bool          # activations quantized, their steps learned (LSQ)
+    drop: float = 0.0
+    p: float = 2.0
+
+
+@dataclass
+class History:
+    """What the run measured, per stage and segment: JSON-ready, saved with every checkpoint."""
+
+    segments: list[dict] = field(default_factory=list)
+
+    def add(self, entry: dict) -> None:
+        self.segments.append(entry)
+
+
+def lp_loss(pred: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
+    """BRECQ's reconstruction loss: |error|^p summed over channels, averaged over the rest."""
+    return (pred - target).abs().pow(p).sum(1).mean()
+
+
+def prepare(net: QNet, config: Config) -> None:
+    """Weight quantizers of the method before any reconstruction (AdaRound where learned)."""
+    for stage in config.stages():
+        if stage.rounding:
+            for module in net.ops.values():
+                if isinstance(module, QConv) and not isinstance(module.rounding, AdaRound):
+                    module.use_adaround()
+
+
+def finish(net: QNet, config: Config) -> None:
+    """The calibrated model: hard rounding, everything quantized as the integer network runs."""
+    for module in net.ops.values():
+        if isinstance(module, QConv) and isinstance(module.rounding, AdaRound):
+            module.rounding.soft = False
+    net.set_quant(True, config.a_bits is not None)
+    net.eval()
+
+
+class Calibrator:
+    """Runs the stages over the segments, with checkpoints in `out` (if given)."""
+
+    def __init__(self, net: QNet, images: torch.Tensor, config: Config, out: Path | None = None,
+                 fingerprint: str = "", progress: bool = True, only: set[str] | None = None):
+        self.net, self.images, self.config, self.out = net, images, config, out
+        self.only = only        # reconstruct just these segments (benchmarks); the rest stay RTN
+        self.segments = blocks.segments(net, config.granularity_kind)
+        self.history = History()
+        self.fingerprint = fingerprint
+        self.progress = progress
+        self.device = images.device
+
+    # -- caches -------------------------------------------------------------------------------
+
+    def _advance(self, seg: Segment, values: dict, chunk: int = 128) -> dict:
+        """Run `seg` over all images in fixed chunks (so resumed runs compute the same floats)."""
+        n = self.images.shape[0]
+        outs: dict[str, list] = {}
+        with torch.no_grad():
+            for start in range(0, n, chunk):
+                part = {t: values[t][start:start + chunk] for t in seg.inputs}
+                result = self.net.run(part, seg.nodes)
+                for t in seg.outputs:
+                    outs.setdefault(t, []).append(result[t])
+        return {t: torch.cat(v) for t, v in outs.items()}
+
+    def _move(self, index: int, values: dict, new: dict) -> dict:
+        live = blocks.live_after(self.segments, index, self.net)
+        merged = {**values, **new}
+        return {t: v for t, v in merged.items() if t in live}
+
+    def _start(self, stage: Stage) -> tuple[dict, dict]:
+        x = self.images
+        with torch.no_grad():
+            q = self.net.quantize_input(x) if stage.acts else x
+        return {self.net.input_name: x}, {self.net.input_name: q}
+
+    # -- run ----------------------------------------------------------------------------------
+
+    def run(self, stop_after: int | None = None) -> History:
+        """Calibrate; `stop_after` (segments done in this call) simulates an interruption."""
+        config = self.config
+        prepare(self.net, config)
+        done = self._resume()
+        stages = config.stages()
+        steps = 0
+        for si, stage in enumerate(stages):
+            if si < done[0]:
+                continue
+            fp, q = self._start(stage)
+            for i, seg in enumerate(self.segments):
+                self._set_stage(stage, seg)
+                if (si, i) <= done:
+                    fp, q = self._pass(i, seg, fp, q)
+                    continue
+                if stop_after is not None and steps == stop_after:
+                    return self.history
+                fp_out = self._float_outputs(seg, fp)
+                if seg.trainable and (self.only is None or seg.name in self.only):
+                    self._reconstruct(si, stage, i, seg, fp, q, fp_out)
+                elif self.only is not None:
+                    self._harden(seg)
+                fp, q = self._pass(i, seg, fp, q, fp_out)
+                self._checkpoint(si, i)
+                steps += 1
+        finish(self.net, config)
+        return self.history
+
+    def _harden(self, seg: Segment) -> None:
+        """A segment left out of the reconstruction keeps nearest rounding."""
+        for n in seg.nodes:
+            m = self.net.op(n)
+            if isinstance(m, QConv) and isinstance(m.rounding, AdaRound):
+                m.rounding = m._nearest()
+
+    def _pass(self, i: int, seg: Segment, fp: dict, q: dict, fp_out: dict | None = None):
+        fp_out = fp_out if fp_out is not None else self._float_outputs(seg, fp)
+        self.net.eval()
+        q_out = self._advance(seg, q)
+        return self._move(i, fp, fp_out), self._move(i, q, q_out)
+
+    def _float_outputs(self, seg: Segment, fp: dict) -> dict:
+        states = self._quant_states(seg)
+        self.net.set_quant(False, False, seg.nodes)
+        self.net.eval()
+        out = self._advance(seg, fp)
+        self._restore(seg, states)
+        return out
+
+    def _quant_states(self, seg: Segment):
+        return [(m.quant_weights if isinstance(m, QConv) else None,
+                 m.act.enabled if hasattr(m, "act") else None)
+                for m in (self.net.op(n) for n in seg.nodes)]
+
+    def _restore(self, seg: Segment, states) -> None:
+        for node, (w, a) in zip(seg.nodes, states):
+            m = self.net.op(node)
+            if w is not None:
+                m.quant_weights = w
+            if a is not None:
+                m.act.enabled = a
+
+    def _set_stage(self, stage: Stage, seg: Segment) -> None:
+        self.net.set_quant(True, stage.acts, seg.nodes)
+        self.net.input_quant.enabled = stage.acts
+
+    # -- one segment ---------------------------------------------------------------------------
+
+    def _learned(self, stage: Stage, seg: Segment):
+        """(AdaRound modules, InputScales that start learning here, OSO params, act steps)."""
+        convs = [self.net.op(n) for n in seg.nodes if n.kind in ("conv", "fc")]
+        rounding = [c for c in convs if stage.rounding and isinstance(c.rounding, AdaRound)]
+        scales: list[InputScale] = []
+        if stage.groups:
+            for n in seg.nodes:
+                s = self.net.input_scale(n)
+                if s is not None and s.mode == "none" and s not in scales:
+                    scales.append(s)
+        oso = []
+        if stage.oso:
+            for c in convs:
+                c.oso = True
+                oso += [p for p, on in ((c.oso_scale, self.config.oso_scale),
+                                        (c.oso_offset, self.config.oso_offset)) if on]
+        steps = [self.net.op(n).act.scale for n in seg.nodes
+                 if stage.acts and hasattr(self.net.op(n), "act")]
+        return rounding, scales, oso, steps
+
+    def _reconstruct(self, si: int, stage: Stage, i: int, seg: Segment, fp: dict, q: dict,
+                     fp_out: dict) -> None:
+        config = self.config
+        rounding, scales, oso, steps = self._learned(stage, seg)
+        mode = "free" if config.input_scale == "free" else "soft"
+        for s in scales:
+            s.learn(mode)
+        for c in rounding:
+            c.rounding.soft = True
+        weights = [c.rounding.v for c in rounding] + [p for s in scales for p in (s.logits, s.log_scale)
+                                             if p.requires_grad] + oso
+        params = [{"params": weights, "lr": config.lr}, {"params": steps, "lr": config.act_lr}]
+        for p in weights + steps:
+            p.requires_grad_(True)
+        optimizer = torch.optim.Adam([g for g in params if g["params"]])
+        cosine = [lambda t: 1.0] * (1 if weights else 0) + \
+            [lambda t: 0.5 * (1 + math.cos(math.pi * t / stage.iters))] * (1 if steps else 0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine) if cosine else None
+        beta = BetaSchedule(stage.iters, config.warmup, *config.beta)
+        gen = torch.Generator(device=self.device).manual_seed(_stream_seed(config.seed, si, i))
+        for n in seg.nodes:
+            act = getattr(self.net.op(n), "act", None)
+            if act is not None:
+                act.drop, act.generator = stage.drop, gen
+        nodes, q, fp = self._prefix(seg, stage, q, fp)
+        fp_out = {k: _fast_layout(v) for k, v in fp_out.items()}
+        targets = list(seg.outputs)
+        loss = lambda: self.segment_loss(nodes, targets, q, fp_out, stage.p)  # noqa: E731
+        n_images = self.images.shape[0]
+        legalize_at = int(config.legalize_at * stage.iters) if scales and mode == "soft" else None
+        entry = {"stage": stage.name, "segment": seg.name, "iters": stage.iters, "curve": [],
+                 "loss_before": loss()}
+        self.net.train()
+        bar = tqdm(range(stage.iters), desc=f"{stage.name} {i + 1}/{len(self.segments)} {seg.name}",
+                   leave=False, disable=not self.progress, unit="it", mininterval=1.0)
+        start = time.perf_counter()
+        for t in bar:
+            if t == legalize_at:
+                entry.update(self._legalize(seg, scales, loss))
+                self.net.train()
+            idx = torch.randperm(n_images, generator=gen, device=self.device)[:config.batch]
+            inputs = {k: v[idx] for k, v in q.items()}
+            if stage.drop:
+                inputs = {k: torch.where(torch.rand(v.shape, generator=gen, device=self.device) < stage.drop,
+                                         fp[k][idx], v) for k, v in inputs.items()}
+            b = beta(t)
+            for c in rounding:
+                c.beta = b
+            result = self.net.run(inputs, nodes)
+            rec = sum(lp_loss(result[k], fp_out[k][idx], stage.p) for k in targets)
+            reg = config.round_weight * sum(c.penalty for c in rounding) if b else 0.0
+            if b and mode == "soft":
+                reg = reg + sum(config.group_weight * s.regularizer(b) for s in scales if s.mode == "soft")
+            optimizer.zero_grad(set_to_none=True)
+            (rec + reg).backward()
+            optimizer.step()
+            if scheduler:
+                scheduler.step()
+            for s in scales:
+                if s.mode == "soft":
+                    s.record_fixed(t)
+            if t % 50 == 0 or t == stage.iters - 1:
+                entry["curve"].append((t, float(rec.detach())))
+                bar.set_postfix(rec=f"{entry['curve'][-1][1]:.4g}")
+        entry["seconds"] = time.perf_counter() - start
+        for s in scales:
+            if s.mode == "soft":        # legalize_at == iters: fix the groups at the end
+                entry.update(self._legalize(seg, scales, loss))
+        for c in rounding:
+            c.rounding.soft = False
+        for p in weights + steps:
+            p.requires_grad_(False)
+        for n in seg.nodes:
+            act = getattr(self.net.op(n), "act", None)
+            if act is not None:
+                act.drop, act.generator = 0.0, None
+        self.net.eval()
+        entry["loss_after"] = loss()
+        self.history.add(entry)
+        log.info("%s %s: loss %.5g -> %.5g", stage.name, seg.name, entry["loss_before"], entry["loss_after"])
+
+    def _prefix(self, seg: Segment, stage: Stage, q: dict, fp: dict):
+        """Leading nodes with nothing to learn in this stage (a max pool before a block) run
+        once over the caches instead of every iteration; the caches move to channels-last,
+        the layout the CPU conv kernels run fastest on."""
+        nodes = list(seg.nodes)
+        prefix = []
+        while nodes and nodes[0].kind == "max_pool" or (
+                nodes and not stage.acts and nodes[0].kind in ("add", "avg_pool")):
+            prefix.append(nodes.pop(0))
+        q, fp = ({**v, **self._run_all(prefix, v)} if prefix else v for v in (q, fp))
+        made = {n.output for n in nodes}
+        needed = {t for n in nodes for t in n.inputs if t not in made}
+        return nodes, {k: _fast_layout(q[k]) for k in needed}, \
+            {k: _fast_layout(fp[k]) for k in needed}
+
+    def _run_all(self, nodes, values: dict, chunk: int = 128) -> dict:
+        with torch.no_grad():
+            parts = [self.net.run({k: v[i:i + chunk] for k, v in values.items()}, nodes)
+                     for i in range(0, self.images.shape[0], chunk)]
+        return {n.output: torch.cat([p[n.output] for p in parts]) for n in nodes}
+
+    def _legalize(self, seg: Segment, scales: list[InputScale], loss) -> dict:
+        before = loss()
+        record = []
+        for s in scales:
+            soft = s().detach().clone()
+            cid = next(c for c, m in self.net.input_scales.items() if m is s)
+            s.legalize(self.config.granularity, int(cid) in self.net.permutable)
+            record.append({"class": int(cid), "soft_scales": soft.tolist(),
+                           "codes": s.codes.tolist(), "fixed_at": s.fixed_at.tolist()})
+        after = loss()
+        log.info("legalized %s: loss %.5g -> %.5g", seg.name, before, after)
+        return {"legalize": {"loss_before": before, "loss_after": after, "classes": record}}
+
+    def segment_loss(self, nodes, outputs, q: dict, fp_out: dict, p: float, limit: int = 256) -> float:
+        """Reconstruction loss of the hardware model (hard rounding) over the first `limit`
+        calibration images."""
+        was_training = self.net.training
+        soft = [m.rounding for m in (self.net.op(n) for n in nodes)
+                if isinstance(m, QConv) and isinstance(m.rounding, AdaRound) and m.rounding.soft]
+        for r in soft:
+            r.soft = False
+        self.net.eval()
+        with torch.no_grad():
+            result = self.net.run({k: v[:limit] for k, v in q.items()}, nodes)
+            loss = sum(float(lp_loss(result[k], fp_out[k][:limit], p)) for k in outputs)
+        for r in soft:
+            r.soft = True
+        self.net.train(was_training)
+        return loss
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _checkpoint(self, si: int, i: int) -> None:
+        if self.out is None:
+            return
+        state = {"fingerprint": self.fingerprint, "config": self.config.to_json(), "done": (si, i),
+                 "structure": structure(self.net), "state": self.net.state_dict(),
+                 "history": self.history.segments}
+        output.atomic_write(str(self.out / CHECKPOINT), lambda f: torch.save(state, f))
+
+    def _resume(self) -> tuple[int, int]:
+        """(stage, segment) last done by a saved run with the same settings, or (-1, -1)."""
+        path = None if self.out is None else self.out / CHECKPOINT
+        if path is None or not path.is_file():
+            return (-1, -1)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise PyiosoError(f"{path} is not a readable checkpoint ({err}): delete it to start over") from err
+        if state.get("fingerprint") != self.fingerprint or state.get("config") != self.config.to_json():
+            raise PyiosoError(f"{path} belongs to a calibration with other settings, model or data: "
+                              "use another --out directory or delete the checkpoint to start over")
+        restore(self.net, state)
+        self.history.segments = list(state["history"])
+        log.info("resuming after stage %d segment %d", *state["done"])
+        return tuple(state["done"])
+
+
+def structure(net: QNet) -> dict:
+    """The module choices a state_dict needs to load (AdaRound or nearest, OSO, ISG modes)."""
+    return {"adaround": [k for k, m in net.ops.items()
+                         if isinstance(m, QConv) and isinstance(m.rounding, AdaRound)],
+            "soft": [k for k, m in net.ops.items()
+                     if isinstance(m, QConv) and isinstance(m.rounding, AdaRound) and m.rounding.soft],
+            "oso": [k for k, m in net.ops.items() if isinstance(m, QConv) and m.oso],
+            "input_scales": {k: s.mode for k, s in net.input_scales.items()}}
+
+
+def restore(net: QNet, state: dict) -> None:
+    s = state["structure"]
+    for k in s["adaround"]:
+        net.ops[k].use_adaround().soft = k in s["soft"]
+    for k in s["oso"]:
+        net.ops[k].oso = True
+    for k, mode in s["input_scales"].items():
+        net.input_scales[k].mode = mode
+    net.load_state_dict(state["state"])
+
+
+def _fast_layout(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
+def _stream_seed(seed: int, stage: int, segment: int) -> int:
+    digest = hashlib.sha256(f"{seed}/{stage}/{segment}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+
+
+def fingerprint(*parts) -> str:
+    """A short hash of what a checkpoint must match (model weights, images, settings)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            h.update(part.detach().cpu().contiguous().numpy().tobytes())
+        elif isinstance(part, dict):
+            for k in sorted(part):
+                h.update(k.encode())
+                h.update(part[k].detach().cpu().contiguous().numpy().tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+

@@ -1,0 +1,322 @@
+"""The fake-quantized network the calibrator trains: the integer network's ops, in float.
+
+Every op of pyioso.intnet's plan (conv/FC with BN folded and the activation fused, residual add,
+pools) becomes a module that computes exactly what ARCHITECTURE §1-§5 compute, up to the
+fixed-point rounding of the tables: weights as AdaRound or nearest codes times s_w, the ISG
+input scales, OSO, and every tensor's coding with its clamp (so a block's last conv is
+requantized before the residual add, as the hardware does). Quantization of weights and of
+activations is switched per op, which is how the reconstruction stages run the float model, the
+weight-quantized one and the fully quantized one from one set of modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+import golden
+from golden.layers import ACT_BITS, W_BITS, check_bits
+from pyioso import graph, intnet
+from pyioso.bn import fold_conv_bn, fold_linear_bn
+from pyioso.errors import PyiosoError
+from pyioso.isg import InputScale
+from pyioso.layer_quant import Coding, observe_coding, qparams
+from pyioso.rounding import AdaRound, NearestRounding
+
+EDGE_BITS = intnet.EDGE_BITS
+_FLOAT_ACTIVATIONS = {"none": lambda x: x, "relu": F.relu, "relu6": F.relu6}
+
+
+class ActQuant(nn.Module):
+    """One tensor's coding (s, z, bits) and the clamp of the activation that produced it.
+
+    Enabled: code = clamp(round(x / s) + z, lo, hi), value = s (code - z), with the clipped STE for
+    x and the LSQ gradient for s (trained with Adam, which makes LSQ's gradient scale moot).
+    Disabled: the float activation. With `drop` > 0 in training, each element keeps its float
+    value with that probability (QDrop).
+    """
+
+    def __init__(self, coding: Coding, activation: str):
+        super().__init__()
+        self.bits, self.zero_point, self.activation = coding.bits, coding.zero_point, activation
+        self.scale = nn.Parameter(torch.tensor(coding.scale, dtype=torch.float32),
+                                  requires_grad=False)
+        self.enabled, self.drop, self.generator = False, 0.0, None
+
+    def coding(self) -> Coding:
+        return Coding(float(self.scale), self.zero_point, self.bits)
+
+    def bounds(self) -> tuple[int, int]:
+        return golden.activation_bounds(self.activation, self.bits, self.zero_point, float(self.scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        real = _FLOAT_ACTIVATIONS[self.activation](x)
+        if not self.enabled:
+            return real
+        lo, hi = self.bounds()
+        s = self.scale.clamp_min(torch.finfo(self.scale.dtype).eps)
+        v = torch.clamp(x / s, lo - self.zero_point, hi - self.zero_point)
+        q = (v + (torch.round(v) - v).detach()) * s
+        if self.drop and self.training:
+            keep_real = torch.rand(q.shape, generator=self.generator, device=q.device) < self.drop
+            q = torch.where(keep_real, real, q)
+        return q
+
+
+class QConv(nn.Module):
+    """Conv or FC (a 1x1 conv on a 1x1 map, §5) with BN folded: weight rounding, ISG input scale
+    (given by the network: it belongs to the input's tensor class), OSO and the output coding."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, geometry: dict, w_bits: int,
+                 act: ActQuant, activation: str):
+        super().__init__()
+        self.geometry, self.w_bits, self.activation = geometry, w_bits, activation
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+        self.register_buffer("w_scale", qparams(weight, w_bits, signed=True, ch_axis=0)[0].to(weight.dtype))
+        self.rounding: NearestRounding | AdaRound = self._nearest()
+        self.oso_scale = nn.Parameter(torch.ones(weight.shape[0]), requires_grad=False)
+        self.oso_offset = nn.Parameter(torch.zeros(weight.shape[0]), requires_grad=False)
+        self.quant_weights, self.oso = False, False
+        self.beta, self.penalty = 0.0, None
+        self.act = act
+
+    @property
+    def dense(self) -> bool:
+        return self.geometry["groups"] == 1
+
+    @property
+    def depthwise(self) -> bool:
+        """Channelwise (C_out = groups, one input channel each): it carries the channel order."""
+        return not self.dense and self.weight.shape[1] == 1 and self.geometry["groups"] == self.weight.shape[0]
+
+    def _nearest(self) -> NearestRounding:
+        return NearestRounding(self.weight, self.w_scale, 0, self.w_bits, True, ch_axis=0)
+
+    def use_adaround(self) -> AdaRound:
+        self.rounding = AdaRound(self.weight, self.w_scale, 0, self.w_bits, True, ch_axis=0)
+        return self.rounding
+
+    def _quantized_weight(self) -> torch.Tensor:
+        """The weight the layer computes with; while AdaRound is soft (reconstruction), the
+        regularizer at `beta` comes out of the same pass and waits in `penalty`."""
+        r = self.rounding
+        if isinstance(r, AdaRound) and r.soft:
+            w, self.penalty = r.soft_weight(self.beta)
+            return w
+        return r()
+
+    def weight_codes(self) -> torch.Tensor:
+        return self.rounding.codes().detach().to(torch.int64)
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor | None = None) -> torch.Tensor:
+        w = self._quantized_weight() if self.quant_weights else self.weight
+        if gamma is not None:
+            w = w * gamma[None, :, None, None]
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            w = w.contiguous(memory_format=torch.channels_last)   # both NHWC: fastest CPU conv
+        y = F.conv2d(x, w, self.bias, **self.geometry)
+        if self.oso and self.quant_weights:
+            y = y * self.oso_scale[None, :, None, None] + self.oso_offset[None, :, None, None]
+        return self.act(y)
+
+
+class QAdd(nn.Module):
+    def __init__(self, act: ActQuant):
+        super().__init__()
+        self.act = act
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.act(a + b)
+
+
+class QAvgPool(nn.Module):
+    def __init__(self, kernel: tuple[int, int], act: ActQuant):
+        super().__init__()
+        self.kernel, self.act = kernel, act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(F.avg_pool2d(x, self.kernel))
+
+
+class QMaxPool(nn.Module):
+    """§5: the output keeps the input's coding, so max of values = value of the max code."""
+
+    def __init__(self, pool: intnet.MaxPool):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, self.pool.kernel, self.pool.stride, self.pool.padding)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One op: `key` names its module in QNet.ops; tensors are named by fx node names."""
+
+    name: str           # module path (conv) or fx node name (add_3): the integer step's name
+    key: str
+    kind: str           # conv, fc, add, avg_pool, max_pool
+    inputs: tuple[str, ...]
+    output: str
+    scope: tuple[tuple[str, str], ...] = ()    # enclosing modules (path, type), outermost first
+
+
+class QNet(nn.Module):
+    """Ops in execution order over named tensors, NCHW floats (an FC's as [N, C, 1, 1])."""
+
+    def __init__(self, nodes: list[Node], ops: dict[str, nn.Module], input_name: str,
+                 input_quant: ActQuant, classes: dict[str, int], class_channels: dict[int, int],
+                 permutable: set[int], isg_shift: int):
+        super().__init__()
+        self.nodes, self.input_name, self.isg_shift = tuple(nodes), input_name, isg_shift
+        self.ops = nn.ModuleDict(ops)
+        self.input_quant = input_quant
+        self.class_of = classes                 # tensor name -> class id
+        self.permutable = frozenset(permutable)
+        self.input_scales = nn.ModuleDict({str(c): InputScale(n, isg_shift)
+                                           for c, n in class_channels.items()})
+
+    @property
+    def output_name(self) -> str:
+        return self.nodes[-1].output
+
+    def op(self, node: Node) -> nn.Module:
+        return self.ops[node.key]
+
+    def input_scale(self, node: Node) -> InputScale | None:
+        """The ISG scale of a dense conv/FC: its input class's (grouped convs take none, §2)."""
+        if node.kind not in ("conv", "fc") or not self.op(node).dense:
+            return None
+        return self.input_scales[str(self.class_of[node.inputs[0]])]
+
+    def coding(self, tensor: str) -> ActQuant:
+        """The quantizer that defines a tensor's coding (a max pool's output keeps its input's)."""
+        if tensor == self.input_name:
+            return self.input_quant
+        node = next(n for n in self.nodes if n.output == tensor)
+        return self.coding(node.inputs[0]) if node.kind == "max_pool" else self.op(node).act
+
+    def run(self, values: dict[str, torch.Tensor], nodes) -> dict[str, torch.Tensor]:
+        """Run `nodes` (in order) on `values`; returns `values` with their outputs added."""
+        for node in nodes:
+            args = [values[t] for t in node.inputs]
+            module = self.op(node)
+            if node.kind in ("conv", "fc"):     # float layers take no ISG scale
+                scale = self.input_scale(node) if module.quant_weights else None
+                gamma = None if scale is None or scale.mode == "none" else scale()
+                values[node.output] = module(args[0], gamma)
+            else:
+                values[node.output] = module(*args)
+        return values
+
+    def quantize_input(self, images: torch.Tensor) -> torch.Tensor:
+        return self.input_quant(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [N, classes] (dequantized codes when quantization is on)."""
+        values = self.run({self.input_name: self.quantize_input(images)}, self.nodes)
+        return values[self.output_name].flatten(1)
+
+    def set_quant(self, weights: bool, acts: bool, nodes=None) -> None:
+        """Switch weight and activation quantization of `nodes` (default: all, and the input)."""
+        if nodes is None:
+            nodes, self.input_quant.enabled = self.nodes, acts
+        for node in nodes:
+            module = self.op(node)
+            if isinstance(module, QConv):
+                module.quant_weights = weights
+            if hasattr(module, "act"):
+                module.act.enabled = acts
+
+
+def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
+          isg_shift: int = 4) -> QNet:
+    """The fake-quant network of a traceable float `model` (eval mode) made of intnet.SUPPORTED
+    ops, with every coding initialized by the MSE observer on the float tensors of `images`."""
+    check_bits(w_bits, "w_bits", W_BITS)
+    check_bits(a_bits, "a_bits", ACT_BITS)
+    gm = graph.trace(model.eval())
+    plan, inp, out = intnet._plan(gm)
+    last = next((op for op in plan if op.output is out), None)
+    if last is None or last.kind != "fc":
+        raise PyiosoError(f"the network's output {out.name!r} is not a Linear classifier's: the "
+                          "integer network's output is the logits of a final Linear layer")
+    edge = {inp, last.output, *last.inputs}
+    floats = intnet._observe(gm, images, {inp, *(op.output for op in plan)})
+    coding = lambda n, bits: observe_coding(floats[n], bits)  # noqa: E731
+    nodes, ops = [], {}
+    for op in plan:
+        key = f"op{len(nodes)}"
+        bits = EDGE_BITS if op.output in edge else a_bits
+        if op.kind in ("conv", "fc"):
+            wb = EDGE_BITS if op is last or inp in op.inputs else w_bits
+            ops[key] = _conv(gm, op, floats[op.inputs[0]], coding(op.output, bits), wb)
+        elif op.kind == "add":
+            ops[key] = QAdd(ActQuant(coding(op.output, bits), "relu" if op.output is not op.node else "none"))
+        elif op.kind == "max_pool":
+            ops[key] = QMaxPool(intnet._max_pool(gm.get_submodule(op.node.target), a_bits))
+        else:
+            ops[key] = QAvgPool(intnet.pool_kernel(op, floats), ActQuant(coding(op.output, bits), "none"))
+        nodes.append(Node(op.node.target if op.node.op == "call_module" else op.node.name, key,
+                          op.kind, tuple(n.name for n in op.inputs), op.output.name, _scope(op.node)))
+    widths = {n.name: v.shape[1] for n, v in floats.items()}
+    classes, channels, permutable = _tensor_classes(nodes, ops, inp.name, widths)
+    return QNet(nodes, ops, inp.name, ActQuant(coding(inp, EDGE_BITS), "none"), classes, channels,
+                permutable, isg_shift)
+
+
+def _scope(node: fx.Node) -> tuple[tuple[str, str], ...]:
+    """(path, type name) of the modules an fx node runs inside, outermost first."""
+    return tuple((path, cls.__name__) for path, cls in node.meta.get("nn_module_stack", {}).values())
+
+
+def _conv(gm: fx.GraphModule, op, x_float: torch.Tensor, out: Coding, w_bits: int) -> QConv:
+    module = gm.get_submodule(op.node.target)
+    bn = gm.get_submodule(op.tail.bn) if op.tail.bn else None
+    if op.kind == "fc":
+        intnet.check_fc_input(op.node.target, x_float)
+        weight, bias = fold_linear_bn(module, bn) if bn else (module.weight, module.bias)
+        weight, geometry = weight[:, :, None, None], dict(stride=(1, 1), padding=(0, 0),
+                                                          dilation=(1, 1), groups=1)
+    else:
+        if isinstance(module.padding, str) or module.padding_mode != "zeros":
+            raise PyiosoError(f"{op.node.target} is padded with {module.padding!r}/"
+                              f"{module.padding_mode}: the integer conv takes explicit zero padding")
+        weight, bias = fold_conv_bn(module, bn) if bn else (module.weight, module.bias)
+        geometry = dict(stride=tuple(module.stride), padding=tuple(module.padding),
+                        dilation=tuple(module.dilation), groups=module.groups)
+    bias = torch.zeros(weight.shape[0]) if bias is None else bias
+    return QConv(weight.detach().float().contiguous(), bias.detach().float(), geometry, w_bits,
+                 ActQuant(out, op.tail.activation), op.tail.activation)
+
+
+def _tensor_classes(nodes: list[Node], ops: dict, input_name: str, widths: dict[str, int]):
+    """Tensor classes (ARCHITECTURE §4): tensors joined by channelwise ops share one channel
+    order. A class is permutable when every producer in it is a dense conv/FC or carries the
+    order (pools, add, depthwise conv); the network input and grouped convs pin the order
+    (their inputs and outputs cannot be reordered without mixing their groups)."""
+    parent = {}
+
+    def find(t):
+        while parent.setdefault(t, t) != t:
+            t = parent[t]
+        return t
+
+    pinned = {input_name}
+    for node in nodes:
+        module = ops[node.key]
+        if node.kind in ("add", "avg_pool", "max_pool") or (isinstance(module, QConv) and module.depthwise):
+            for t in node.inputs:
+                parent[find(t)] = find(node.output)
+        elif isinstance(module, QConv) and not module.dense:
+            pinned.update((node.inputs[0], node.output))
+        find(node.output)
+    ids = {}
+    classes = {t: ids.setdefault(find(t), len(ids)) for t in [input_name, *(n.output for n in nodes)]}
+    channels = {c: widths[t] for t, c in reversed(classes.items())}
+    permutable = set(channels) - {classes[t] for t in pinned}
+    return classes, channels, permutable
