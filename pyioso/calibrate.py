@@ -167,6 +167,7 @@ class Calibrator:
         self.fingerprint = fingerprint
         self.progress = progress
         self.device = images.device
+        self.complete = False
 
     # -- caches -------------------------------------------------------------------------------
 
@@ -222,6 +223,7 @@ class Calibrator:
                 self._checkpoint(si, i)
                 steps += 1
         finish(self.net, config)
+        self.complete = True
         return self.history
 
     def _harden(self, seg: Segment) -> None:
@@ -480,7 +482,7 @@ def fingerprint(*parts) -> str:
     for part in parts:
         if isinstance(part, torch.Tensor):
             h.update(part.detach().cpu().contiguous().numpy().tobytes())
-        elif isinstance(part, dict):
+        elif isinstance(part, dict) and all(isinstance(v, torch.Tensor) for v in part.values()):
             for k in sorted(part):
                 h.update(k.encode())
                 h.update(part[k].detach().cpu().contiguous().numpy().tobytes())

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from pyioso import cost, output, tv, zoo
+from pyioso import cli_calib, cost, output, tv, zoo
 from pyioso.errors import PyiosoError
 
 FORMATS = ("table", "csv", "json")
@@ -324,13 +324,14 @@ def _add_golden(subparsers: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------- entry point
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_layers, _add_cost, _add_golden)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_layers, _add_cost, _add_golden, *cli_calib.COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyioso",
-        description="IOSO post-training quantization tools: network layers, integer-operation costs, golden runs.",
+        description="IOSO post-training quantization: calibrate, export and evaluate integer networks; layers, integer-op costs, golden runs.",
         epilog="run 'pyioso COMMAND --help' for a command's options and examples",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -40,3 +40,84 @@ def fashion_mnist(split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
         raise PyiosoError(f"split {split!r} does not exist: use 'train' or 'test'")
     images, labels = (_idx(FASHION_MNIST / name) for name in _FILES[split])
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+FASHION = "fashion-mnist"
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+
+
+def _pick(count: int, n: int | None, seed: int) -> torch.Tensor:
+    """The first n of a seeded permutation of range(count) (all of them, in order, for None)."""
+    if n is None:
+        return torch.arange(count)
+    if not 0 < n <= count:
+        raise PyiosoError(f"asked for {n} images but the data has {count}: use 1..{count}")
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
+
+
+def calibration_images(n: int, size: int, seed: int) -> torch.Tensor:
+    """n Fashion-MNIST *train* images picked by the seed, as a torchvision model's input."""
+    from pyioso.images import normalize
+
+    images, _ = fashion_mnist("train")
+    return normalize(images[_pick(len(images), n, seed)], size)
+
+
+def labelled_images(source: str, split: str, size: int, n: int | None = None,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [n, 3, size, size] normalized, labels) from Fashion-MNIST ('fashion-mnist';
+    split 'train' or 'test') or an ImageFolder directory (one sub-directory per class; for a
+    directory with train/ and val/ inside, the split picks one: 'train' or 'val'/'test')."""
+    from pyioso.images import normalize
+
+    if source == FASHION:
+        images, labels = fashion_mnist(split)
+        pick = _pick(len(images), n, seed)
+        return normalize(images[pick], size), labels[pick]
+    root = Path(source)
+    if not root.is_dir():
+        raise PyiosoError(f"data {source!r} is neither {FASHION!r} nor a directory: give an "
+                          "ImageFolder directory (one sub-directory of images per class)")
+    for name in ((split,) if split == "train" else ("val", "test")):
+        if (root / name).is_dir():
+            root = root / name
+            break
+    files, labels = image_folder(root)
+    pick = _pick(len(files), n, seed)
+    return torch.stack([_load_image(files[i], size) for i in pick.tolist()]), labels[pick]
+
+
+def image_folder(root: Path) -> tuple[list[Path], torch.Tensor]:
+    """Files and class indices of an ImageFolder tree (classes in sorted order)."""
+    classes = sorted(d for d in root.iterdir() if d.is_dir())
+    files, labels = [], []
+    for index, folder in enumerate(classes):
+        for f in sorted(folder.rglob("*")):
+            if f.suffix.lower() in _IMAGE_SUFFIXES:
+                files.append(f)
+                labels.append(index)
+    if not files:
+        raise PyiosoError(f"{root} holds no images in class sub-directories ({', '.join(_IMAGE_SUFFIXES)}): "
+                          "lay it out as ROOT/<class>/<image>")
+    return files, torch.tensor(labels, dtype=torch.int64)
+
+
+def _load_image(path: Path, size: int) -> torch.Tensor:
+    """The ImageNet evaluation transform: shorter side to size*256/224, center crop, normalize."""
+    from PIL import Image, UnidentifiedImageError
+
+    from pyioso.images import IMAGENET_MEAN, IMAGENET_STD
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            scale = round(size * 256 / 224) / min(image.size)
+            image = image.resize((max(size, round(image.width * scale)),
+                                  max(size, round(image.height * scale))), Image.BILINEAR)
+            left, top = (image.width - size) // 2, (image.height - size) // 2
+            image = image.crop((left, top, left + size, top + size))
+            x = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1) / 255
+    except (OSError, UnidentifiedImageError) as err:
+        raise PyiosoError(f"cannot read image {path} ({err}): remove or replace it") from err
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    return (x - mean) / std

@@ -31,9 +31,13 @@ class Coding:
     bits: int
 
 
-def qparams(x: torch.Tensor, bits: int, signed: bool, ch_axis: int | None = None):
+ACT_SAMPLES = 2 ** 18     # values an activation range search scores (a deterministic stride)
+
+
+def qparams(x: torch.Tensor, bits: int, signed: bool, ch_axis: int | None = None,
+            max_samples: int | None = None):
     """(scale, zero_point) from the MSE observer."""
-    observer = MSEObserver(ch_axis=ch_axis)
+    observer = MSEObserver(ch_axis=ch_axis, max_samples=max_samples)
     observer(x)
     return observer.calculate_qparams(bits, signed)
 
@@ -43,7 +47,7 @@ def codes(x: torch.Tensor, scale, zero_point, bits: int, signed: bool, ch_axis=N
 
 
 def observe_coding(x: torch.Tensor, bits: int) -> Coding:
-    scale, zero_point = qparams(x, bits, signed=False)
+    scale, zero_point = qparams(x, bits, signed=False, max_samples=ACT_SAMPLES)
     return Coding(float(scale), int(zero_point), bits)
 
 

@@ -50,7 +50,8 @@ class ActQuant(nn.Module):
         return Coding(float(self.scale), self.zero_point, self.bits)
 
     def bounds(self) -> tuple[int, int]:
-        return golden.activation_bounds(self.activation, self.bits, self.zero_point, float(self.scale))
+        return golden.activation_bounds(self.activation, self.bits, self.zero_point,
+                                        float(self.scale.detach()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         real = _FLOAT_ACTIVATIONS[self.activation](x)

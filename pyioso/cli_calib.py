@@ -1,0 +1,157 @@
+"""`pyioso calibrate`, `pyioso export` and `pyioso eval` (registered in pyioso.cli)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pyioso import calibrate, output, workflow
+from pyioso.data import FASHION
+from pyioso.errors import PyiosoError
+
+_RAW = argparse.RawDescriptionHelpFormatter
+
+
+def _bits(text: str) -> int:
+    return int(text)
+
+
+def _config(args: argparse.Namespace) -> calibrate.Config:
+    if not 2 <= args.wbits <= 8:
+        raise PyiosoError(f"--wbits {args.wbits} is out of range: the integer datapath takes 2..8")
+    if args.abits != 32 and not 2 <= args.abits <= 8:
+        raise PyiosoError(f"--abits {args.abits} is out of range: use 2..8, or 32 for weights only")
+    method, _, base = args.method.partition("+")
+    if base and method != "ioso":
+        method, base = base, method        # "brecq+ioso" reads as ioso on brecq
+    iters = dict(workflow.QUICK) if args.quick else {}
+    for name in ("iters", "act_iters"):
+        if getattr(args, name) is not None:
+            iters[name] = getattr(args, name)
+    return calibrate.Config(
+        method=method, base=base or args.base, w_bits=args.wbits,
+        a_bits=None if args.abits == 32 else args.abits, batch=args.batch, lr=args.lr,
+        act_lr=args.act_lr if args.act_lr is not None else (4e-5 if "qdrop" in (method, base) else 4e-4),
+        round_weight=args.round_weight, group_weight=args.group_weight, drop=args.drop,
+        input_scale=args.input_scale, oso_scale=not args.no_oso_scale,
+        oso_offset=not args.no_oso_offset, granularity=args.granularity,
+        legalize_at=args.legalize_at, seed=args.seed, **iters)
+
+
+def _run_calibrate(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = args.size or (32 if args.data == FASHION else 224)
+    run = workflow.Run(args.net, args.weights, args.data, size, args.images,
+                       args.classes or workflow.FASHION_CLASSES)
+    config = _config(args)
+    summary = workflow.calibrate_network(run, config, Path(args.out), args.device, not args.quiet)
+    rows = [[e["stage"], e["segment"], f"{e['loss_before']:.5g}", f"{e['loss_after']:.5g}",
+             f"{e['legalize']['loss_before']:.5g} -> {e['legalize']['loss_after']:.5g}"
+             if "legalize" in e else "", f"{e.get('seconds', 0):.1f}"]
+            for e in summary["history"]]
+    if rows:
+        print(output.table(["stage", "segment", "loss before", "loss after", "legalization", "s"],
+                           rows, left=2))
+    print(f"calibration: {args.out}" + (f"\nartifact: {summary['artifact']}" if "artifact" in summary else ""))
+
+
+def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "calibrate", formatter_class=_RAW,
+        help="post-training quantization of a torchvision CNN, exported as an integer artifact",
+        description=(
+            "Calibrate a network block by block (paper Algorithm 1 for --method ioso) on\n"
+            "calibration images, then export the integer network the hardware runs to\n"
+            "OUT/artifact. Every segment is checkpointed: rerunning the same command resumes.\n"
+            "Methods: rtn (nearest rounding), adaround (layer-wise), brecq (block-wise, weights\n"
+            "then activations), qdrop (one stage, activations dropped with p=0.5), ioso (on\n"
+            "--base brecq or qdrop; also written brecq+ioso, qdrop+ioso).\n"
+            f"Quick setting (--quick): {workflow.QUICK['iters']} weight and {workflow.QUICK['act_iters']} "
+            "activation iterations per block instead of the paper's 20000 and 5000."),
+        epilog=("examples:\n"
+                "  pyioso calibrate --net resnet18 --weights ckpt.pt --wbits 2 --abits 4 --method ioso --out runs/r18\n"
+                "  pyioso calibrate --net resnet18 --weights random --quick --out build/calib/smoke\n"
+                "  pyioso calibrate --net resnet50 --weights r50.pt --data /data/imagenet --classes 1000 "
+                "--size 224 --device cuda --out runs/r50"))
+    p.add_argument("--net", required=True, help="torchvision architecture (pyioso layers --net NAME lists its layers)")
+    p.add_argument("--weights", required=True,
+                   help="state_dict file of the trained float network, or 'random' (untrained, seeded)")
+    p.add_argument("--data", default=FASHION,
+                   help=f"'{FASHION}' (built in) or an ImageFolder directory (default: {FASHION})")
+    p.add_argument("--classes", type=int, help="classes of the network (default: 10, Fashion-MNIST)")
+    p.add_argument("--size", type=int, help="input size in pixels (default: 32 for Fashion-MNIST, else 224)")
+    p.add_argument("--images", type=int, default=1024, help="calibration images (default: 1024)")
+    p.add_argument("--wbits", type=_bits, default=4, help="weight bits 2..8 (default: 4; first/last layer 8)")
+    p.add_argument("--abits", type=_bits, default=4, help="activation bits 2..8, or 32 for weights only (default: 4)")
+    p.add_argument("--method", default="ioso", help="rtn, adaround, brecq, qdrop, ioso (default: ioso)")
+    p.add_argument("--base", default="brecq", choices=calibrate.BASES, help="what ioso builds on (default: brecq)")
+    p.add_argument("--out", required=True, help="calibration directory (checkpoints, plots, artifact/)")
+    p.add_argument("--quick", action="store_true", help="the quick iteration budget (see above)")
+    p.add_argument("--iters", type=int, help="weight-stage iterations per block (default: 20000)")
+    p.add_argument("--act-iters", type=int, help="activation-stage iterations per block (default: 5000)")
+    p.add_argument("--batch", type=int, default=32, help="images per iteration (default: 32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of V, R, OSO (default: 1e-3)")
+    p.add_argument("--act-lr", type=float, help="Adam learning rate of activation steps (default: 4e-4, qdrop 4e-5)")
+    p.add_argument("--round-weight", type=float, default=0.01, help="lambda_r (default: 0.01)")
+    p.add_argument("--group-weight", type=float, default=0.01, help="lambda_g (default: 0.01)")
+    p.add_argument("--drop", type=float, default=0.5, help="QDrop probability (default: 0.5)")
+    p.add_argument("--input-scale", default="grouped", choices=calibrate.INPUT_SCALES,
+                   help="ISG: grouped (hardware), free (ungrouped ablation, not exportable), none")
+    p.add_argument("--no-oso-scale", action="store_true", help="do not learn gamma^z (ablation)")
+    p.add_argument("--no-oso-offset", action="store_true", help="do not learn phi^z (ablation)")
+    p.add_argument("--granularity", type=int, default=16, help="ISG group sizes in multiples of this (array rows, default: 16)")
+    p.add_argument("--legalize-at", type=float, default=0.9, help="fraction of the weight stage after which groups are fixed (default: 0.9)")
+    p.add_argument("--seed", type=int, default=0, help="seed of image choice, batches and drops (default: 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_run_calibrate)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    directory = Path(args.run_dir)
+    net, run, config = workflow.calibrated_network(directory)
+    path = workflow.export_network(net, run, config, Path(args.out) if args.out else directory / workflow.ARTIFACT)
+    print(f"artifact: {path}")
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export", formatter_class=_RAW, help="write the integer artifact of a finished calibration",
+        description=("Rebuild a finished calibration and write its integer network: manifest.json\n"
+                     "(graph, shapes, bits, zero-points, ISG groups and permutations, M/B/F) and\n"
+                     "arrays.safetensors. `pyioso calibrate` already does this into RUN/artifact."),
+        epilog="example:\n  pyioso export --run runs/r18 --out runs/r18/artifact")
+    p.add_argument("--run", dest="run_dir", required=True, help="calibration directory (pyioso calibrate --out)")
+    p.add_argument("--out", help="artifact directory (default: RUN/artifact)")
+    p.set_defaults(run=_run_export)
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    result = workflow.evaluate(Path(args.run_dir), args.images, progress=not args.quiet)
+    rows = [[name, f"{value:.2f}"] for name, value in result["top1"].items()]
+    print(output.table(["model", "top-1 %"], rows, left=1))
+    if result["integer_agreement"] is not None:
+        print(f"integer == fake-quant prediction on {result['integer_agreement']:.2f}% of "
+              f"{result['images']} images; largest logit code difference {result['max_logit_code_diff']}")
+    print(f"eval: {Path(args.run_dir) / 'eval.json'}")
+
+
+def _add_eval(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval", formatter_class=_RAW,
+        help="top-1 of the float, fake-quant and integer networks side by side",
+        description=("Evaluate a calibration on held-out images (the Fashion-MNIST test split, or\n"
+                     "val/ of an ImageFolder): the float network, the fake-quant network, and the\n"
+                     "integer network run by golden from the artifact alone."),
+        epilog="example:\n  pyioso eval --run runs/r18 --images 2000")
+    p.add_argument("--run", dest="run_dir", required=True, help="calibration directory (pyioso calibrate --out)")
+    p.add_argument("--images", type=int, help="held-out images (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_eval)
+
+
+COMMANDS = (_add_calibrate, _add_export, _add_eval)

@@ -1,0 +1,85 @@
+"""Plots written next to a calibration: loss curves, ISG group sizes, learned input scales
+(the paper's Fig. 11), and the accuracy of `pyioso eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyioso.layer_quant import PAPER_GROUP_CODES
+from pyioso.output import save_png
+
+_GROUP_LABELS = {0: "1", -1: "1 - 2^-4", 1: "1 + 2^-4"}
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def calibration(history: list[dict], directory: Path) -> None:
+    if history:
+        losses(history, directory / "losses.png")
+    legal = [(e["segment"], c) for e in history for c in e.get("legalize", {}).get("classes", [])]
+    if legal:
+        group_sizes(legal, directory / "groups.png")
+        input_scales(legal, directory / "input_scales.png")
+
+
+def losses(history: list[dict], path: Path) -> None:
+    """Per stage: every segment's loss during training (left), before/after (right)."""
+    stages = list(dict.fromkeys(e["stage"] for e in history))
+    fig = _figure(11, 3.2 * len(stages))
+    axes = fig.subplots(len(stages), 2, squeeze=False)
+    for row, stage in zip(axes, stages):
+        entries = [e for e in history if e["stage"] == stage]
+        for e in entries:
+            its, values = zip(*e["curve"])
+            row[0].plot(its, values, label=e["segment"], lw=1)
+        row[0].set(title=f"{stage}: reconstruction loss", xlabel="iteration", yscale="log")
+        row[0].legend(fontsize=6, ncol=2)
+        x = range(len(entries))
+        row[1].bar([i - 0.2 for i in x], [e["loss_before"] for e in entries], 0.4, label="before")
+        row[1].bar([i + 0.2 for i in x], [e["loss_after"] for e in entries], 0.4, label="after")
+        row[1].set(title=f"{stage}: loss per segment", yscale="log")
+        row[1].set_xticks(list(x), [e["segment"] for e in entries], rotation=60, fontsize=7)
+        row[1].legend(fontsize=7)
+    save_png(fig, str(path))
+
+
+def group_sizes(legal: list[tuple[str, dict]], path: Path) -> None:
+    """Channels per ISG group after legalization, per tensor class (named by the segment that
+    learned it)."""
+    fig = _figure(max(6, 0.5 * len(legal)), 3.5)
+    ax = fig.subplots()
+    bottom = [0] * len(legal)
+    for code in PAPER_GROUP_CODES:
+        counts = [sum(1 for c in rec["codes"] if c == code) for _, rec in legal]
+        ax.bar(range(len(legal)), counts, bottom=bottom, label=f"scale {_GROUP_LABELS[code]}")
+        bottom = [b + c for b, c in zip(bottom, counts)]
+    ax.set_xticks(range(len(legal)), [f"{seg} (class {rec['class']})" for seg, rec in legal],
+                  rotation=60, fontsize=7)
+    ax.set(ylabel="input channels", title="ISG group sizes after legalization")
+    ax.legend(fontsize=7)
+    save_png(fig, str(path))
+
+
+def input_scales(legal: list[tuple[str, dict]], path: Path) -> None:
+    """Distribution of the soft input-channel scales when the groups were fixed (Fig. 11)."""
+    fig = _figure(max(6, 0.5 * len(legal)), 3.5)
+    ax = fig.subplots()
+    ax.violinplot([rec["soft_scales"] for _, rec in legal], showmedians=True)
+    ax.set_xticks(range(1, len(legal) + 1), [seg for seg, _ in legal], rotation=60, fontsize=7)
+    ax.set(ylabel="learned input scale gamma^y", title="Input-channel scales before legalization")
+    save_png(fig, str(path))
+
+
+def accuracy(result: dict, path: Path) -> None:
+    fig = _figure(4.5, 3)
+    ax = fig.subplots()
+    names, values = zip(*result["top1"].items())
+    bars = ax.bar(names, values, color=["tab:gray", "tab:blue", "tab:green"][:len(names)])
+    ax.bar_label(bars, fmt="%.2f")
+    ax.set(ylabel="top-1 (%)", title=f"{result['data']}, {result['images']} images",
+           ylim=(0, 100))
+    save_png(fig, str(path))

@@ -1,0 +1,162 @@
+"""What `pyioso calibrate`, `export` and `eval` do, as functions (the CLI only parses flags).
+
+A calibration directory holds ``run.json`` (the settings, enough to rebuild the fake-quant
+network), ``checkpoint.pt`` (state after every segment: resume), ``calibrated.pt`` (final
+state), ``history.json``, ``calibrate.log``, plots, and ``artifact/`` (the integer network).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pyioso import artifact, calibrate, export, output, plots, qnet
+from pyioso.data import FASHION, calibration_images, labelled_images
+from pyioso.errors import PyiosoError
+from pyioso.images import IMAGENET_MEAN, IMAGENET_STD
+from pyioso.weights import load_model
+
+RUN, FINAL, HISTORY, ARTIFACT, LOG = "run.json", "calibrated.pt", "history.json", "artifact", "calibrate.log"
+FASHION_CLASSES = 10
+INIT_IMAGES = 64        # images the MSE observers initialize the activation codings on
+QUICK = {"iters": 200, "act_iters": 50}     # the documented quick setting
+
+
+@dataclass(frozen=True)
+class Run:
+    """Where the float network and its calibration images come from."""
+
+    net: str
+    weights: str
+    data: str = FASHION
+    size: int = 32
+    images: int = 1024
+    classes: int = FASHION_CLASSES
+
+    def model(self, seed: int) -> torch.nn.Module:
+        return load_model(self.net, self.weights, self.classes, seed)
+
+    def calibration_set(self, seed: int) -> torch.Tensor:
+        if self.data == FASHION:
+            return calibration_images(self.images, self.size, seed)
+        return labelled_images(self.data, "train", self.size, self.images, seed)[0]
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PyiosoError("--device cuda: this torch has no CUDA device (CPU build or no GPU); "
+                          "use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise PyiosoError(f"--device {name!r}: use cpu or cuda")
+    return torch.device(name)
+
+
+def build_network(run: Run, config: calibrate.Config, images: torch.Tensor, model=None) -> qnet.QNet:
+    model = model if model is not None else run.model(config.seed)
+    return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8)
+
+
+def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str = "cpu",
+                      progress: bool = True, stop_after: int | None = None) -> dict:
+    """Calibrate, save the final state, export the artifact (if activations are quantized),
+    write history and plots. Resumes from ``out/checkpoint.pt`` when one matches."""
+    dev = _device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    calibrate.log.addHandler(handler)
+    calibrate.log.setLevel(logging.INFO)
+    try:
+        model = run.model(config.seed)
+        images = run.calibration_set(config.seed)
+        net = build_network(run, config, images, model).to(dev)
+        key = calibrate.fingerprint(model.state_dict(), images, run.__dict__)
+        output.write_json(str(out / RUN), {"run": run.__dict__, "config": config.to_json()})
+        calibrator = calibrate.Calibrator(net, images.to(dev), config, out, key, progress)
+        history = calibrator.run(stop_after)
+        if not calibrator.complete:
+            return {"stopped": True}
+        net = net.cpu()
+        output.atomic_write(str(out / FINAL), lambda f: torch.save(
+            {"structure": calibrate.structure(net), "state": net.state_dict()}, f))
+        output.write_json(str(out / HISTORY), history.segments)
+        summary = {"history": history.segments}
+        if config.a_bits is not None:
+            summary["artifact"] = str(export_network(net, run, config, out / ARTIFACT))
+        plots.calibration(history.segments, out)
+        return summary
+    finally:
+        calibrate.log.removeHandler(handler)
+        handler.close()
+
+
+def export_network(net: qnet.QNet, run: Run, config: calibrate.Config, directory: Path) -> Path:
+    integer, perms = export.integer_network(net, config.granularity)
+    info = {"network": {"name": run.net, "classes": run.classes, "size": run.size, "channels": 3,
+                        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+            "calibration": {"config": config.to_json(), "data": run.data, "images": run.images,
+                            "weights": Path(run.weights).name}}
+    return artifact.save(directory, integer, perms, info)
+
+
+def load_run(directory: Path) -> tuple[Run, calibrate.Config]:
+    path = directory / RUN
+    if not path.is_file():
+        raise PyiosoError(f"{directory} holds no {RUN}: point at a directory written by "
+                          "`pyioso calibrate --out`")
+    doc = json.loads(path.read_text())
+    config = doc["config"]
+    config["beta"] = tuple(config["beta"])
+    return Run(**doc["run"]), calibrate.Config(**config)
+
+
+def calibrated_network(directory: Path) -> tuple[qnet.QNet, Run, calibrate.Config]:
+    """The fake-quant network of a finished calibration, rebuilt from its float weights."""
+    run, config = load_run(directory)
+    if not (directory / FINAL).is_file():
+        raise PyiosoError(f"{directory} has no {FINAL}: the calibration did not finish; rerun "
+                          "the same `pyioso calibrate` command to resume it")
+    net = build_network(run, config, run.calibration_set(config.seed))
+    calibrate.restore(net, torch.load(directory / FINAL, map_location="cpu", weights_only=False))
+    calibrate.finish(net, config)
+    return net, run, config
+
+
+def evaluate(directory: Path, images: int | None = None, batch: int = 250,
+             progress: bool = True) -> dict:
+    """Top-1 of the float, fake-quant and integer networks on held-out images, side by side,
+    with how often the integer predictions equal the fake-quant ones."""
+    from tqdm import tqdm
+
+    net, run, config = calibrated_network(directory)
+    model = run.model(config.seed)
+    x, labels = labelled_images(run.data, "test", run.size, images, seed=config.seed + 1)
+    integer = artifact.load(directory / ARTIFACT)[0] if (directory / ARTIFACT).is_dir() else None
+    out_coding = net.coding(net.output_name)
+    hits = {"float": 0, "fake-quant": 0, "integer": 0}
+    agree, max_diff = 0, 0
+    with torch.no_grad():
+        for start in tqdm(range(0, len(x), batch), desc="eval", unit="batch", disable=not progress):
+            xb, yb = x[start:start + batch], labels[start:start + batch]
+            hits["float"] += int((model(xb).argmax(1) == yb).sum())
+            fake = net(xb)
+            codes = fake if config.a_bits is None else torch.round(
+                fake / out_coding.scale).to(torch.int64) + out_coding.zero_point
+            hits["fake-quant"] += int((codes.argmax(1) == yb).sum())
+            if integer is not None:
+                int_codes = integer.forward(integer.quantize_input(xb))[0]
+                hits["integer"] += int((int_codes.argmax(1) == yb).sum())
+                agree += int((int_codes.argmax(1) == codes.argmax(1)).sum())
+                max_diff = max(max_diff, int((int_codes - codes).abs().max()))
+    n = len(x)
+    result = {"images": n, "data": run.data,
+              "top1": {k: 100 * v / n for k, v in hits.items() if k != "integer" or integer},
+              "integer_agreement": 100 * agree / n if integer else None,
+              "max_logit_code_diff": max_diff if integer else None}
+    output.write_json(str(directory / "eval.json"), result)
+    plots.accuracy(result, directory / "eval.png")
+    return result

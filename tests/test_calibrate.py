@@ -1,0 +1,160 @@
+"""Calibrator on a tiny ResNet: method ranking, export equality, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from pyioso import artifact, calibrate, export, qnet, workflow
+from pyioso.data import calibration_images
+from pyioso.errors import PyiosoError
+from pyioso.tv import torchvision
+
+SIZE, IMAGES, ITERS = 16, 128, 80
+
+
+class TinyResNet(nn.Module):
+    """Stem, two torchvision BasicBlocks (one with a downsample), pool and classifier."""
+
+    def __init__(self):
+        super().__init__()
+        resnet = torchvision().models.resnet
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU(inplace=True))
+        down = nn.Sequential(nn.Conv2d(16, 32, 1, stride=2, bias=False), nn.BatchNorm2d(32))
+        self.blocks = nn.Sequential(resnet.BasicBlock(16, 16), resnet.BasicBlock(16, 32, 2, down))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    model = TinyResNet()
+    for m in model.modules():           # non-trivial BN statistics, as in a trained network
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return calibration_images(IMAGES, SIZE, 0)
+
+
+def _calibrate(images, out=None, stop_after=None, **kw) -> tuple[qnet.QNet, calibrate.Calibrator]:
+    config = calibrate.Config(w_bits=2, a_bits=4, iters=ITERS, act_iters=20, batch=16, **kw)
+    net = qnet.build(_model(), images[:32], config.w_bits, config.a_bits)
+    cal = calibrate.Calibrator(net, images, config, out, fingerprint="tiny", progress=False)
+    cal.run(stop_after)
+    return net, cal
+
+
+def _final_loss(cal: calibrate.Calibrator) -> float:
+    """Sum over segments of the weight stage's final reconstruction loss."""
+    return sum(e["loss_after"] for e in cal.history.segments if e["stage"] in ("weights", "joint"))
+
+
+@pytest.fixture(scope="module")
+def runs(images):
+    return {m: _calibrate(images, method=m) for m in ("brecq", "ioso")}
+
+
+def test_ioso_beats_rtn_and_matches_brecq(runs):
+    _, brecq = runs["brecq"]
+    _, ioso = runs["ioso"]
+    rtn = sum(e["loss_before"] for e in brecq.history.segments if e["stage"] == "weights")
+    print(f"weight-stage loss: rtn {rtn:.4f}, brecq {_final_loss(brecq):.4f}, ioso {_final_loss(ioso):.4f}")
+    assert _final_loss(ioso) < rtn
+    assert _final_loss(ioso) <= _final_loss(brecq) * 1.02
+
+
+def test_groups_are_legal_and_tied(runs):
+    net, cal = runs["ioso"]
+    legal = [c for e in cal.history.segments for c in e.get("legalize", {}).get("classes", [])]
+    assert legal, "ioso fixed no ISG groups"
+    for scale in net.input_scales.values():
+        assert scale.mode in ("hard", "none")
+    # the stream between the blocks feeds block 2's conv1 and its downsample: one grouping
+    block2 = [n for n in net.nodes if n.name in ("blocks.1.conv1", "blocks.1.downsample.0")]
+    assert net.input_scale(block2[0]) is net.input_scale(block2[1])
+
+
+def test_integer_network_equals_fake_quant(runs, tmp_path):
+    net, _ = runs["ioso"]
+    test = calibration_images(256, SIZE, 7)
+    integer, perms = export.integer_network(net)
+    assert perms, "no permutation was folded"
+    codes = integer.forward(integer.quantize_input(test))[0]
+    with torch.no_grad():
+        fake = net(test)
+    c = net.coding(net.output_name)
+    fake_codes = torch.round(fake / c.scale).to(torch.int64) + c.zero_point
+    agree = (codes.argmax(1) == fake_codes.argmax(1)).double().mean().item()
+    print(f"agreement {agree:.4f}, max logit code diff {(codes - fake_codes).abs().max().item()}")
+    assert agree >= 0.99
+    path = artifact.save(tmp_path / "a", integer, perms, {"network": {"name": "tiny"}})
+    loaded, doc = artifact.load(path)
+    assert torch.equal(loaded.forward(loaded.quantize_input(test))[0], codes)
+    again = artifact.save(tmp_path / "b", loaded, perms, {"network": {"name": "tiny"}})
+    for name in (artifact.MANIFEST, artifact.ARRAYS):
+        assert (path / name).read_bytes() == (again / name).read_bytes()
+
+
+def test_resume_gives_the_same_result(images, runs, tmp_path):
+    whole, _ = runs["ioso"]
+    _calibrate(images, out=tmp_path, stop_after=2, method="ioso")
+    resumed, cal = _calibrate(images, out=tmp_path, method="ioso")
+    assert cal.complete
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_corrupt_and_old_artifacts_are_refused(runs, tmp_path):
+    integer, perms = export.integer_network(runs["ioso"][0])
+    path = artifact.save(tmp_path / "a", integer, perms, {})
+    blob = bytearray((path / artifact.ARRAYS).read_bytes())
+    blob[-1] ^= 1
+    (path / artifact.ARRAYS).write_bytes(bytes(blob))
+    with pytest.raises(PyiosoError, match="does not match the hash"):
+        artifact.load(path)
+    path = artifact.save(tmp_path / "a", integer, perms, {})
+    doc = json.loads((path / artifact.MANIFEST).read_text())
+    (path / artifact.MANIFEST).write_text(json.dumps({**doc, "version": 0}))
+    with pytest.raises(PyiosoError, match="version 0"):
+        artifact.load(path)
+    with pytest.raises(PyiosoError, match="missing"):
+        artifact.load(tmp_path / "nowhere")
+
+
+def test_unsupported_layer_is_named(images):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 10)).eval()
+    with pytest.raises(PyiosoError, match="GELU.*supported"):
+        qnet.build(model, images[:4], 4, 4)
+
+
+@pytest.mark.parametrize("kw, match", [({"method": "gptq"}, "method 'gptq'"),
+                                       ({"base": "adaround"}, "base 'adaround'"),
+                                       ({"iters": 0}, "iters")])
+def test_bad_settings(kw, match):
+    with pytest.raises(PyiosoError, match=match):
+        calibrate.Config(**kw)
+
+
+def test_bad_bits_and_weights(tmp_path, images):
+    with pytest.raises(PyiosoError, match="w_bits"):
+        qnet.build(_model(), images[:4], 9, 4)
+    wrong = tmp_path / "wrong.pt"
+    torch.save(_model().state_dict(), wrong)
+    with pytest.raises(PyiosoError, match="does not match resnet18"):
+        workflow.Run("resnet18", str(wrong)).model(0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PyiosoError, match="no images"):
+        workflow.Run("resnet18", "random", data=str(tmp_path / "empty"), size=16).calibration_set(0)
