@@ -13,8 +13,14 @@ NET   ?= resnet18
 SIZE  ?= 32
 N     ?= 30
 SEED  ?= 0
+ARTIFACT ?=
+WEIGHTS ?= random
+ITERS ?= 1000
+# make report: liberty file(s) to map onto (comma-separated); empty: the open PDKs in PDK.
+LIBERTY ?=
+PDK   ?= ../shared/pdk
 
-.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim golden layers cost clean
+.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report calibrate bench-calib golden layers cost clean
 
 help:
 	@echo "make sim LAYER=$(LAYER)            one layer through the engine RTL, every output vs golden (main job)"
@@ -23,6 +29,11 @@ help:
 	@echo "make sim-random N=30 SEED=0         random layer configurations through the RTL"
 	@echo "make verilog                        build/verilog/engine.v (+ no-IOSO variant), linted"
 	@echo "make bench-sim                      Verilator build time and simulation speed"
+	@echo "make calibrate NET=resnet18 WEIGHTS=ckpt.pt   quick IOSO calibration + eval (build/calib/NET)"
+	@echo "make sim ARTIFACT=DIR LAYER=layer3.0.conv1    a calibrated layer through the RTL"
+	@echo "make sim-net ARTIFACT=DIR           every layer of a calibrated artifact through the RTL"
+	@echo "make bench-calib ITERS=1000         block reconstruction speed/loss vs the BRECQ reference"
+	@echo "make report [LIBERTY=a.lib,b.lib]   synthesis area, latency per layer, Table 11: docs/HARDWARE.md"
 	@echo "make test / make test-full          the test suite (CI) / with slow tests"
 	@echo "make golden LAYER=...               golden integer layer, error bound and cost row"
 	@echo "make layers NET=... / make cost NET=...   layer zoo / integer-op cost tables"
@@ -37,10 +48,10 @@ $(DATA):
 	scripts/ensure_apt.sh dataset-fashion-mnist $@
 
 sim: $(STAMP) $(DATA)
-	$(PY) -m sim.layer $(if $(SHAPE),--shape $(SHAPE),--layer $(LAYER))
+	$(PY) -m sim.layer $(if $(SHAPE),--shape $(SHAPE),--layer $(LAYER)) $(if $(ARTIFACT),--artifact $(ARTIFACT))
 
 sim-net: $(STAMP) $(DATA)
-	$(PY) -m sim.net --net $(NET) --size $(SIZE)
+	$(PY) -m sim.net $(if $(ARTIFACT),--artifact $(ARTIFACT),--net $(NET) --size $(SIZE))
 
 sim-random: $(STAMP) $(DATA)
 	$(PY) -m sim.random_layers --n $(N) --seed $(SEED)
@@ -50,6 +61,9 @@ verilog: $(STAMP)
 
 bench-sim: $(STAMP) $(DATA)
 	$(PY) -m sim.bench --layer $(LAYER)
+
+report: $(STAMP) $(DATA)
+	$(PY) -m hw.report --liberty "$(LIBERTY)" --pdk "$(PDK)"
 
 golden: $(STAMP) $(DATA)
 	$(BIN)/pyioso golden --layer $(LAYER)
@@ -65,6 +79,14 @@ test: $(STAMP) $(DATA)
 
 test-full: $(STAMP) $(DATA)
 	$(BIN)/pytest
+
+calibrate: $(STAMP) $(DATA)
+	$(BIN)/pyioso calibrate --net $(NET) --weights $(WEIGHTS) --quick --out build/calib/$(NET)
+	$(BIN)/pyioso eval --run build/calib/$(NET) --images 2000
+
+bench-calib: $(STAMP) $(DATA)
+	scripts/fetch_brecq.sh build/brecq
+	$(PY) scripts/bench_calib.py --iters $(ITERS)
 
 clean:
 	rm -rf build

@@ -14,6 +14,8 @@ class Accumulator(wiring.Component):
     previous sum is written (a one-pixel layer such as FC) sees the new sum. Latency 1.
     """
 
+    latency = 1
+
     def __init__(self, params, depth: int, tag_layout, out_tag_layout):
         self._depth, self._cols = depth, params.cols
         self._row = data.ArrayLayout(signed(params.acc_width), params.cols)

@@ -100,10 +100,14 @@ class SystolicArray(wiring.Component):
             }))),
         })
 
+    @staticmethod
+    def latency_of(params: EngineParams) -> int:
+        """Enabled cycles from accepting an input vector to offering its output vector."""
+        return params.rows + params.cols - 1
+
     @property
     def latency(self) -> int:
-        """Enabled cycles from accepting an input vector to offering its output vector."""
-        return self.params.rows + self.params.cols - 1
+        return self.latency_of(self.params)
 
     def row_drain(self, row: int) -> int:
         """Pipeline advances after an accepted swap before shadow row `row` may be written."""

@@ -63,17 +63,81 @@ def tile_codes(layer: golden.Conv, rows: int) -> list[int]:
     return out
 
 
-def check_layer(layer: golden.Conv, params, x_shape) -> None:
-    """Everything the engine cannot run, refused before a simulation starts."""
-    kh, kw = layer.kernel
+@dataclass(frozen=True)
+class Shape:
+    """A conv/FC layer as the engine's passes and timing see it: one h x w x c_in input image
+    into c_out channels. `hw.report.cycles` takes the same shape from the layer zoo."""
+
+    h: int
+    w: int
+    c_in: int
+    c_out: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    @classmethod
+    def of(cls, layer: golden.Conv, x_shape) -> Shape:
+        """The shape of `layer` on an NHWC input of `x_shape` (refused unless one image of the
+        layer's channels)."""
+        if len(x_shape) != 4 or x_shape[0] != 1 or x_shape[3] != layer.c_in:
+            raise PyiosoError(f"input of shape {tuple(x_shape)}: the engine takes one NHWC image "
+                              f"with {layer.c_in} channels")
+        return cls(x_shape[1], x_shape[2], layer.c_in, layer.weight.shape[0], layer.kernel,
+                   layer.stride, layer.padding, layer.dilation, layer.groups)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """The geometry of one pass: output rows [row0, row1), channel tiles [nt0, nt1), input rows
+    [top, bottom) in ACT, and the descriptor registers that follow from them."""
+
+    row0: int
+    row1: int
+    nt0: int
+    nt1: int
+    top: int
+    bottom: int
+    geometry: dict              # Csr -> value, the shape registers of the descriptor
+
+    @property
+    def pixels(self) -> int:
+        return self.geometry[Csr.HO] * self.geometry[Csr.WO]
+
+    @property
+    def n_tiles(self) -> int:
+        return self.nt1 - self.nt0
+
+    @property
+    def k_tiles(self) -> int:
+        g = self.geometry
+        return g[Csr.KH] * g[Csr.KW] * g[Csr.CT]
+
+
+def check_shape(shape: Shape, depths: Depths = Depths()) -> None:
+    """Every shape the engine cannot run, refused before a simulation starts (ARCHITECTURE §6)."""
+    kh, kw = shape.kernel
     if max(kh, kw) > MAX_KERNEL:
         raise PyiosoError(f"kernel {kh}x{kw} is larger than the engine's {MAX_KERNEL}x{MAX_KERNEL}")
-    if layer.groups != 1:
-        raise PyiosoError(f"groups={layer.groups}: the array runs dense convs and FC layers only")
-    if layer.dilation != (1, 1):
-        raise PyiosoError(f"dilation {layer.dilation} is not supported by the engine: use 1")
-    if layer.stride[0] != layer.stride[1] or layer.stride[0] > MAX_KERNEL:
-        raise PyiosoError(f"stride {layer.stride}: the engine takes one stride of 1..{MAX_KERNEL}")
+    if shape.groups != 1:
+        raise PyiosoError(f"groups={shape.groups}: the array runs dense convs and FC layers only")
+    if tuple(shape.dilation) != (1, 1):
+        raise PyiosoError(f"dilation {tuple(shape.dilation)} is not supported by the engine: use 1")
+    if shape.stride[0] != shape.stride[1] or shape.stride[0] > MAX_KERNEL:
+        raise PyiosoError(f"stride {tuple(shape.stride)}: the engine takes one stride of "
+                          f"1..{MAX_KERNEL}")
+    conv_output_size((shape.h, shape.w), shape)
+
+
+def check_layer(layer: golden.Conv, params, x_shape) -> None:
+    """Everything the engine cannot run, refused before a simulation starts."""
+    if not params.runs_golden:
+        raise PyiosoError(f"an engine built with isg_unit={params.isg_unit!r}, "
+                          f"requant={params.requant!r} is an area-report variant: it computes "
+                          "no golden layer (build it with the defaults to run one)")
+    check_shape(Shape.of(layer, x_shape))
     if layer.w_bits > params.w_bits or layer.in_bits > params.a_bits or layer.requant.bits > params.a_bits:
         raise PyiosoError(f"bit widths W{layer.w_bits}A{layer.in_bits}->A{layer.requant.bits} exceed "
                           f"the engine's {params.w_bits}-bit weight and {params.a_bits}-bit code ports")
@@ -81,10 +145,6 @@ def check_layer(layer: golden.Conv, params, x_shape) -> None:
     if layer.isg_shift != shift or (not params.isg and layer.isg_codes.any()):
         raise PyiosoError(f"the layer uses ISG shift n={layer.isg_shift}, the engine was built with "
                           f"{'n=' + str(shift) if params.isg else 'no IOSO unit (n=0, all codes 0)'}")
-    if len(x_shape) != 4 or x_shape[0] != 1 or x_shape[3] != layer.c_in:
-        raise PyiosoError(f"input of shape {tuple(x_shape)}: the engine takes one NHWC image with "
-                          f"{layer.c_in} channels")
-    conv_output_size(tuple(x_shape[1:3]), layer)
     lo, hi = sum_bounds(scaled_weights(layer.weight, layer.isg_codes, layer.isg_shift, 1), layer.in_bits)
     top = 2 ** (params.acc_width - 1)
     if lo.min() < -top or hi.max() >= top:
@@ -136,14 +196,17 @@ def _split(total: int, fits) -> int:
                       "build the engine with larger scratchpads")
 
 
-def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths()) -> list[Pass]:
-    """The passes that run `layer` on one NHWC image `x` (codes) on the engine."""
-    check_layer(layer, params, x.shape)
+def slices(shape: Shape, params, depths: Depths = Depths()) -> list[Slice]:
+    """How the engine runs `shape`: the passes' geometry, the most N-tiles per pass that the
+    WEIGHT and TABLE scratchpads hold, then the most output rows that ACT, the accumulator and
+    OUT hold (each slice carries its own `pad_top`; bottom and right padding follow from the
+    bounds check)."""
+    check_shape(shape, depths)
     rows, cols = params.rows, params.cols
-    _, h, w, c_in = x.shape
-    (kh, kw), stride, (ph, pw) = layer.kernel, layer.stride[0], layer.padding
-    ho, wo = conv_output_size((h, w), layer)
-    ct, nt = _tiles(c_in, rows), _tiles(layer.weight.shape[0], cols)
+    h, w = shape.h, shape.w
+    (kh, kw), stride, (ph, pw) = shape.kernel, shape.stride[0], shape.padding
+    ho, wo = conv_output_size((h, w), shape)
+    ct, nt = _tiles(shape.c_in, rows), _tiles(shape.c_out, cols)
     if ct > depths.tiles:
         raise PyiosoError(f"{ct} input-channel tiles exceed the engine's {depths.tiles}")
     kt = kh * kw * ct
@@ -159,22 +222,35 @@ def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths())
                 and r * wo * n_chunk <= depths.out)
 
     r_chunk = _split(ho, rows_fit)
-    codes = [c & 3 for c in tile_codes(layer, rows)]
-    rq = layer.requant
-    passes = []
+    out = []
     for nt0 in range(0, nt, n_chunk):
         nt1 = min(nt, nt0 + n_chunk)
-        weights = _weight_rows(layer.weight, nt0, nt1, rows, cols)
-        table = _table(rq, nt0 * cols, nt1 * cols)
         for r0 in range(0, ho, r_chunk):
             r1 = min(ho, r0 + r_chunk)
             top, bottom = in_rows(r0, r1)
-            desc = {Csr.H: bottom - top, Csr.W: w, Csr.CT: ct, Csr.NT: nt1 - nt0, Csr.KH: kh,
-                    Csr.KW: kw, Csr.STRIDE: stride, Csr.PAD_TOP: top - (r0 * stride - ph),
-                    Csr.PAD_LEFT: pw, Csr.HO: r1 - r0, Csr.WO: wo, Csr.Z_IN: layer.in_zero_point,
-                    Csr.SHIFT: rq.shift, Csr.Z_OUT: rq.zero_point, Csr.LO: rq.lo, Csr.HI: rq.hi}
-            act = _act_words(x[0, top:bottom], rows, layer.in_zero_point)
-            passes.append(Pass(r0, r1, nt0, nt1, desc, act, weights, table, codes))
+            geometry = {Csr.H: bottom - top, Csr.W: w, Csr.CT: ct, Csr.NT: nt1 - nt0, Csr.KH: kh,
+                        Csr.KW: kw, Csr.STRIDE: stride, Csr.PAD_TOP: top - (r0 * stride - ph),
+                        Csr.PAD_LEFT: pw, Csr.HO: r1 - r0, Csr.WO: wo}
+            out.append(Slice(r0, r1, nt0, nt1, top, bottom, geometry))
+    return out
+
+
+def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths()) -> list[Pass]:
+    """The passes that run `layer` on one NHWC image `x` (codes) on the engine."""
+    check_layer(layer, params, x.shape)
+    rows, cols = params.rows, params.cols
+    codes = [c & 3 for c in tile_codes(layer, rows)]
+    rq = layer.requant
+    values = {Csr.Z_IN: layer.in_zero_point, Csr.SHIFT: rq.shift, Csr.Z_OUT: rq.zero_point,
+              Csr.LO: rq.lo, Csr.HI: rq.hi}
+    passes, weights = [], {}
+    for s in slices(Shape.of(layer, x.shape), params, depths):
+        if s.nt0 not in weights:        # one weight image per channel chunk, shared by its passes
+            weights[s.nt0] = (_weight_rows(layer.weight, s.nt0, s.nt1, rows, cols),
+                              _table(rq, s.nt0 * cols, s.nt1 * cols))
+        act = _act_words(x[0, s.top:s.bottom], rows, layer.in_zero_point)
+        passes.append(Pass(s.row0, s.row1, s.nt0, s.nt1, {**s.geometry, **values}, act,
+                           *weights[s.nt0], codes))
     return passes
 
 

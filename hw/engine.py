@@ -2,7 +2,7 @@
 activation units, host command stream and performance counters (ARCHITECTURE §6).
 """
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -10,11 +10,16 @@ from amaranth.lib.wiring import In, Out
 from hw.accumulator import Accumulator
 from hw.array import SystolicArray
 from hw.controller import COUNT_BITS, ActivationFeed, WeightFeed, array_tag_layout
+from hw.fp16 import Fp16Scale
 from hw.host import WORD_BITS, Csr, Depths, Space, command_layout, descriptor_layout
 from hw.ioso import IosoUnit
 from hw.lanes import Narrow, Widen
 from hw.params import EngineParams
 from hw.postproc import ActUnit, BnUnit
+
+# The post-accumulator scaling unit of each `EngineParams.requant`.
+REQUANT_UNITS = {"int": BnUnit, "fp16": Fp16Scale}
+TABLE_LATENCY = 1       # the table stage between accumulator and BN unit: one register
 
 
 def _connect(m, src, dst, **fields):
@@ -44,7 +49,8 @@ class Engine(wiring.Component):
         m.submodules.act_mem = act_mem = Memory(shape=WORD_BITS, depth=dp.act, init=[])
         m.submodules.w_mem = w_mem = Memory(shape=WORD_BITS, depth=dp.weight, init=[])
         m.submodules.out_mem = out_mem = Memory(shape=WORD_BITS, depth=dp.out, init=[])
-        entry = data.StructLayout({"m": signed(32), "b": signed(64)})
+        requant_unit = REQUANT_UNITS[p.requant]
+        entry = requant_unit.table_entry(p)
         tables = [Memory(shape=entry, depth=dp.channels // cols, init=[]) for _ in range(cols)]
         for lane, mem in enumerate(tables):
             m.submodules[f"table_{lane}"] = mem
@@ -80,11 +86,10 @@ class Engine(wiring.Component):
         for lane, mem in enumerate(tables):
             port = mem.write_port()
             m.d.comb += [port.addr.eq(cmd.addr >> lane_bits), port.data.m.eq(cmd.data[:32]),
-                         port.data.b.eq(cmd.data[32:96]),
+                         port.data.b.eq(cmd.data[32:32 + len(port.data.b)]),
                          port.en.eq(accept & cmd.write & (cmd.space == Space.TABLE)
                                     & (cmd.addr[:lane_bits] == lane))]
-        with m.If(accept & cmd.write & (cmd.space == Space.CODE)):
-            m.d.sync += codes.word_select(cmd.addr[:max(1, (dp.tiles - 1).bit_length())], 2).eq(cmd.data[:2])
+        code_write = accept & cmd.write & (cmd.space == Space.CODE)
         with m.If(accept & cmd.write & (cmd.space == Space.CSR)):
             with m.Switch(cmd.addr):
                 with m.Case(Csr.START):
@@ -124,6 +129,13 @@ class Engine(wiring.Component):
         m.submodules.array = array = SystolicArray(p, tag)
         m.submodules.ioso = ioso = IosoUnit(p, tag)
         m.submodules.acc = acc = Accumulator(p, dp.acc, tag, post_tag)
+        if ioso.multiplier:     # CODE words tiles.. hold the group scales (hw/ioso.py)
+            scale_write = code_write & (cmd.addr >= dp.tiles)
+            m.d.comb += [ioso.scale.en.eq(scale_write), ioso.scale.group.eq(cmd.addr - dp.tiles),
+                         ioso.scale.value.eq(cmd.data)]
+            code_write &= ~scale_write
+        with m.If(code_write):
+            m.d.sync += codes.word_select(cmd.addr[:max(1, (dp.tiles - 1).bit_length())], 2).eq(cmd.data[:2])
         wiring.connect(m, feed.o, array.i)
         wiring.connect(m, wfeed.o, array.w_load)
         _connect(m, array.o, ioso.i, p=array.o.payload.p, s=array.o.payload.tag.s,
@@ -131,8 +143,9 @@ class Engine(wiring.Component):
         _connect(m, ioso.o, acc.i, q=ioso.o.payload.q, tag=ioso.o.payload.tag)
 
         # table stage: read M, B of the N-tile (one register stage, stalls with its output)
-        lane_in = data.StructLayout({"s": signed(p.acc_width), "m": signed(p.mult_width),
-                                     "b": signed(p.t_width)})
+        m.submodules.bn = bn = requant_unit(p, out_tag)
+        lane_in = data.StructLayout({name: bn.i.payload.shape().members[name].elem_shape
+                                     for name in ("s", "m", "b")})
         staged = stream.Signature(data.StructLayout({"v": data.ArrayLayout(lane_in, cols), "tag": out_tag})).create()
         table_rd = [mem.read_port() for mem in tables]
         t_valid, t_s, t_out = Signal(), Signal(acc.o.payload.s.shape()), Signal(range(dp.out))
@@ -145,7 +158,6 @@ class Engine(wiring.Component):
                          staged.payload.v[lane].s.eq(t_s[lane]), staged.payload.v[lane].m.eq(port.data.m),
                          staged.payload.v[lane].b.eq(port.data.b)]
 
-        m.submodules.bn = bn = BnUnit(p, out_tag)
         m.submodules.act = act = ActUnit(p, out_tag)
         lanes = p.lanes
         if lanes == cols:
@@ -159,8 +171,9 @@ class Engine(wiring.Component):
             m.d.comb += [bn.i.payload.s[lane].eq(narrow.payload.v[lane].s),
                          bn.i.payload.m[lane].eq(narrow.payload.v[lane].m),
                          bn.i.payload.b[lane].eq(narrow.payload.v[lane].b)]
-        m.d.comb += [bn.shift.eq(desc.shift), act.zero_point.eq(desc.z_out),
-                     act.lo.eq(desc.lo), act.hi.eq(desc.hi)]
+        if p.requant == "int":
+            m.d.comb += bn.shift.eq(desc.shift)
+        m.d.comb += [act.zero_point.eq(desc.z_out), act.lo.eq(desc.lo), act.hi.eq(desc.hi)]
         _connect(m, bn.o, act.i, u=bn.o.payload.u, tag=bn.o.payload.tag)
         if lanes == cols:
             result = act.o

@@ -17,7 +17,9 @@ class Space(IntEnum):
     ACT = 1        # input activations: word (ih * W + iw) * CT + ct holds 16 channel codes
     WEIGHT = 2     # weight rows: word (nt * KT + kt) * 16 + r holds 16 output channels' codes
     TABLE = 3      # per output channel k: data = {B[63:0] at bits 32.., M at bits 0..31}
+                   # (the FP16 variant: FP16 m at bits 0..15, b at bits 32..47)
     CODE = 4       # per input-channel tile ct: the ISG group code s in bits 1..0 (two's complement)
+                   # (the group-multiplier variant: word tiles + g holds group g's scale)
     OUT = 5        # output codes: word m * NT + nt holds 16 output channels (read only)
 
 

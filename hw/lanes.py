@@ -46,6 +46,8 @@ class Narrow(wiring.Component):
 class Widen(wiring.Component):
     """wide/narrow beats of `narrow` elements back into one vector; the last beat's tag. Latency 1."""
 
+    latency = 1
+
     def __init__(self, element, narrow: int, wide: int, tag_layout):
         self._beats, self._narrow = _beats(wide, narrow), narrow
         super().__init__({

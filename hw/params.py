@@ -15,6 +15,9 @@ from amaranth.utils import ceil_log2
 from golden.layers import ACT_BITS, ISG_SHIFTS, W_BITS, check_bits
 from pyioso.errors import PyiosoError
 
+ISG_UNITS = ("shift", "multiplier")     # the IOSO unit: shift-add (the product) or multiplier
+REQUANTS = ("int", "fp16")              # post-accumulator scaling: integer BN unit or FP16
+
 
 @dataclass(frozen=True)
 class EngineParams:
@@ -26,6 +29,12 @@ class EngineParams:
     `a_bits`/`w_bits` are port widths: a layer with narrower codes is run by the host zero
     extending activation codes and sign extending weight codes. `isg=False` builds the engine
     without the IOSO shift-add (the area/latency baseline); `isg_shift` is then unused.
+
+    Two settings build the comparison variants of the area report (docs/HARDWARE.md), which run
+    no golden layer (the driver refuses them): `isg_unit="multiplier"` puts a per-group
+    fixed-point multiplier where the shift-add is (what ISG costs without the shift trick, as
+    ICWQ would), `requant="fp16"` puts FP16 scale-and-offset arithmetic where the integer BN
+    unit is (the paper's FP16 row).
     """
 
     rows: int = 16
@@ -37,6 +46,8 @@ class EngineParams:
     acc_width: int = 32
     mult_width: int = 24
     lanes: int = 16
+    isg_unit: str = "shift"
+    requant: str = "int"
 
     def __post_init__(self):
         for name in ("rows", "cols", "lanes"):
@@ -47,6 +58,14 @@ class EngineParams:
         if self.isg_shift not in ISG_SHIFTS:
             raise PyiosoError(f"isg_shift={self.isg_shift!r} is out of range: use "
                               f"{ISG_SHIFTS.start}..{ISG_SHIFTS.stop - 1} (ARCHITECTURE §2)")
+        for name, allowed in (("isg_unit", ISG_UNITS), ("requant", REQUANTS)):
+            if getattr(self, name) not in allowed:
+                raise PyiosoError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        if self.isg_unit == "multiplier" and not self.isg:
+            raise PyiosoError("isg_unit='multiplier' replaces the IOSO unit's shift-add: it needs isg=True")
+        if self.isg_unit == "multiplier" and self.mult_width <= self.isg_shift:
+            raise PyiosoError(f"mult_width={self.mult_width} leaves no fraction bits beyond the "
+                              f"output's {self.isg_shift}: raise mult_width")
         if self.mult_width < 2:
             raise PyiosoError(f"mult_width={self.mult_width} is too narrow: use at least 2")
         if self.acc_width < self.ioso_width:
@@ -70,6 +89,12 @@ class EngineParams:
     def ioso_width(self) -> int:
         """Signed width of the IOSO unit's output p*(2^n + s); the partial sum itself without ISG."""
         return self.psum_width + self.isg_shift + 1 if self.isg else self.psum_width
+
+    @property
+    def runs_golden(self) -> bool:
+        """Whether the engine computes the spec's arithmetic (ARCHITECTURE §2-§3), i.e. is not
+        one of the area report's comparison variants."""
+        return self.isg_unit == "shift" and self.requant == "int"
 
     @property
     def t_width(self) -> int:

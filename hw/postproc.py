@@ -28,6 +28,11 @@ class BnUnit(wiring.Component):
 
     latency = 3
 
+    @staticmethod
+    def table_entry(params: EngineParams) -> data.StructLayout:
+        """One output channel's TABLE entry: M and B (§6), as the host protocol packs them."""
+        return data.StructLayout({"m": signed(32), "b": signed(64)})
+
     def __init__(self, params: EngineParams, tag_layout):
         self.params = params
         lanes, t_shape = params.lanes, signed(params.t_width)

@@ -193,3 +193,14 @@ def _check_graph(net: intnet.IntNet) -> None:
         known.add(step.output)
     if net.output_name not in known:
         raise PyiosoError(f"the output tensor {net.output_name!r} is never computed")
+
+
+def layer_runs(directory: str | Path, seed: int = 1) -> tuple[dict, list[intnet.LayerRun]]:
+    """(manifest, every conv/FC layer's golden input and output codes) of an artifact's network
+    on one Fashion-MNIST test photo: real activations for the hardware checks."""
+    from pyioso.images import sample_photos
+
+    net, doc = load(directory)
+    size = int(doc.get("network", {}).get("size", 32))
+    image = sample_photos(1, size, seed)
+    return doc, net.forward(net.quantize_input(image), record=True)[1]

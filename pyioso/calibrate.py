@@ -159,8 +159,10 @@ class Calibrator:
     """Runs the stages over the segments, with checkpoints in `out` (if given)."""
 
     def __init__(self, net: QNet, images: torch.Tensor, config: Config, out: Path | None = None,
-                 fingerprint: str = "", progress: bool = True, only: set[str] | None = None):
+                 fingerprint: str = "", progress: bool = True, only: set[str] | None = None,
+                 loss_images: int | None = 256):
         self.net, self.images, self.config, self.out = net, images, config, out
+        self.loss_images = loss_images      # images the reported losses average over (None: all)
         self.only = only        # reconstruct just these segments (benchmarks); the rest stay RTN
         self.segments = blocks.segments(net, config.granularity_kind)
         self.history = History()
@@ -313,7 +315,7 @@ class Calibrator:
         nodes, q, fp = self._prefix(seg, stage, q, fp)
         fp_out = {k: _fast_layout(v) for k, v in fp_out.items()}
         targets = list(seg.outputs)
-        loss = lambda: self.segment_loss(nodes, targets, q, fp_out, stage.p)  # noqa: E731
+        loss = lambda: self.segment_loss(nodes, targets, q, fp_out, stage.p, self.loss_images)  # noqa: E731
         n_images = self.images.shape[0]
         legalize_at = int(config.legalize_at * stage.iters) if scales and mode == "soft" else None
         entry = {"stage": stage.name, "segment": seg.name, "iters": stage.iters, "curve": [],
@@ -401,7 +403,8 @@ class Calibrator:
         log.info("legalized %s: loss %.5g -> %.5g", seg.name, before, after)
         return {"legalize": {"loss_before": before, "loss_after": after, "classes": record}}
 
-    def segment_loss(self, nodes, outputs, q: dict, fp_out: dict, p: float, limit: int = 256) -> float:
+    def segment_loss(self, nodes, outputs, q: dict, fp_out: dict, p: float,
+                     limit: int | None = 256) -> float:
         """Reconstruction loss of the hardware model (hard rounding) over the first `limit`
         calibration images."""
         was_training = self.net.training

@@ -2,7 +2,8 @@
 
 The host driver turns the layer into passes and commands; the harness plays them into the
 engine's command stream and records the responses; this module compares every output code with
-golden.conv bit for bit and writes build/sim/<name>/report.json.
+golden.conv bit for bit and the engine's CYCLES counter with the analytical cycle model
+(hw/report/cycles.py), and writes build/sim/<name>/report.json. Either disagreement fails.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from hw import driver
 from hw.engine import Engine
 from hw.host import Csr, Depths
 from hw.params import EngineParams
-from pyioso import output
+from hw.report import cycles as cycle_model
+from pyioso import artifact, output
 from pyioso.errors import PyiosoError
 from sim import runner
 
@@ -85,12 +87,12 @@ def collect(passes: list[driver.Pass], responses: list[int], c_out: int, cols: i
     return Result(out, cycles, busy, stalls, len(passes))
 
 
-def ideal_cycles(layer: golden.Conv, x_shape, params: EngineParams) -> int:
-    """Compute cycles of a perfect R x C array: pixels * K-tiles * N-tiles."""
-    ho, wo = golden.layers.conv_output_size(tuple(x_shape[1:3]), layer)
-    kh, kw = layer.kernel
-    kt = kh * kw * -(-layer.c_in // params.rows)
-    return ho * wo * kt * -(-layer.weight.shape[0] // params.cols)
+def model_cycles(shape: driver.Shape, params: EngineParams, depths: Depths) -> tuple[int | None, str | None]:
+    """(the cycle model's CYCLES, None), or (None, why the model does not cover the layer)."""
+    try:
+        return cycle_model.layer_cycles(shape, params, depths).cycles, None
+    except PyiosoError as err:
+        return None, str(err)
 
 
 def first_mismatch(got: torch.Tensor, want: torch.Tensor) -> dict | None:
@@ -102,10 +104,13 @@ def first_mismatch(got: torch.Tensor, want: torch.Tensor) -> dict | None:
 
 
 def report(name: str, layer: golden.Conv, x: torch.Tensor, result: Result, params: EngineParams,
-           seconds: float) -> dict:
+           seconds: float, depths: Depths = Depths()) -> dict:
+    """The layer's outcome: outputs against golden, the RTL counters next to the cycle model."""
     want = golden.conv(x, layer)
     mismatches = int((result.output != want).sum())
-    ideal = ideal_cycles(layer, x.shape, params)
+    shape = driver.Shape.of(layer, x.shape)
+    ideal = cycle_model.ideal_cycles(shape, params)
+    model, model_note = model_cycles(shape, params, depths)
     return {
         "layer": name,
         "shape": {"h": x.shape[1], "w": x.shape[2], "c_in": layer.c_in, "c_out": layer.weight.shape[0],
@@ -114,6 +119,7 @@ def report(name: str, layer: golden.Conv, x: torch.Tensor, result: Result, param
         "outputs_checked": want.numel(), "mismatches": mismatches,
         "first_mismatch": first_mismatch(result.output, want),
         "passes": result.passes, "cycles": result.cycles, "ideal_cycles": ideal,
+        "model_cycles": model, "model_note": model_note,
         "utilization": ideal / result.cycles if result.cycles else 0.0,
         "busy_cycles": result.busy, "stall_cycles": result.stalls,
         "sim_wall_seconds": seconds, "engine": params.to_json(),
@@ -150,21 +156,46 @@ def _case(args, shift: int) -> tuple[str, golden.Conv, torch.Tensor]:
         x, layer = random_case(h, w, c_in, c_out, k, stride, pad, args.wbits, args.abits, args.seed,
                                shift)
         return f"shape_{args.shape.replace(',', 'x')}", layer, x
+    if args.artifact:
+        doc, runs = artifact.layer_runs(args.artifact, args.seed + 1)
+        run = next((r for r in runs if r.path == args.layer), None)
+        if run is None:
+            raise PyiosoError(f"the artifact has no conv/FC layer {args.layer!r}; its layers: "
+                              f"{', '.join(r.path for r in runs)}")
+        return f"{doc['network']['name']}_{args.layer}_artifact", run.layer, run.x
     case = build_case(args.layer, w_bits=args.wbits, a_bits=args.abits, batch=1, seed=args.seed,
                       isg_shift=shift)
     return args.layer, case.layer, case.x
 
 
+def model_agrees(rep: dict) -> bool:
+    """The cycle model equals the RTL counter, or does not cover the layer (model_note says why)."""
+    return rep["model_cycles"] in (None, rep["cycles"])
+
+
+def passed(rep: dict) -> bool:
+    return not rep["mismatches"] and model_agrees(rep)
+
+
 def verdict(rep: dict) -> str:
+    model = ("= cycle model" if rep["model_cycles"] == rep["cycles"] else
+             "cycle model: not covered" if rep["model_cycles"] is None else
+             f"cycle model {rep['model_cycles']:,}")
     head = (f"{rep['layer']}: {rep['outputs_checked'] - rep['mismatches']:,}/{rep['outputs_checked']:,} "
-            f"outputs bit-exact, {rep['cycles']:,} cycles (ideal {rep['ideal_cycles']:,}, "
+            f"outputs bit-exact, {rep['cycles']:,} cycles {model} (ideal {rep['ideal_cycles']:,}, "
             f"utilization {100 * rep['utilization']:.2f}%, {rep['passes']} pass(es)), "
             f"sim {rep['sim_wall_seconds']:.1f} s")
-    if not rep["mismatches"]:
+    if passed(rep):
         return "PASS " + head
-    first = rep["first_mismatch"]
-    return (f"FAIL {head}\n  first mismatch at (n={first['n']}, h={first['h']}, w={first['w']}, "
-            f"c={first['c']}): RTL {first['rtl']}, golden {first['golden']}")
+    lines = [f"FAIL {head}"]
+    if not model_agrees(rep):
+        lines.append(f"  the RTL counted {rep['cycles']:,} cycles, the cycle model "
+                     f"(hw/report/cycles.py) {rep['model_cycles']:,}")
+    if rep["mismatches"]:
+        first = rep["first_mismatch"]
+        lines.append(f"  first mismatch at (n={first['n']}, h={first['h']}, w={first['w']}, "
+                     f"c={first['c']}): RTL {first['rtl']}, golden {first['golden']}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -177,8 +208,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lanes", type=int, default=EngineParams().lanes)
     parser.add_argument("--no-isg", action="store_true", help="the engine built without the IOSO unit")
+    parser.add_argument("--artifact", help="a calibrated artifact directory: --layer is one of its "
+                        "conv/FC layers, with its tables and real activations")
     args = parser.parse_args(argv)
     try:
+        if args.artifact and not args.layer:
+            raise PyiosoError("--artifact needs --layer PATH (a conv/FC of the artifact)")
         params = EngineParams(lanes=args.lanes, isg=not args.no_isg)
         name, layer, x = _case(args, params.isg_shift if params.isg else 0)
         driver.plan(layer, x, params)           # refuse what the engine cannot run, before building
@@ -193,7 +228,7 @@ def main(argv=None) -> int:
     output.write_json(str(path), rep)
     print(verdict(rep))
     print(f"report: {path.relative_to(runner.ROOT)}")
-    return 1 if rep["mismatches"] else 0
+    return 0 if passed(rep) else 1
 
 
 if __name__ == "__main__":

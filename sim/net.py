@@ -3,8 +3,9 @@
 The network (pyioso.intnet) runs once in golden on one held-out Fashion-MNIST photo; then every
 conv/FC layer is replayed on the engine (one build, reused) with its golden input codes, i.e. the
 golden output of the layers before it, so a layer's check does not depend on the RTL of the
-others. Every output code is compared bit for bit. Layers the engine refuses are listed with the
-reason. Writes build/sim/<net>_<size>/summary.json; exits 1 on any mismatch, 2 on an error.
+others. Every output code is compared bit for bit, every CYCLES counter with the cycle model.
+Layers the engine refuses are listed with the reason. Writes build/sim/<net>_<size>/summary.json;
+exits 1 on any mismatch (outputs or cycles), 2 on an error.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from tqdm import tqdm
 
 from hw import driver
 from hw.params import EngineParams
-from pyioso import intnet, output, tv
+from pyioso import artifact, intnet, output, tv
 from pyioso.errors import PyiosoError
 from pyioso.images import sample_photos
 from sim import layer, runner
 
-HEADERS = ("layer", "shape", "bits", "outputs", "mismatches", "cycles", "ideal", "utilization",
-           "sim s")
+HEADERS = ("layer", "shape", "bits", "outputs", "mismatches", "cycles", "model", "ideal",
+           "utilization", "sim s")
 
 
 def golden_runs(net: str, size: int, w_bits: int, a_bits: int, seed: int) -> list[intnet.LayerRun]:
@@ -63,12 +64,20 @@ def totals(reports: list[dict]) -> dict:
     cycles, ideal = add("cycles"), add("ideal_cycles")
     return {"layers": len(reports), "outputs_checked": add("outputs_checked"),
             "mismatches": add("mismatches"), "cycles": cycles, "ideal_cycles": ideal,
+            "model_disagreements": sum(not layer.model_agrees(r) for r in reports),
             "utilization": ideal / cycles if cycles else 0.0,
             "sim_wall_seconds": add("sim_wall_seconds")}
 
 
-def _row(name, shape, bits, outputs, mismatches, cycles, ideal, utilization, seconds) -> list:
-    return [name, shape, bits, output.fmt_int(outputs), mismatches, output.fmt_int(cycles),
+def _model(rep: dict) -> str:
+    """The cycle model next to the RTL counter: '=' when equal, else its value (or n/a)."""
+    if rep["model_cycles"] is None:
+        return "n/a"
+    return "=" if rep["model_cycles"] == rep["cycles"] else output.fmt_int(rep["model_cycles"])
+
+
+def _row(name, shape, bits, outputs, mismatches, cycles, model, ideal, utilization, seconds) -> list:
+    return [name, shape, bits, output.fmt_int(outputs), mismatches, output.fmt_int(cycles), model,
             output.fmt_int(ideal), output.percent(utilization), f"{seconds:.1f}"]
 
 
@@ -78,11 +87,12 @@ def summary_table(reports: list[dict], total: dict) -> str:
         s, b = r["shape"], r["bits"]
         shape = f"{s['h']}x{s['w']}x{s['c_in']}->{s['c_out']} k{s['kernel'][0]} s{s['stride'][0]}"
         rows.append(_row(r["layer"], shape, f"W{b['weights']}A{b['activations']}->A{b['outputs']}",
-                         r["outputs_checked"], r["mismatches"], r["cycles"], r["ideal_cycles"],
-                         r["utilization"], r["sim_wall_seconds"]))
+                         r["outputs_checked"], r["mismatches"], r["cycles"], _model(r),
+                         r["ideal_cycles"], r["utilization"], r["sim_wall_seconds"]))
+    disagree = total["model_disagreements"]
     rows.append(_row("total", f"{total['layers']} layers", "", total["outputs_checked"],
-                     total["mismatches"], total["cycles"], total["ideal_cycles"],
-                     total["utilization"], total["sim_wall_seconds"]))
+                     total["mismatches"], total["cycles"], f"{disagree} off" if disagree else "=",
+                     total["ideal_cycles"], total["utilization"], total["sim_wall_seconds"]))
     return output.table(HEADERS, rows, left=3)
 
 
@@ -90,7 +100,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.net", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=output.networks_help())
-    parser.add_argument("--net", required=True)
+    parser.add_argument("--net", help="a network built with seeded weights (or --artifact)")
+    parser.add_argument("--artifact", help="a calibrated artifact directory: its network, tables "
+                        "and real activations")
     parser.add_argument("--size", type=int, default=224, help="input image size (default 224)")
     parser.add_argument("--wbits", type=int, default=4, help="weight bits of the inner layers")
     parser.add_argument("--abits", type=int, default=4, help="activation bits of the inner layers")
@@ -99,8 +111,14 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     params = EngineParams()
     try:
-        net = tv.check_network(args.net)
-        runs = golden_runs(net, args.size, args.wbits, args.abits, args.seed)
+        if args.artifact:
+            doc, runs = artifact.layer_runs(args.artifact, args.seed + 1)
+            net, args.size = f"{doc['network']['name']}_artifact", doc["network"]["size"]
+        elif args.net:
+            net = tv.check_network(args.net)
+            runs = golden_runs(net, args.size, args.wbits, args.abits, args.seed)
+        else:
+            raise PyiosoError("give --net NAME or --artifact DIR")
         reports, skipped = simulate_runs(runs, params)
     except (PyiosoError, runner.SimulationError) as err:
         print(f"sim: error: {err}", file=sys.stderr)
@@ -111,7 +129,7 @@ def main(argv=None) -> int:
     for s in skipped:
         print(f"skipped {s['layer']}: {s['reason']}")
     for r in reports:
-        if r["mismatches"]:
+        if not layer.passed(r):
             print(layer.verdict(r))
     path = runner.ROOT / "build" / "sim" / f"{net}_{args.size}" / "summary.json"
     output.write_json(str(path), {
@@ -122,8 +140,9 @@ def main(argv=None) -> int:
         "engine": json.loads(params.to_json()), "layers": reports, "skipped": skipped,
         "totals": total, "wall_seconds": wall})
     print(f"{total['layers']} layers simulated, {len(skipped)} skipped, {total['mismatches']} "
-          f"mismatches, wall {wall:.0f} s; summary: {path.relative_to(runner.ROOT)}")
-    return 1 if total["mismatches"] else 0
+          f"mismatches, {total['model_disagreements']} cycle-model disagreements, wall "
+          f"{wall:.0f} s; summary: {path.relative_to(runner.ROOT)}")
+    return 1 if total["mismatches"] or total["model_disagreements"] else 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """`python -m sim.random_layers --n N --seed S`: N random conv/FC layers through one engine build,
-every output code against golden.
+every output code against golden, every cycle count against the cycle model.
 
 The fixed cases of sim/test_engine.py cover the shapes someone thought of; random draws of shape,
 bit widths and ISG grouping find the combinations no one did. Draws the driver (or the table
 builder) refuses are counted and skipped: they are not the engine's to run. Exits 1 on any
-mismatch or simulator failure. The same seed draws the same layers.
+mismatch (outputs or cycles) or simulator failure. The same seed draws the same layers.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pyioso.errors import PyiosoError
 from pyioso.layer_case import PAPER_GROUP_CODES, random_case
 from sim import runner
 from sim.layer import engine_simulator, report, simulate, verdict
+from sim.layer import passed as layer_passed        # `passed` counts the layers below
 
 
 def draw(rng: random.Random) -> dict:
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
             continue
         rep = report(name, conv, x, result, params, seconds)
         print(verdict(rep), flush=True)
-        passed, failed = passed + (not rep["mismatches"]), failed + bool(rep["mismatches"])
+        ok = layer_passed(rep)
+        passed, failed = passed + ok, failed + (not ok)
     print(f"{passed} passed, {failed} failed ({refused} of {args.n} draws refused)")
     return 1 if failed else 0
 

@@ -21,8 +21,10 @@ def test_first_resnet18_layers_are_bit_exact(resnet18_runs):
     assert reports[0]["shape"]["c_in"] == 3 and reports[0]["bits"]["activations"] == 8
     for r in reports:
         assert r["outputs_checked"] > 0 and r["mismatches"] == 0, r["first_mismatch"]
+        assert r["model_cycles"] == r["cycles"]
     total = net.totals(reports)
-    assert total["mismatches"] == 0 and total["cycles"] >= total["ideal_cycles"] > 0
+    assert total["mismatches"] == total["model_disagreements"] == 0
+    assert total["cycles"] >= total["ideal_cycles"] > 0
     assert "total" in net.summary_table(reports, total)
 
 

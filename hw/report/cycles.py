@@ -1,0 +1,122 @@
+"""Analytical cycle model of the engine: the CYCLES counter of a layer from its shape alone.
+
+CYCLES counts from START to the cycle the last output word is written (ARCHITECTURE §6). Per
+pass, with R x C the array, P = Ho*Wo the pass's output pixels, T = NT*KT its weight tiles and
+cycle 0 the first cycle after START:
+
+* The weight feed reads the first tile's R rows from cycle 0 (one register stage), so its last
+  row is written in cycle R and the activation feed requests the tile's first vector in R + 1.
+* The next tile's rows may load once the current tile's first vector is requested; row r may be
+  written `row_drain(r)` array advances after the array took that vector (hw/array.py). The
+  last row is written R + max(C, 2) - 1 cycles after the request, so first vectors are at least
+  G = R + max(C, 2) cycles apart, and a tile holds the array for max(P, G) cycles.
+* The array takes the last vector P cycles after the last tile's first one was requested; its
+  codes are written D cycles later, D the sum of the units' latencies from the array's input to
+  OUT (read from the RTL classes, so a unit that gains a stage moves the model). CYCLES counts
+  cycle 0 up to that one:
+
+      CYCLES = (R + 1) + (T - 1) * max(P, G) + P + D + 1
+
+With L < C post-processing lanes the last K-tile of every N-tile leaves the accumulator at one
+pixel per B = C/L cycles and stalls everything behind it, the feed included: B - 1 cycles per
+pixel, except behind the last pixel of an N-tile when the next item is one the accumulator keeps
+(KT > 1); behind the layer's last pixel nothing waits, but its B beats delay the end as much.
+
+      + (B - 1) * (NT*P - (NT - 1)*[KT > 1])
+
+That holds while the stalls reach the feed, i.e. the array is full: when every tile has P >= G
+pixels. Shorter tiles leave bubbles that absorb part of the stalls; the model refuses them for
+L < C rather than guess (with L = C, the default build, it covers every shape).
+Checked equal to the RTL counter for every layer the testbenches simulate (sim/test_engine.py,
+`make sim`, `make sim-net`, `make sim-random`: sim/layer.py compares each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from golden.layers import conv_output_size
+from hw.accumulator import Accumulator
+from hw.array import SystolicArray
+from hw.driver import Shape, Slice, slices
+from hw.engine import REQUANT_UNITS, TABLE_LATENCY
+from hw.host import Depths
+from hw.ioso import IosoUnit
+from hw.lanes import Widen
+from hw.params import EngineParams
+from hw.postproc import ActUnit
+from pyioso.errors import PyiosoError
+
+CLOCK_MHZ = 400         # the paper's synthesis clock, for microseconds next to its Table 11
+
+
+def datapath_depth(params: EngineParams) -> int:
+    """Cycles from the array taking a vector to its codes written to OUT: array, IOSO unit,
+    accumulator, table stage, BN (or FP16) unit, activation unit, and the width converter's
+    register with fewer lanes than columns."""
+    units = (SystolicArray.latency_of(params) + IosoUnit.latency + Accumulator.latency
+             + TABLE_LATENCY + REQUANT_UNITS[params.requant].latency + ActUnit.latency)
+    return units + (Widen.latency if params.lanes < params.cols else 0)
+
+
+def tile_interval(params: EngineParams) -> int:
+    """G: the fewest cycles between two weight tiles' first vectors (the next tile's load)."""
+    return params.rows + max(params.cols, 2)
+
+
+def pass_cycles(s: Slice, params: EngineParams) -> int:
+    """CYCLES of one pass (see the module doc)."""
+    pixels, n_tiles, k_tiles = s.pixels, s.n_tiles, s.k_tiles
+    gap = tile_interval(params)
+    cycles = (params.rows + 1 + (n_tiles * k_tiles - 1) * max(pixels, gap) + pixels
+              + datapath_depth(params) + 1)
+    if params.lanes == params.cols:
+        return cycles
+    if pixels < gap:
+        raise PyiosoError(f"a pass of {pixels} output pixels per weight tile with {params.lanes} "
+                          f"post-processing lanes for {params.cols} columns: the cycle model "
+                          f"covers fewer lanes than columns only for tiles of at least {gap} "
+                          "pixels (shorter ones hide part of the post-processing stalls)")
+    beats = params.cols // params.lanes
+    return cycles + (beats - 1) * (n_tiles * pixels - (n_tiles - 1) * (k_tiles > 1))
+
+
+@dataclass(frozen=True)
+class LayerCycles:
+    """A layer's cycles on the engine, from the model."""
+
+    cycles: int         # CYCLES summed over the passes
+    ideal: int          # a perfect array: Ho*Wo*KT*NT, one weight tile per pixel and cycle
+    macs: int           # useful multiply-accumulates: Ho*Wo*KH*KW*C_in*C_out
+    passes: int
+    array_size: int     # R*C multipliers
+
+    @property
+    def utilization(self) -> float:
+        """ideal / cycles: the schedule's efficiency (fills, tile loads, stalls)."""
+        return self.ideal / self.cycles
+
+    @property
+    def mac_utilization(self) -> float:
+        """Useful MACs per multiplier and cycle: also counts channels padded to whole tiles."""
+        return self.macs / (self.cycles * self.array_size)
+
+    @property
+    def microseconds(self) -> float:
+        return self.cycles / CLOCK_MHZ
+
+
+def ideal_cycles(shape: Shape, params: EngineParams) -> int:
+    """Cycles of a perfect R x C array: output pixels * K-tiles * N-tiles."""
+    ho, wo = conv_output_size((shape.h, shape.w), shape)
+    k_tiles = shape.kernel[0] * shape.kernel[1] * -(-shape.c_in // params.rows)
+    return ho * wo * k_tiles * -(-shape.c_out // params.cols)
+
+
+def layer_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths()) -> LayerCycles:
+    """The model's cycles of one layer, over the passes the driver splits it into."""
+    passes = slices(shape, params, depths)
+    ho, wo = conv_output_size((shape.h, shape.w), shape)
+    macs = ho * wo * shape.kernel[0] * shape.kernel[1] * shape.c_in * shape.c_out
+    return LayerCycles(sum(pass_cycles(s, params) for s in passes), ideal_cycles(shape, params),
+                       macs, len(passes), params.rows * params.cols)

