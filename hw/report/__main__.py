@@ -71,6 +71,10 @@ def parse(argv) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: give at least 1")
+    if min(args.rows, args.cols, args.lanes) < 1 or args.cols % args.lanes:
+        divisors = [str(d) for d in range(1, args.cols + 1) if args.cols % d == 0]
+        parser.error(f"--rows {args.rows} --cols {args.cols} --lanes {args.lanes}: give positive "
+                     f"sizes and lanes that divide the columns ({', '.join(divisors) or 'none'})")
     return args
 
 

@@ -114,7 +114,8 @@ class Memory:
 @dataclass(frozen=True)
 class Library:
     """A liberty library: its files as copied into the synthesis directory, their digest, and
-    where they came from (as given: a relative path stays relative)."""
+    where they came from (the PDK's relative path, or the names of the files given: a report
+    holds no absolute path)."""
 
     name: str
     files: tuple[str, ...]
@@ -172,7 +173,7 @@ def libraries(work: Path, liberty: str = "", pdk: str = "") -> list[Library]:
                                   ".lib.gz files (LIBERTY=a.lib[,b.lib...]) or leave LIBERTY "
                                   "empty for the open PDKs")
         name = re.sub(r"\W", "_", paths[0].name.split(".")[0])
-        return [_library(work, name, paths, liberty)]
+        return [_library(work, name, paths, ", ".join(p.name for p in paths))]
     if not pdk or not (ROOT / pdk).is_dir():
         return []
     for files in PDK_LIBRARIES.values():
@@ -268,7 +269,8 @@ def _rtl_digest(params: EngineParams, depths: Depths) -> str:
                    version("amaranth"))
 
 
-def engine_blocks(params: EngineParams, depths: Depths, work: Path) -> tuple[list[BlockSource], list[Memory]]:
+def engine_blocks(params: EngineParams, depths: Depths,
+                  work: Path) -> tuple[list[BlockSource], list[Memory]]:
     """The engine's blocks and memories; converted once per RTL digest (about 30 s for 16x16),
     then read from `work`."""
     index = work / f"{_rtl_digest(params, depths)}.engine.json"
@@ -276,14 +278,16 @@ def engine_blocks(params: EngineParams, depths: Depths, work: Path) -> tuple[lis
         saved = json.loads(index.read_text())
         paths = [work / f"{b['key']}.il" for b in saved["blocks"]]
         if all(p.is_file() for p in paths):
-            blocks = [BlockSource(b["block"], b["top"], p.read_text()) for b, p in zip(saved["blocks"], paths)]
+            blocks = [BlockSource(b["block"], b["top"], p.read_text())
+                      for b, p in zip(saved["blocks"], paths)]
             return blocks, [Memory(**m) for m in saved["memories"]]
     modules = split_modules(rtlil.convert(Engine(params, depths), name="engine", emit_src=False))
     blocks, mems = block_sources(modules), memories(modules)
     for b in blocks:
         output.atomic_write(str(work / f"{b.key}.il"), lambda f, b=b: f.write(b.text.encode()))
-    output.write_json(str(index), {"blocks": [{"block": b.block, "top": b.top, "key": b.key} for b in blocks],
-                                   "memories": [asdict(m) for m in mems]})
+    output.write_json(str(index), {
+        "blocks": [{"block": b.block, "top": b.top, "key": b.key} for b in blocks],
+        "memories": [asdict(m) for m in mems]})
     return blocks, mems
 
 

@@ -46,26 +46,36 @@ def _us(cycles: int | None, clock: int) -> str:
     return "–" if cycles is None else f"{cycles / clock:,.4f} ({fmt_int(cycles)} cycles)"
 
 
+def _with_overhead(area: dict, name: str, where: str, metric: str) -> str:
+    """A variant's total, and its difference to the baseline in percent."""
+    value = _area(area["variants"][name]["total"][where][metric])
+    if name == area["baseline"]:
+        return value
+    return f"{value} ({_signed_percent(area['overhead'][where][name]['percent_of_total'])})"
+
+
 def table11(area: dict, latency: dict) -> str:
     names = list(area["variants"])
     base = area["baseline"]
-    rows = [["paper: total area (um^2, TSMC 12 nm)"]
-            + [(fmt_int(PAPER["area_um2"][n]) + ("" if n == base else " (" + _signed_percent(
-                100 * (PAPER["area_um2"][n] / PAPER["area_um2"][base] - 1)) + ")"))
-               if n in PAPER["area_um2"] else "–" for n in names]]
+    paper = PAPER["area_um2"]
+
+    def paper_area(n):
+        if n not in paper:
+            return "–"
+        return fmt_int(paper[n]) + ("" if n == base else
+                                    f" ({_signed_percent(100 * (paper[n] / paper[base] - 1))})")
+
+    rows = [["paper: total area (um^2, TSMC 12 nm)"] + [paper_area(n) for n in names]]
     for where, metric, heading in _measures(area):
-        row = [f"ours: {heading}"]
-        for n in names:
-            value = area["variants"][n]["total"][where][metric]
-            extra = "" if n == base else f" ({_signed_percent(area['overhead'][where][n]['percent_of_total'])})"
-            row.append(_area(value) + extra)
-        rows.append(row)
+        rows.append([f"ours: {heading}"] + [_with_overhead(area, n, where, metric) for n in names])
     clock = latency["clock_mhz"]
-    rows.append(["paper: latency (us at 400 MHz)"]
-                + [f"{PAPER['latency_us'][n]:,.4f}" if n in PAPER["latency_us"] else "–" for n in names])
+    rows.append(["paper: latency (us at 400 MHz)"] + [
+        f"{PAPER['latency_us'][n]:,.4f}" if n in PAPER["latency_us"] else "–" for n in names])
     t11 = latency["table11"]["variants"]
-    rows.append(["ours: latency, RTL counter (us at 400 MHz)"] + [_us(t11[n]["rtl_cycles"], clock) for n in names])
-    rows.append(["ours: latency, cycle model (us at 400 MHz)"] + [_us(t11[n]["cycles"], clock) for n in names])
+    rows.append(["ours: latency, RTL counter (us at 400 MHz)"]
+                + [_us(t11[n]["rtl_cycles"], clock) for n in names])
+    rows.append(["ours: latency, cycle model (us at 400 MHz)"]
+                + [_us(t11[n]["cycles"], clock) for n in names])
     return md_table(["", *[VARIANTS[n].title for n in names]], rows)
 
 
@@ -81,10 +91,11 @@ def block_tables(area: dict) -> str:
                         + [_area(area["variants"][n]["blocks"][block][where][metric]) for n in names])
         rows.append(["**total**"] + [f"**{_area(area['variants'][n]['total'][where][metric])}**"
                                      for n in names])
+        second = "sequential_area" if metric == "area" else "cells"
         rows.append(["of which sequential" if metric == "area" else "cells"]
-                    + [_area(area["variants"][n]["total"][where]["sequential_area" if metric == "area" else "cells"])
-                       for n in names])
-        out.append(f"**{heading}**\n\n" + md_table(["block", *[VARIANTS[n].title for n in names]], rows))
+                    + [_area(area["variants"][n]["total"][where][second]) for n in names])
+        out.append(f"**{heading}**\n\n"
+                   + md_table(["block", *[VARIANTS[n].title for n in names]], rows))
     return "\n\n".join(out)
 
 
@@ -96,16 +107,20 @@ def memory_table(area: dict) -> str:
             mems.setdefault((m["block"], m["name"]), {})[n] = m
     rows = []
     for (block, name), per_variant in mems.items():
-        shapes = {f"{m['depth']:,} x {m['width']}" for m in per_variant.values()}
-        rows.append([f"`{name}`", block, " / ".join(sorted(shapes))]
+        shapes = {n: f"{m['depth']:,} x {m['width']}" for n, m in per_variant.items()}
+        first = next(iter(shapes.values()))
+        shape = first + "".join(f" ({VARIANTS[n].title}: {v})" for n, v in shapes.items() if v != first)
+        rows.append([f"`{name}`", block, shape]
                     + [fmt_int(per_variant[n]["bits"]) if n in per_variant else "–" for n in names])
-    rows.append(["**total**", "", ""] + [f"**{fmt_int(area['variants'][n]['memory_bits'])}**" for n in names])
-    return md_table(["memory", "block", "words x bits", *[VARIANTS[n].title for n in names]], rows, left=3)
+    rows.append(["**total**", "", ""]
+                + [f"**{fmt_int(area['variants'][n]['memory_bits'])}**" for n in names])
+    return md_table(["memory", "block", "words x bits", *[VARIANTS[n].title for n in names]], rows,
+                    left=3)
 
 
 def rtl_table(latency: dict) -> str:
-    rows = [[r["layer"], VARIANTS[r["variant"]].title, r["shape"], r["passes"], fmt_int(r["rtl_cycles"]),
-             fmt_int(r["model_cycles"]), "yes" if r["agree"] else "**NO**",
+    rows = [[r["layer"], VARIANTS[r["variant"]].title, r["shape"], r["passes"],
+             fmt_int(r["rtl_cycles"]), fmt_int(r["model_cycles"]), "yes" if r["agree"] else "**NO**",
              f"{fmt_int(r['outputs_checked'] - r['mismatches'])}/{fmt_int(r['outputs_checked'])}",
              f"{100 * r['utilization']:.2f}%", f"{r['microseconds']:,.2f}"] for r in latency["rtl"]]
     return md_table(["layer", "build", "shape", "passes", "RTL cycles", "model", "equal",
@@ -116,7 +131,7 @@ def network_table(net: dict, clock: int) -> str:
     rows = []
     for r in net["layers"]:
         if "refused" in r:
-            rows.append([r["layer"], r["shape"], "refused: " + r["refused"]] + [""] * 7)
+            rows.append([r["layer"], r["shape"], "refused: " + r["refused"]] + [""] * 6)
             continue
         rows.append([r["layer"], r["shape"], r["passes"], fmt_int(r["cycles"]),
                      fmt_int(r["rtl_cycles"]) if r["rtl_cycles"] is not None else "",
@@ -149,9 +164,11 @@ def plot(area: dict, path: str) -> None:
             if block not in area["variants"][names[0]]["blocks"]:
                 continue
             values = [area["variants"][n]["blocks"][block][where][metric] for n in names]
-            ax.bar(range(len(names)), values, bottom=bottom, label=_block_label(area, block).split(" (")[0])
+            label = "BN / FP16 unit" if block == "requant" else _block_label(area, block)
+            ax.bar(range(len(names)), values, bottom=bottom, label=label)
             bottom = [b + v for b, v in zip(bottom, values)]
-        ax.set_xticks(range(len(names)), [VARIANTS[n].title for n in names], rotation=15)
+        ax.set_xticks(range(len(names)), [VARIANTS[n].title for n in names], rotation=20,
+                      ha="right")
         ax.set_title(heading, fontsize=10)
     axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
@@ -197,52 +214,58 @@ def _headline(area: dict, latency: dict) -> str:
 def differences(area: dict, latency: dict) -> str:
     """The paragraph on what differs from the paper: process and flow, what its area seems to
     include, the array's parameters. Its numbers come from the two documents."""
-    base = area["baseline"]
+    base, product = area["baseline"], latency["product"]
     lib = next((entry["name"] for entry in area["libraries"] if entry["name"] == "asap7"), None)
     where, metric = (lib, "area") if lib else ("generic", "transistors")
-    unit = "um^2 in ASAP7" if lib else "transistors"
     ours = area["variants"][base]["total"][where][metric]
     bits = area["variants"][base]["memory_bits"]
-    params = area["variants"][base]["params"]
-    ours_array = f"{params['rows']}x{params['cols']}"
-    array = (f"Both arrays are {ours_array}" if ours_array == PAPER["array"] else
-             f"The paper's array is {PAPER['array']}, ours {ours_array}")
-    fp16 = area["overhead"][where].get("fp16")
+    p = area["variants"][base]["params"]
     t11 = latency["table11"]
-    paper_cycles = round(PAPER["latency_us"][base] * PAPER["clock_mhz"])
     ours_cycles, ioso_cycles = (t11["variants"][n]["rtl_cycles"] or t11["variants"][n]["cycles"]
-                                for n in (base, latency["product"]))
-    scale = (f"the paper's {fmt_int(PAPER['area_um2'][base])} um^2 is "
-             f"{PAPER['area_um2'][base] / ours:.0f} times that, far more than the larger cells of "
-             "a 12 nm library would explain, so the paper's total very likely includes the on-chip buffers, "
-             if lib else "the paper's total very likely includes the on-chip buffers, ")
-    return (
-        f"**Process and flow.** The paper synthesized in {PAPER['process']} at "
-        f"{PAPER['clock_mhz']} MHz with a commercial tool; we map onto open libraries (a "
-        "predictive 7 nm one and a 130 nm one) with Yosys and ABC and no timing constraint, so "
-        "absolute areas do not compare across the two, ratios do. "
-        f"**What the paper's area seems to include.** Our integer-only engine's logic is "
-        f"{_area(ours)} {unit}; {scale}which we count apart: {fmt_int(bits)} bits "
-        f"({bits / 8 / 1024:,.0f} KiB) of scratchpads, tables and accumulator rows. Its FP16 "
-        f"column doubles the total (+{100 * (PAPER['area_um2']['fp16'] / PAPER['area_um2'][base] - 1):.0f}%)"
-        + (f", while FP16 scaling in place of our BN unit changes our total by "
-           f"{_signed_percent(fp16['percent_of_total'])} (FP16's 11 x 11-bit significand "
-           "products are smaller than the BN unit's 32 x 24-bit ones)" if fp16 else "")
-        + ": the paper's FP16 method must change more than the post-processing (FP16 operands "
-        "in the MACs or the buffers, for instance). "
-        f"**Array parameters.** {array}; the paper's IOSO, BN and activation units take "
-        f"{PAPER['lanes']} values per cycle, ours {params['lanes']}, so the post-processing keeps up with the "
-        f"array (with the paper's {t11['paper_lanes']['lanes']} lanes the last K-tile of every "
-        f"N-tile runs at half rate: {fmt_int(t11['paper_lanes']['cycles'])} cycles for the "
-        f"Table 11 layer, `python -m hw.report --lanes 8` builds that engine). Our BN unit "
-        "multiplies a 32-bit sum by a 24-bit M in every lane, and our controller computes "
-        "im2col addresses with multipliers where a production design would step counters; both "
-        "enlarge the baseline the IOSO overhead is a share of, hence the datapath-only share "
-        f"next to it. Latency: the paper's integer engine takes {fmt_int(paper_cycles)} cycles "
-        f"on the Table 11 layer, ours {fmt_int(ours_cycles)} (the ideal is "
-        f"{fmt_int(t11['variants'][base]['ideal_cycles'])}); IOSO adds 2 cycles there, "
-        f"{ioso_cycles - ours_cycles} here (the shift-add sits between two registers that the "
-        "pipeline has anyway).")
+                                for n in (base, product))
+    libs = " and ".join(entry["name"] for entry in area["libraries"]) or "Yosys's generic gates"
+    paper_fp16 = 100 * (PAPER["area_um2"]["fp16"] / PAPER["area_um2"][base] - 1)
+    fp16 = area["overhead"][where].get("fp16")
+    array = f"{p['rows']}x{p['cols']}"
+    flow = (f"**Process and flow.** The paper synthesized in {PAPER['process']} at "
+            f"{PAPER['clock_mhz']} MHz with a commercial tool; we map onto {libs} with Yosys and "
+            "ABC and no timing constraint, so absolute areas do not compare across the two, "
+            "ratios do.")
+    scale = (f" The paper's {fmt_int(PAPER['area_um2'][base])} um^2 is "
+             f"{PAPER['area_um2'][base] / ours:.0f} times our integer-only logic "
+             f"({_area(ours)} um^2 in ASAP7), far more than the larger cells of a 12 nm library "
+             "would explain." if lib else "")
+    include = (f"**What the paper's area seems to include.**{scale} Its total very likely "
+               "includes the on-chip buffers, which we count apart: our scratchpads, tables and "
+               f"accumulator rows hold {fmt_int(bits)} bits ({bits / 8 / 1024:,.0f} KiB). Its "
+               f"FP16 column doubles the total (+{paper_fp16:.0f}%)"
+               + (f", while FP16 scaling in place of our BN unit changes our total by "
+                  f"{_signed_percent(fp16['percent_of_total'])} (FP16's 11 x 11-bit significand "
+                  f"products are smaller than the BN unit's {p['acc_width']} x "
+                  f"{p['mult_width']}-bit ones)" if fp16 else "")
+               + ": the paper's FP16 method must change more than the post-processing (FP16 "
+               "operands in the MACs or the buffers, for instance).")
+    rate = ("so the post-processing keeps up with the array" if p["lanes"] == p["cols"] else
+            f"so the last K-tile of every N-tile runs at {p['lanes']}/{p['cols']} of the rate")
+    arrays = (f"Both arrays are {array}" if array == PAPER["array"] else
+              f"The paper's array is {PAPER['array']}, ours {array}")
+    lanes = (f"**Array parameters.** {arrays}; the paper's "
+             f"IOSO, BN and activation units take {PAPER['lanes']} values per cycle, ours "
+             f"{p['lanes']}, {rate} (with the paper's {t11['paper_lanes']['lanes']} lanes the "
+             f"Table 11 layer takes {fmt_int(t11['paper_lanes']['cycles'])} cycles; "
+             "`python -m hw.report --lanes 8` builds that engine). Our BN unit multiplies a "
+             f"{p['acc_width']}-bit sum by a {p['mult_width']}-bit M in every lane, and our "
+             "controller computes im2col addresses with multipliers where a production design "
+             "would step counters: both enlarge the baseline the IOSO unit is a share of, hence "
+             "the datapath-only share beside it.")
+    registers = (" (the shift-add sits between two registers the pipeline has anyway)"
+                 if ioso_cycles == ours_cycles else "")
+    timing = (f"**Latency.** The paper's integer engine takes "
+              f"{fmt_int(round(PAPER['latency_us'][base] * PAPER['clock_mhz']))} cycles on the "
+              f"Table 11 layer, ours {fmt_int(ours_cycles)} (the ideal is "
+              f"{fmt_int(t11['variants'][base]['ideal_cycles'])}); the IOSO unit adds 2 cycles "
+              f"there, {ioso_cycles - ours_cycles} here{registers}.")
+    return "\n\n".join((flow, include, lanes, timing))
 
 
 def document(area: dict, latency: dict, plot_name: str) -> str:
@@ -299,15 +322,12 @@ def summary(area: dict, latency: dict) -> str:
     names = list(area["variants"])
     rows = []
     for where, metric, heading in _measures(area):
-        rows.append([heading] + [
-            _area(area["variants"][n]["total"][where][metric])
-            + ("" if n == area["baseline"] else
-               f" ({_signed_percent(area['overhead'][where][n]['percent_of_total'])})")
-            for n in names])
+        rows.append([heading] + [_with_overhead(area, n, where, metric) for n in names])
     t11 = latency["table11"]["variants"]
-    rows.append([f"{latency['table11']['layer']} cycles (model)"] + [fmt_int(t11[n]["cycles"]) for n in names])
-    rows.append([f"{latency['table11']['layer']} cycles (RTL)"]
-                + ["–" if t11[n]["rtl_cycles"] is None else fmt_int(t11[n]["rtl_cycles"]) for n in names])
+    layer = latency["table11"]["layer"]
+    rows.append([f"{layer} cycles (model)"] + [fmt_int(t11[n]["cycles"]) for n in names])
+    rows.append([f"{layer} cycles (RTL)"] + [
+        "–" if t11[n]["rtl_cycles"] is None else fmt_int(t11[n]["rtl_cycles"]) for n in names])
     a = latency["agreement"]
     return (table_text(["", *[VARIANTS[n].title for n in names]], rows, left=1)
             + f"\ncycle model = RTL counter on {a['agree']} of {a['runs']} simulated layers "

@@ -1,0 +1,208 @@
+"""hw/report: the cycle model's closed form, the synthesis flow on a 4x4 engine with a tiny
+liberty library (the smoke version of `make report`), the page, and the refusals.
+
+The model's equality with the RTL counter is checked where the RTL runs (sim/test_engine.py,
+sim/test_net.py); here it meets the counts the RTL measured for the paper's layers.
+"""
+
+import json
+
+import pytest
+
+from hw.driver import Shape
+from hw.host import Depths
+from hw.params import EngineParams
+from hw.report import __main__ as cli
+from hw.report import area, cycles, latency, page, variants
+from pyioso import zoo
+from pyioso.errors import PyiosoError
+
+SMALL = Depths(act=64, weight=64, acc=16, out=64, channels=16, tiles=4)
+
+
+def _shape(alias: str) -> Shape:
+    return latency.zoo_shape(zoo.resolve_layer(alias)[1])
+
+
+# ---- cycle model
+
+
+@pytest.mark.parametrize("alias, params, want, passes", [
+    ("resnet50_l2", EngineParams(), 451_639, 1),            # measured on the RTL (README)
+    ("resnet50_l2", EngineParams(isg=False), 451_639, 1),
+    ("resnet50_l3", EngineParams(), 451_749, 3),
+])
+def test_model_meets_the_measured_layers(alias, params, want, passes):
+    c = cycles.layer_cycles(_shape(alias), params)
+    assert (c.cycles, c.passes, c.ideal) == (want, passes, 451_584)
+    assert c.microseconds == want / 400 and 0.999 < c.utilization < 1
+
+
+def test_datapath_depth_follows_the_units():
+    """Array 31, IOSO 0, accumulator 1, table 1, BN 3, activation 1; +1 for the widening
+    register with fewer lanes; the FP16 unit has 4 stages."""
+    assert cycles.datapath_depth(EngineParams()) == cycles.datapath_depth(EngineParams(isg=False)) == 37
+    assert cycles.datapath_depth(EngineParams(lanes=8)) == 38
+    assert cycles.datapath_depth(EngineParams(isg=False, requant="fp16")) == 38
+
+
+def test_short_tiles_with_fewer_lanes_are_refused():
+    fc = Shape(1, 1, 512, 1000, (1, 1), (1, 1), (0, 0))
+    assert cycles.layer_cycles(fc, EngineParams()).cycles > 0
+    with pytest.raises(PyiosoError, match=r"covers fewer lanes than columns only for tiles of at "
+                                          r"least 32 pixels"):
+        cycles.layer_cycles(fc, EngineParams(lanes=8))
+
+
+def test_network_tables_cover_every_layer():
+    doc = latency.network("resnet18", EngineParams())
+    assert len(doc["layers"]) == len(zoo.layers("resnet18")) == doc["totals"]["layers"]
+    assert doc["totals"]["cycles"] == sum(r["cycles"] for r in doc["layers"])
+    assert doc["layers"][-1]["shape"] == "FC 512->1000"
+
+
+# ---- synthesis flow, 4x4 smoke version
+
+
+def _timing(pin: str, sense: str) -> str:
+    values = 'cell_rise (scalar) { values ("0.1"); } cell_fall (scalar) { values ("0.1"); } ' \
+             'rise_transition (scalar) { values ("0.05"); } fall_transition (scalar) { values ("0.05"); }'
+    return f'timing () {{ related_pin : "{pin}"; {sense}; {values} }}'
+
+
+def tiny_liberty() -> str:
+    """A four-cell library (INV, NAND2, NOR2, DFF with scalar timing, which ABC needs): enough
+    to map any logic, with areas 1, 2, 2, 6."""
+    cells = [("BUF", 1, "A", "timing_sense : positive_unate"), ("INV", 1, "!A", "timing_sense : negative_unate"),
+             ("NAND2", 2, "!(A&B)", "timing_sense : negative_unate"),
+             ("NOR2", 2, "!(A|B)", "timing_sense : negative_unate")]
+    text = ['library (tiny) { delay_model : table_lookup; time_unit : "1ns"; voltage_unit : "1V";',
+            'current_unit : "1mA"; capacitive_load_unit (1, pf); pulling_resistance_unit : "1kohm";']
+    for name, size, function, sense in cells:
+        pins = [p for p in "AB" if p in function]
+        inputs = " ".join(f"pin ({p}) {{ direction : input; capacitance : 0.002; }}" for p in pins)
+        timing = " ".join(_timing(p, sense) for p in pins)
+        text.append(f'cell ({name}) {{ area : {size}; {inputs} pin (Y) {{ direction : output; '
+                    f'function : "{function}"; {timing} }} }}')
+    text.append('cell (DFF) { area : 6; ff (IQ, IQN) { clocked_on : "C"; next_state : "D"; } '
+                'pin (C) { direction : input; clock : true; capacitance : 0.002; } '
+                'pin (D) { direction : input; capacitance : 0.002; } '
+                f'pin (Q) {{ direction : output; function : "IQ"; '
+                f'{_timing("C", "timing_type : rising_edge")} }} }}')
+    return "\n".join(text) + "\n}\n"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """All four variants of a 4x4 engine with 2 post-processing lanes (lane converters too) and
+    small scratchpads, mapped onto the tiny library: (area.json, latency.json, work dir)."""
+    root = tmp_path_factory.mktemp("report")
+    (root / "tiny.lib").write_text(tiny_liberty())
+    work = root / "synth"
+    libs = area.libraries(work, liberty=str(root / "tiny.lib"))
+    engines = variants.engines(4, 4, 2)
+    doc = area.area_report(engines, SMALL, libs, work, jobs=2, baseline=variants.BASELINE,
+                           progress=False)
+    return doc, latency.latency_report(engines, with_rtl=False, progress=False), work, engines, libs
+
+
+def test_every_variant_has_every_block(smoke):
+    doc = smoke[0]
+    assert list(doc["variants"]) == list(variants.VARIANTS)
+    for v in doc["variants"].values():
+        assert list(v["blocks"]) == [b.name for b in area.BLOCKS]
+        for block in v["blocks"].values():
+            assert set(block) == {"generic", "tiny"}
+        assert v["total"]["tiny"]["area"] == pytest.approx(
+            sum(b["tiny"]["area"] for b in v["blocks"].values()))
+
+
+def test_variants_differ_where_they_should(smoke):
+    blocks = {n: v["blocks"] for n, v in smoke[0]["variants"].items()}
+    assert blocks["integer"]["ioso"]["tiny"] == {"cells": 0, "area": 0.0, "sequential_area": 0.0}
+    assert 0 < blocks["ioso"]["ioso"]["tiny"]["area"] < blocks["icwq"]["ioso"]["tiny"]["area"]
+    assert blocks["fp16"]["requant"]["tiny"]["area"] != blocks["integer"]["requant"]["tiny"]["area"]
+    for name in ("array", "activation"):        # the same RTL in every variant, synthesized once
+        assert len({json.dumps(b[name], sort_keys=True) for b in blocks.values()}) == 1
+    overhead = smoke[0]["overhead"]["tiny"]["ioso"]
+    base = smoke[0]["variants"]["integer"]["total"]["tiny"]["area"]
+    assert overhead["percent_of_total"] == pytest.approx(100 * overhead["delta"] / base, abs=1e-3)
+    assert 0 < overhead["percent_of_total"] < overhead["percent_of_datapath"]
+
+
+def test_memories_are_bits_not_cells(smoke):
+    mems = {m["name"]: m for m in smoke[0]["variants"]["integer"]["memories"]}
+    assert mems["act_mem"]["bits"] == 128 * SMALL.act and mems["act_mem"]["block"] == "controller"
+    assert mems["mem"]["block"] == "accumulator" and mems["mem"]["depth"] == SMALL.acc
+    fp16 = {m["name"]: m for m in smoke[0]["variants"]["fp16"]["memories"]}
+    assert fp16["table_0"]["width"] == 32 < mems["table_0"]["width"] == 96    # FP16 m and b
+    # 128-bit words of 64 ACT words would be 8,192 flops: the controller holds far fewer
+    controller = smoke[0]["variants"]["integer"]["blocks"]["controller"]["tiny"]
+    assert controller["sequential_area"] < 6 * 8192
+
+
+def test_second_run_reads_the_cache(smoke):
+    doc, _, work, engines, libs = smoke
+    logs = sorted(work.glob("*.log"))
+    again = area.area_report(engines, SMALL, libs, work, jobs=2, baseline=variants.BASELINE,
+                             progress=False)
+    assert again == doc and sorted(work.glob("*.log")) == logs
+
+
+def test_generic_counts_without_a_library(smoke):
+    doc, lat, work, engines, _ = smoke
+    generic = area.area_report(engines, SMALL, [], work, jobs=2, baseline=variants.BASELINE,
+                               progress=False)
+    assert generic["libraries"] == [] and set(generic["overhead"]) == {"generic"}
+    text = page.document(generic, lat, "hardware_area.png")
+    assert "No liberty file was available" in text and "transistors" in text
+
+
+def test_page_shows_table11(smoke, tmp_path):
+    doc, lat, *_ = smoke
+    text = page.document(doc, lat, "hardware_area.png")
+    assert "## Table 11, side by side" in text and "429,342" in text and "1,129.2775" in text
+    for v in variants.VARIANTS.values():
+        assert v.title in text
+    assert str(area.ROOT) not in text and "/tmp" not in text
+    assert "cycle model" in page.summary(doc, lat)
+    page.plot(doc, str(tmp_path / "area.png"))
+    assert (tmp_path / "area.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- refusals and helpers
+
+
+def test_missing_liberty_is_named(tmp_path, capsys):
+    missing = tmp_path / "nope.lib"
+    assert cli.main(["--liberty", str(missing), "--no-sim", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"liberty file {missing} does not exist" in err and "LIBERTY=" in err
+
+
+@pytest.mark.parametrize("argv", [["--lanes", "3"], ["--cols", "0"], ["--jobs", "0"]])
+def test_bad_engine_sizes_are_refused(argv, capsys):
+    with pytest.raises(SystemExit):
+        cli.parse(argv)
+    assert "error: --" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_liberty_is_refused(tmp_path):
+    (tmp_path / "x.lib").write_text("module m; endmodule\n")
+    with pytest.raises(PyiosoError, match="is not a liberty file"):
+        area.libraries(tmp_path / "synth", liberty=str(tmp_path / "x.lib"))
+
+
+def test_no_pdk_means_generic(tmp_path):
+    assert area.libraries(tmp_path, pdk="no/such/pdk") == []
+
+
+def test_renumbering_is_a_bijection():
+    text = "connect \\port$851$0 \\a$3\ncell $add $851\nconnect \\port$9$0 \\b"
+    assert area._renumber(text) == "connect \\port$0$1 \\a$2\ncell $add $0\nconnect \\port$3$1 \\b"
+
+
+def test_blocks_by_longest_prefix():
+    assert area.block_of("engine.array.pe_3_1").name == "array"
+    assert area.block_of("engine").name == area.block_of("engine.feed").name == "controller"
+    assert area.block_of("engine.widen").name == "lanes"
