@@ -169,3 +169,12 @@ async def pipe(dut, component, items, expected, *, rng, bubbles=0.0, stalls=0.0)
     await run(dut, [source], sink, len(items), max_cycles=20 * len(items) + 100)
     expect(sink, expected)
     return source, sink
+
+
+async def pipe_requant(dut, component, rng, s, m, b, u, *, bubbles=0.0, stalls=0.0):
+    """`pipe` for requantizer units: beats (s, m, b) with random tags, expecting (u, tag)."""
+    tags = rng.integers(0, 32, len(s)).tolist()
+    items = [{"s": s[k].tolist(), "m": m[k].tolist(), "b": b[k].tolist(), "tag": tags[k]}
+             for k in range(len(s))]
+    expected = [{"u": u[k].tolist(), "tag": tags[k]} for k in range(len(s))]
+    return await pipe(dut, component, items, expected, rng=rng, bubbles=bubbles, stalls=stalls)

@@ -93,11 +93,7 @@ def make_beats(rng, params, n):
 async def stream(dut, unit, rng, n, *, bubbles=0.0, stalls=0.0):
     s, m, b = make_beats(rng, unit.params, n)
     u = np.vectorize(lambda *v: reference(*map(int, v)))(s, m, b)
-    tags = rng.integers(0, 32, n).tolist()
-    items = [{"s": s[k].tolist(), "m": m[k].tolist(), "b": b[k].tolist(), "tag": tags[k]}
-             for k in range(n)]
-    expected = [{"u": u[k].tolist(), "tag": tags[k]} for k in range(n)]
-    return await streams.pipe(dut, unit, items, expected, rng=rng, bubbles=bubbles, stalls=stalls)
+    return await streams.pipe_requant(dut, unit, rng, s, m, b, u, bubbles=bubbles, stalls=stalls)
 
 
 @cocotb.test()

@@ -75,11 +75,7 @@ async def bn_stream(dut, unit, rng, shift, n, *, bubbles=0.0, stalls=0.0):
     zero_point = int(rng.integers(0, 2 ** params.a_bits))
     y = np.clip(u + zero_point, 0, 2 ** params.a_bits - 1)
     assert np.array_equal(y, golden_codes(params, s, m, b, shift, zero_point)), f"F={shift}"
-    tags = rng.integers(0, 32, n).tolist()
-    items = [{"s": s[k].tolist(), "m": m[k].tolist(), "b": b[k].tolist(), "tag": tags[k]}
-             for k in range(n)]
-    expected = [{"u": u[k].tolist(), "tag": tags[k]} for k in range(n)]
-    return await streams.pipe(dut, unit, items, expected, rng=rng, bubbles=bubbles, stalls=stalls)
+    return await streams.pipe_requant(dut, unit, rng, s, m, b, u, bubbles=bubbles, stalls=stalls)
 
 
 @cocotb.test()
