@@ -77,6 +77,20 @@ class Config:
             if not ok:
                 raise PyiosoError(f"invalid calibration setting: {why}")
 
+    @classmethod
+    def named(cls, name: str, base: str = "brecq", **settings) -> Config:
+        """The config of a method as users write it: rtn, adaround, brecq, qdrop, ioso (on
+        `base`), brecq+ioso, qdrop+ioso. An unset act_lr takes the base's reference value
+        (QDrop 4e-5, BRECQ 4e-4)."""
+        method, _, other = name.strip().lower().partition("+")
+        if other and method != "ioso":
+            method, other = other, method        # "brecq+ioso" reads as ioso on brecq
+        base = other or base
+        if settings.get("act_lr") is None:
+            qdrop = method == "qdrop" or (method == "ioso" and base == "qdrop")
+            settings["act_lr"] = 4e-5 if qdrop else 4e-4
+        return cls(method=method, base=base, **settings)
+
     @property
     def ioso(self) -> bool:
         return self.method == "ioso"

@@ -1,11 +1,11 @@
-"""`pyioso calibrate`, `pyioso export` and `pyioso eval` (registered in pyioso.cli)."""
+"""`pyioso train`, `calibrate`, `export` and `eval` (registered in pyioso.cli)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from pyioso import calibrate, output, workflow
+from pyioso import calibrate, output, train, workflow
 from pyioso.data import FASHION
 from pyioso.errors import PyiosoError
 
@@ -21,17 +21,13 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         raise PyiosoError(f"--wbits {args.wbits} is out of range: the integer datapath takes 2..8")
     if args.abits != 32 and not 2 <= args.abits <= 8:
         raise PyiosoError(f"--abits {args.abits} is out of range: use 2..8, or 32 for weights only")
-    method, _, base = args.method.partition("+")
-    if base and method != "ioso":
-        method, base = base, method        # "brecq+ioso" reads as ioso on brecq
     iters = dict(workflow.QUICK) if args.quick else {}
     for name in ("iters", "act_iters"):
         if getattr(args, name) is not None:
             iters[name] = getattr(args, name)
-    return calibrate.Config(
-        method=method, base=base or args.base, w_bits=args.wbits,
-        a_bits=None if args.abits == 32 else args.abits, batch=args.batch, lr=args.lr,
-        act_lr=args.act_lr if args.act_lr is not None else (4e-5 if "qdrop" in (method, base) else 4e-4),
+    return calibrate.Config.named(
+        args.method, args.base, w_bits=args.wbits, a_bits=None if args.abits == 32 else args.abits,
+        batch=args.batch, lr=args.lr, act_lr=args.act_lr,
         round_weight=args.round_weight, group_weight=args.group_weight, drop=args.drop,
         input_scale=args.input_scale, oso_scale=not args.no_oso_scale,
         oso_offset=not args.no_oso_offset, granularity=args.granularity,
@@ -44,7 +40,8 @@ def _run_calibrate(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     size = args.size or (32 if args.data == FASHION else 224)
-    run = workflow.Run(args.net, args.weights, args.data, size, args.images,
+    weights = train.resolve_weights(args.weights, args.net, args.data, size, not args.quiet)
+    run = workflow.Run(args.net, weights, args.data, size, args.images,
                        args.classes or workflow.FASHION_CLASSES)
     config = _config(args)
     summary = workflow.calibrate_network(run, config, Path(args.out), args.device, not args.quiet)
@@ -55,7 +52,10 @@ def _run_calibrate(args: argparse.Namespace) -> None:
     if rows:
         print(output.table(["stage", "segment", "loss before", "loss after", "legalization", "s"],
                            rows, left=2))
-    print(f"calibration: {args.out}" + (f"\nartifact: {summary['artifact']}" if "artifact" in summary else ""))
+    print(f"calibration: {args.out}")
+    print(f"artifact: {summary['artifact']}" if "artifact" in summary else
+          "no artifact: weights-only (--abits 32) and ungrouped (--input-scale free) results are "
+          "not integer networks; pyioso eval reports float and fake-quant top-1")
 
 
 def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
@@ -73,12 +73,14 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
             "activation iterations per block instead of the paper's 20000 and 5000."),
         epilog=("examples:\n"
                 "  pyioso calibrate --net resnet18 --weights ckpt.pt --wbits 2 --abits 4 --method ioso --out runs/r18\n"
+                "  pyioso calibrate --net resnet18 --weights trained --quick --out build/calib/resnet18\n"
                 "  pyioso calibrate --net resnet18 --weights random --quick --out build/calib/smoke\n"
                 "  pyioso calibrate --net resnet50 --weights r50.pt --data /data/imagenet --classes 1000 "
                 "--size 224 --device cuda --out runs/r50"))
     p.add_argument("--net", required=True, help="torchvision architecture (pyioso layers --net NAME lists its layers)")
     p.add_argument("--weights", required=True,
-                   help="state_dict file of the trained float network, or 'random' (untrained, seeded)")
+                   help=f"state_dict file of the trained float network, '{train.TRAINED}' (the checkpoint of "
+                        "`pyioso train --net NET`, trained first if not cached) or 'random' (untrained, seeded)")
     p.add_argument("--data", default=FASHION,
                    help=f"'{FASHION}' (built in) or an ImageFolder directory (default: {FASHION})")
     p.add_argument("--classes", type=int, help="classes of the network (default: 10, Fashion-MNIST)")
@@ -154,4 +156,45 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_eval)
 
 
-COMMANDS = (_add_calibrate, _add_export, _add_eval)
+def _run_train(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = train.Recipe(args.net, size=args.size, epochs=args.epochs, seed=args.seed,
+                          batch=args.batch, lr=args.lr)
+    reused = train.cached(recipe) is not None
+    path, record = train.train(recipe, progress=not args.quiet)
+    print(f"{record['net']}: float top-1 {record['top1']:.2f}% on the 10k test images, "
+          f"{record['epochs']} epochs, seed {record['seed']}, {record['train_seconds']:.0f} s "
+          f"on {record['threads']} thread(s){' (cached)' if reused else ''}")
+    print(f"checkpoint: {path}")
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", formatter_class=_RAW,
+        help="train a torchvision network on Fashion-MNIST (the project's own float checkpoints)",
+        description=("Train NET on the 60k Fashion-MNIST training images, deterministically from\n"
+                     "--seed, and report float top-1 on the 10k test images. Images are resized\n"
+                     "to --size pixels, repeated to 3 channels and ImageNet-normalized; the\n"
+                     "architecture is torchvision's with a 10-class head. The checkpoint and a JSON\n"
+                     "record (seed, epochs, time, top-1, SHA-256) go to $PYIOSO_CACHE/checkpoints\n"
+                     "(default ~/.cache/pyioso/checkpoints); a finished run is reused, an\n"
+                     "interrupted one resumes from its last epoch."),
+        epilog=("examples:\n"
+                "  pyioso train --net resnet18\n"
+                "  pyioso calibrate --net resnet18 --weights trained --quick --out build/calib/resnet18"))
+    p.add_argument("--net", required=True, help="torchvision architecture")
+    p.add_argument("--size", type=int, default=32, help="input size in pixels (default: 32)")
+    p.add_argument("--epochs", type=int, default=train.Recipe.epochs,
+                   help=f"epochs (default: {train.Recipe.epochs})")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialization, order, augmentation (default: 0)")
+    p.add_argument("--batch", type=int, default=train.Recipe.batch, help=f"batch size (default: {train.Recipe.batch})")
+    p.add_argument("--lr", type=float, default=train.Recipe.lr, help=f"peak SGD learning rate (default: {train.Recipe.lr})")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; recorded)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_run_train)
+
+
+COMMANDS = (_add_train, _add_calibrate, _add_export, _add_eval)
