@@ -14,13 +14,20 @@ SIZE  ?= 32
 N     ?= 30
 SEED  ?= 0
 ARTIFACT ?=
-WEIGHTS ?= random
+WEIGHTS ?= trained
+EPOCHS ?=
+# make bench-accuracy: networks, iterations per block (weight / activation stage), seeds, processes.
+BENCH_NETS ?= resnet18
+BENCH_ITERS ?= 1000
+BENCH_ACT_ITERS ?= 250
+SEEDS ?= 3
+JOBS  ?= 2
 ITERS ?= 1000
 # make report: liberty file(s) to map onto (comma-separated); empty: the open PDKs in PDK.
 LIBERTY ?=
 PDK   ?= ../shared/pdk
 
-.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report calibrate bench-calib golden layers cost clean
+.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report train calibrate bench-calib bench-accuracy golden layers cost clean
 
 help:
 	@echo "make sim LAYER=$(LAYER)            one layer through the engine RTL, every output vs golden (main job)"
@@ -29,10 +36,12 @@ help:
 	@echo "make sim-random N=30 SEED=0         random layer configurations through the RTL"
 	@echo "make verilog                        build/verilog/engine.v (+ no-IOSO variant), linted"
 	@echo "make bench-sim                      Verilator build time and simulation speed"
-	@echo "make calibrate NET=resnet18 WEIGHTS=ckpt.pt   quick IOSO calibration + eval (build/calib/NET)"
+	@echo "make train NET=resnet18 [EPOCHS=8]   the project's Fashion-MNIST checkpoint (cached in ~/.cache/pyioso)"
+	@echo "make calibrate NET=resnet18 [WEIGHTS=ckpt.pt]  quick IOSO calibration + eval (build/calib/NET)"
 	@echo "make sim ARTIFACT=DIR LAYER=layer3.0.conv1    a calibrated layer through the RTL"
 	@echo "make sim-net ARTIFACT=DIR           every layer of a calibrated artifact through the RTL"
 	@echo "make bench-calib ITERS=1000         block reconstruction speed/loss vs the BRECQ reference"
+	@echo "make bench-accuracy [BENCH_NETS=resnet18 BENCH_ITERS=1000 SEEDS=3]  paper tables: docs/RESULTS.md (hours)"
 	@echo "make report [LIBERTY=a.lib,b.lib]   synthesis area, latency per layer, Table 11: docs/HARDWARE.md"
 	@echo "make test / make test-full          the test suite (CI) / with slow tests"
 	@echo "make golden LAYER=...               golden integer layer, error bound and cost row"
@@ -80,6 +89,9 @@ test: $(STAMP) $(DATA)
 test-full: $(STAMP) $(DATA)
 	$(BIN)/pytest
 
+train: $(STAMP) $(DATA)
+	$(BIN)/pyioso train --net $(NET) $(if $(EPOCHS),--epochs $(EPOCHS))
+
 calibrate: $(STAMP) $(DATA)
 	$(BIN)/pyioso calibrate --net $(NET) --weights $(WEIGHTS) --quick --out build/calib/$(NET)
 	$(BIN)/pyioso eval --run build/calib/$(NET) --images 2000
@@ -87,6 +99,10 @@ calibrate: $(STAMP) $(DATA)
 bench-calib: $(STAMP) $(DATA)
 	scripts/fetch_brecq.sh build/brecq
 	$(PY) scripts/bench_calib.py --iters $(ITERS)
+
+bench-accuracy: $(STAMP) $(DATA)
+	$(PY) -m pyioso.benchmark --nets $(BENCH_NETS) --iters $(BENCH_ITERS) --act-iters $(BENCH_ACT_ITERS) \
+		--seeds $(SEEDS) --jobs $(JOBS)
 
 clean:
 	rm -rf build

@@ -83,3 +83,44 @@ def accuracy(result: dict, path: Path) -> None:
     ax.set(ylabel="top-1 (%)", title=f"{result['data']}, {result['images']} images",
            ylim=(0, 100))
     save_png(fig, str(path))
+
+
+def accuracy_vs_bits(records: list[dict], nets: list[str], labels: list[str], methods: tuple[str, ...],
+                     path: Path) -> None:
+    """make bench-accuracy: mean top-1 per bit setting (WxAy label), a line per method, a panel per net."""
+    import statistics
+
+    fig = _figure(6 * len(nets), 3.8)
+    for ax, net in zip(fig.subplots(1, len(nets), squeeze=False)[0], nets):
+        for method in methods:
+            points = [(i, [r["fake_quant"] for r in records
+                           if r["net"] == net and r["method"] == method and r["bits"] == label])
+                      for i, label in enumerate(labels)]
+            points = [(i, statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+                      for i, v in points if v]
+            if points:
+                xs, ys, errs = zip(*points)
+                ax.errorbar(xs, ys, yerr=errs, marker="o", ms=3, lw=1, capsize=2, label=method)
+        floats = [r["float"] for r in records if r["net"] == net]
+        if floats:
+            ax.axhline(floats[0], color="k", ls=":", lw=1, label="float")
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set(title=f"{net}: top-1 versus bits", ylabel="top-1 (%)")
+        ax.legend(fontsize=7)
+    save_png(fig, str(path))
+
+
+def ablation(rows: list[tuple[str, tuple[float, float] | None]], path: Path) -> None:
+    """The paper's Table 4 as bars (mean and std over seeds)."""
+    rows = [(label, stat) for label, stat in rows if stat]
+    fig = _figure(7, 3.6)
+    ax = fig.subplots()
+    bars = ax.bar(range(len(rows)), [s[0] for _, s in rows], yerr=[s[1] for _, s in rows], capsize=3,
+                  color="tab:blue")
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    low = min(s[0] - s[1] for _, s in rows)
+    high = max(s[0] + s[1] for _, s in rows)
+    ax.set_ylim(low - 0.5 * (high - low + 0.2), high + 0.3 * (high - low + 0.2))
+    ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=25, ha="right", fontsize=7)
+    ax.set(ylabel="top-1 (%)", title="Ablation, resnet18 W2A4 (paper Table 4)")
+    save_png(fig, str(path))

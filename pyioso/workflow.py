@@ -61,9 +61,12 @@ def build_network(run: Run, config: calibrate.Config, images: torch.Tensor, mode
 
 
 def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str = "cpu",
-                      progress: bool = True, stop_after: int | None = None) -> dict:
+                      progress: bool = True, stop_after: int | None = None,
+                      checkpoints: bool = True) -> dict:
     """Calibrate, save the final state, export the artifact (if activations are quantized),
-    write history and plots. Resumes from ``out/checkpoint.pt`` when one matches."""
+    write history and plots. Resumes from ``out/checkpoint.pt`` when one matches (checkpoints
+    off: callers that resume at a coarser grain, like the benchmark's cells). Returns the
+    history, the finished fake-quant network ("network") and the artifact's path."""
     dev = _device(device)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / LOG)
@@ -76,7 +79,8 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
         net = build_network(run, config, images, model).to(dev)
         key = calibrate.fingerprint(model.state_dict(), images, run.__dict__)
         output.write_json(str(out / RUN), {"run": run.__dict__, "config": config.to_json()})
-        calibrator = calibrate.Calibrator(net, images.to(dev), config, out, key, progress)
+        calibrator = calibrate.Calibrator(net, images.to(dev), config, out if checkpoints else None,
+                                          key, progress)
         history = calibrator.run(stop_after)
         if not calibrator.complete:
             return {"stopped": True}
@@ -84,14 +88,19 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
         output.atomic_write(str(out / FINAL), lambda f: torch.save(
             {"structure": calibrate.structure(net), "state": net.state_dict()}, f))
         output.write_json(str(out / HISTORY), history.segments)
-        summary = {"history": history.segments}
-        if config.a_bits is not None:
+        summary = {"history": history.segments, "network": net}
+        if exportable(config):
             summary["artifact"] = str(export_network(net, run, config, out / ARTIFACT))
         plots.calibration(history.segments, out)
         return summary
     finally:
         calibrate.log.removeHandler(handler)
         handler.close()
+
+
+def exportable(config: calibrate.Config) -> bool:
+    """Whether the hardware can run the result: activations quantized, ISG scales grouped."""
+    return config.a_bits is not None and not (config.ioso and config.input_scale == "free")
 
 
 def export_network(net: qnet.QNet, run: Run, config: calibrate.Config, directory: Path) -> Path:
@@ -127,15 +136,20 @@ def calibrated_network(directory: Path) -> tuple[qnet.QNet, Run, calibrate.Confi
 
 
 def evaluate(directory: Path, images: int | None = None, batch: int = 250,
-             progress: bool = True) -> dict:
-    """Top-1 of the float, fake-quant and integer networks on held-out images, side by side,
-    with how often the integer predictions equal the fake-quant ones."""
+             progress: bool = True, integer: bool = True, net: qnet.QNet | None = None) -> dict:
+    """Top-1 of the float, fake-quant and integer (unless `integer` is False, or there is no
+    artifact) networks on held-out images, side by side, with how often the integer
+    predictions equal the fake-quant ones. `net`: the finished fake-quant network, when the
+    caller has it (calibrate_network's summary), instead of rebuilding it from the directory."""
     from tqdm import tqdm
 
-    net, run, config = calibrated_network(directory)
+    if net is None:
+        net, run, config = calibrated_network(directory)
+    else:
+        run, config = load_run(directory)
     model = run.model(config.seed)
     x, labels = labelled_images(run.data, "test", run.size, images, seed=config.seed + 1)
-    integer = artifact.load(directory / ARTIFACT)[0] if (directory / ARTIFACT).is_dir() else None
+    integer = artifact.load(directory / ARTIFACT)[0] if integer and (directory / ARTIFACT).is_dir() else None
     out_coding = net.coding(net.output_name)
     hits = {"float": 0, "fake-quant": 0, "integer": 0}
     agree, max_diff = 0, 0
