@@ -18,8 +18,8 @@ WEIGHTS ?= trained
 EPOCHS ?=
 # make bench-accuracy: networks, iterations per block (weight / activation stage), seeds, processes.
 BENCH_NETS ?= resnet18
-BENCH_ITERS ?= 1000
-BENCH_ACT_ITERS ?= 250
+BENCH_ITERS ?= 200
+BENCH_ACT_ITERS ?= 50
 SEEDS ?= 3
 JOBS  ?= 2
 ITERS ?= 1000
@@ -41,7 +41,7 @@ help:
 	@echo "make sim ARTIFACT=DIR LAYER=layer3.0.conv1    a calibrated layer through the RTL"
 	@echo "make sim-net ARTIFACT=DIR           every layer of a calibrated artifact through the RTL"
 	@echo "make bench-calib ITERS=1000         block reconstruction speed/loss vs the BRECQ reference"
-	@echo "make bench-accuracy [BENCH_NETS=resnet18 BENCH_ITERS=1000 SEEDS=3]  paper tables: docs/RESULTS.md (hours)"
+	@echo "make bench-accuracy [BENCH_NETS=resnet18 BENCH_ITERS=200 SEEDS=3]  paper tables: docs/RESULTS.md (hours)"
 	@echo "make report [LIBERTY=a.lib,b.lib]   synthesis area, latency per layer, Table 11: docs/HARDWARE.md"
 	@echo "make test / make test-full          the test suite (CI) / with slow tests"
 	@echo "make golden LAYER=...               golden integer layer, error bound and cost row"
