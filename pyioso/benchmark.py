@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(args.out) / budget.folder
         records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only)
         command = " ".join(["python -m pyioso.benchmark", *(sys.argv[1:] if argv is None else argv)])
-        path = report(records, nets, weights, budget, Path(args.docs), command.replace(" --report-only", ""),
+        path = report(records, nets, weights, budget, Path(args.docs), command.replace(" --report-only", "").replace(" --quiet", ""),
                       out, len(cells))
     except PyiosoError as err:
         sys.exit(f"error: {err}")
