@@ -106,7 +106,8 @@ def accuracy_vs_bits(records: list[dict], nets: list[str], labels: list[str], me
             ax.axhline(floats[0], color="k", ls=":", lw=1, label="float")
         ax.set_xticks(range(len(labels)), labels)
         ax.set(title=f"{net}: top-1 versus bits", ylabel="top-1 (%)")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:      # nothing recorded yet: no legend
+            ax.legend(fontsize=7)
     save_png(fig, str(path))
 
 
