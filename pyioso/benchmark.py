@@ -25,6 +25,7 @@ from pathlib import Path
 from pyioso import calibrate, output, train, workflow
 from pyioso.data import FASHION
 from pyioso.errors import PyiosoError
+from pyioso.output import md_table
 from pyioso.train import TRAINED
 from pyioso.weights import RANDOM
 
@@ -88,6 +89,9 @@ class Cell:
     def bits(self) -> str:
         return bits_label(self.w_bits, self.a_bits)
 
+    def record(self, out: Path) -> Path:
+        return out / "cells" / f"{self.key}.json"
+
     def config(self, budget: Budget) -> calibrate.Config:
         return calibrate.Config.named(self.method, w_bits=self.w_bits, a_bits=self.a_bits,
                                       iters=budget.iters, act_iters=budget.act_iters, seed=self.seed,
@@ -111,13 +115,10 @@ def grid(nets: list[str], seeds: int, methods: tuple[str, ...] = METHODS,
 
 
 def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int = 1) -> dict:
-    """Calibrate and evaluate one cell; its record (cached in OUT/cells/KEY.json)."""
+    """Calibrate and evaluate one cell; its record, also written to OUT/cells/KEY.json."""
     import torch
 
     torch.set_num_threads(threads)
-    record_path = out / "cells" / f"{cell.key}.json"
-    if record_path.is_file():
-        return json.loads(record_path.read_text())
     directory = out / "runs" / cell.key
     config = cell.config(budget)
     run = workflow.Run(cell.net, weights, budget.data, budget.size, budget.images, budget.classes)
@@ -134,7 +135,7 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
               "agreement": result["integer_agreement"], "max_logit_code_diff": result["max_logit_code_diff"]}
     (directory / workflow.FINAL).unlink()            # the records and plots stay; the weights go
     shutil.rmtree(directory / workflow.ARTIFACT, ignore_errors=True)
-    output.write_json(str(record_path), record)
+    output.write_json(str(cell.record(out)), record)
     return record
 
 
@@ -148,9 +149,8 @@ def run_grid(cells: list[Cell], budget: Budget, weights: dict[str, str], out: Pa
     bar = tqdm(total=len(cells), desc="bench-accuracy", unit="cell", disable=not progress)
     todo = []
     for cell in cells:
-        path = out / "cells" / f"{cell.key}.json"
-        if path.is_file():
-            records[cell] = json.loads(path.read_text())
+        if cell.record(out).is_file():
+            records[cell] = json.loads(cell.record(out).read_text())
             bar.update()
         else:
             todo.append(cell)
@@ -191,12 +191,6 @@ def _main(records: list[dict]) -> list[dict]:
     return [r for r in records if not r["options"]]
 
 
-def _md_table(headers: list[str], rows: list[list[object]]) -> str:
-    align = ["---"] + ["---:"] * (len(headers) - 1)
-    lines = [headers, align, *rows]
-    return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines)
-
-
 def accuracy_tables(records: list[dict], nets: list[str]) -> str:
     parts = []
     for net in nets:
@@ -211,22 +205,27 @@ def accuracy_tables(records: list[dict], nets: list[str]) -> str:
             if rows:
                 fp = _stats(main, "float")
                 parts.append(f"**{net}, {title}**, top-1 % (mean ± std over seeds); float {fp[0]:.2f}\n\n"
-                             + _md_table(["method", *labels], rows))
+                             + md_table(["method", *labels], rows))
     return "\n\n".join(parts)
 
 
+def _setting(r: dict) -> tuple:
+    """What a row of the tables is: everything of a record but its seed."""
+    return r["net"], r["bits"], r["method"], tuple(r["options"].items())
+
+
 def integer_table(records: list[dict]) -> str:
+    checked = [r for r in records if r.get("integer") is not None]
     rows = []
-    for r_key in dict.fromkeys((r["net"], r["bits"], r["method"], tuple(r["options"].items()))
-                               for r in records if r.get("integer") is not None):
-        net, bits, method, options = r_key
-        group = [r for r in records if (r["net"], r["bits"], r["method"], tuple(r["options"].items())) == r_key]
-        fake, integer = _stats(group, "fake_quant"), _stats(group, "integer")
-        rows.append([net, bits, method + "".join(f" {k}={v}" for k, v in options), _fmt(fake), _fmt(integer),
+    for setting in dict.fromkeys(map(_setting, checked)):
+        net, bits, method, options = setting
+        group = [r for r in checked if _setting(r) == setting]
+        rows.append([net, bits, method + "".join(f" {k}={v}" for k, v in options),
+                     _fmt(_stats(group, "fake_quant")), _fmt(_stats(group, "integer")),
                      f"{max(abs(r['fake_quant'] - r['integer']) for r in group):.2f}",
                      f"{min(r['agreement'] for r in group):.2f}", max(r["max_logit_code_diff"] for r in group)])
-    return _md_table(["net", "bits", "method", "fake-quant", "integer (golden)", "max |diff| pp",
-                      "min agreement %", "max logit code diff"], rows)
+    return md_table(["net", "bits", "method", "fake-quant", "integer (golden)", "max |diff| pp",
+                     "min agreement %", "max logit code diff"], rows, left=3)
 
 
 def ablation_rows(records: list[dict]) -> list[tuple[str, str, tuple[float, float] | None]]:
@@ -243,7 +242,7 @@ def ablation_table(records: list[dict]) -> str:
     rows = ablation_rows(records)
     base = rows[0][2]
     symbols = ("V", "gamma", "phi", "gamma_y", "R")
-    return _md_table(["method", "V", "γ^z", "φ^z", "γ^y", "R", "W2A4 top-1 %", "vs rounding only"],
+    return md_table(["method", "V", "γ^z", "φ^z", "γ^y", "R", "W2A4 top-1 %", "vs rounding only"],
                      [[label, *("✓" if s in learned.split() else "" for s in symbols), _fmt(stat),
                        "–" if stat is None or base is None else f"{stat[0] - base[0]:+.2f}"]
                       for label, learned, stat in rows])
@@ -257,7 +256,7 @@ def time_table(records: list[dict], nets: list[str]) -> str:
             if group:
                 secs = [r["calib_seconds"] for r in group]
                 rows.append([net, method, len(group), f"{statistics.fmean(secs):.0f}", f"{max(secs):.0f}"])
-    return _md_table(["net", "method", "cells", "mean s per calibration", "max s"], rows)
+    return md_table(["net", "method", "cells", "mean s per calibration", "max s"], rows)
 
 
 def cost_table() -> str:
@@ -268,7 +267,7 @@ def cost_table() -> str:
         ours = cost.network_cost(net)
         rows.append([net, output.giga(ours.ops), output.giga(ours.isg_ops), output.percent(ours.ratio),
                      f"{paper.baseline:.3f}", f"{paper.isg:.3f}", f"{paper.ratio_percent:.2f}%"])
-    return _md_table(["network (224 px, 3 groups)", "ours: baseline G", "ours: ISG G", "ours: ratio",
+    return md_table(["network (224 px, 3 groups)", "ours: baseline G", "ours: ISG G", "ours: ratio",
                       "paper: baseline G", "paper: ISG G", "paper: ratio"], rows)
 
 
@@ -328,7 +327,7 @@ def models_table(nets: list[str], weights: dict[str, str], size: int) -> str:
         else:
             rows.append([net, "–", "–", "–", "–", "–", "untrained (random)" if weights[net] == RANDOM
                          else f"given: {Path(weights[net]).name}"])
-    return _md_table(["network", "input", "epochs", "seed", "train min", "threads", "float top-1 %"], rows)
+    return md_table(["network", "input", "epochs", "seed", "train min", "threads", "float top-1 %"], rows)
 
 
 def report(records: list[dict], nets: list[str], weights: dict[str, str], budget: Budget,

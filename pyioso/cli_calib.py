@@ -34,11 +34,15 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         legalize_at=args.legalize_at, seed=args.seed, **iters)
 
 
-def _run_calibrate(args: argparse.Namespace) -> None:
+def _use_threads(args: argparse.Namespace) -> None:
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+
+
+def _run_calibrate(args: argparse.Namespace) -> None:
+    _use_threads(args)
     size = args.size or (32 if args.data == FASHION else 224)
     weights = train.resolve_weights(args.weights, args.net, args.data, size, not args.quiet)
     run = workflow.Run(args.net, weights, args.data, size, args.images,
@@ -157,10 +161,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _use_threads(args)
     recipe = train.Recipe(args.net, size=args.size, epochs=args.epochs, seed=args.seed,
                           batch=args.batch, lr=args.lr)
     reused = train.cached(recipe) is not None

@@ -35,6 +35,13 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1) -> str:
+    """A Markdown table; the first `left` columns left-aligned, the others right-aligned."""
+    rule = ["---" if i < left else "---:" for i in range(len(headers))]
+    lines = [headers, rule, *[[str(c) for c in row] for row in rows]]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
 def write_json(path: str, document: object) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(document, indent=2) + "\n").encode()))
 

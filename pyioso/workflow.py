@@ -149,7 +149,7 @@ def evaluate(directory: Path, images: int | None = None, batch: int = 250,
         run, config = load_run(directory)
     model = run.model(config.seed)
     x, labels = labelled_images(run.data, "test", run.size, images, seed=config.seed + 1)
-    integer = artifact.load(directory / ARTIFACT)[0] if integer and (directory / ARTIFACT).is_dir() else None
+    int_net = artifact.load(directory / ARTIFACT)[0] if integer and (directory / ARTIFACT).is_dir() else None
     out_coding = net.coding(net.output_name)
     hits = {"float": 0, "fake-quant": 0, "integer": 0}
     agree, max_diff = 0, 0
@@ -161,16 +161,16 @@ def evaluate(directory: Path, images: int | None = None, batch: int = 250,
             codes = fake if config.a_bits is None else torch.round(
                 fake / out_coding.scale).to(torch.int64) + out_coding.zero_point
             hits["fake-quant"] += int((codes.argmax(1) == yb).sum())
-            if integer is not None:
-                int_codes = integer.forward(integer.quantize_input(xb))[0]
+            if int_net is not None:
+                int_codes = int_net.forward(int_net.quantize_input(xb))[0]
                 hits["integer"] += int((int_codes.argmax(1) == yb).sum())
                 agree += int((int_codes.argmax(1) == codes.argmax(1)).sum())
                 max_diff = max(max_diff, int((int_codes - codes).abs().max()))
     n = len(x)
     result = {"images": n, "data": run.data,
-              "top1": {k: 100 * v / n for k, v in hits.items() if k != "integer" or integer},
-              "integer_agreement": 100 * agree / n if integer else None,
-              "max_logit_code_diff": max_diff if integer else None}
+              "top1": {k: 100 * v / n for k, v in hits.items() if k != "integer" or int_net},
+              "integer_agreement": 100 * agree / n if int_net else None,
+              "max_logit_code_diff": max_diff if int_net else None}
     output.write_json(str(directory / "eval.json"), result)
     plots.accuracy(result, directory / "eval.png")
     return result

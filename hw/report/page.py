@@ -3,10 +3,8 @@ what the JSON files hold, so the three always agree)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from hw.report.variants import PAPER, VARIANTS
-from pyioso.output import fmt_int, save_png
+from pyioso.output import fmt_int, md_table, save_png
 from pyioso.output import table as table_text
 
 BLOCK_ORDER = ("array", "ioso", "accumulator", "requant", "activation", "lanes", "controller")
@@ -14,13 +12,6 @@ LIBRARY_NOTES = {
     "asap7": "ASAP7 7 nm predictive PDK, RVT, TT corner",
     "sky130hd": "SkyWater 130 nm sky130_fd_sc_hd, tt, 25 C, 1.8 V",
 }
-
-
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1) -> str:
-    """A Markdown table; the first `left` columns left-aligned, the others right-aligned."""
-    rule = ["---" if i < left else "---:" for i in range(len(headers))]
-    lines = [headers, rule, *[[str(c) for c in row] for row in rows]]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
 def _area(value: float) -> str:
