@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from golden.layers import Add, AvgPool, Conv, Requant, conv_output_size, weight_input_channels
 from pyioso.errors import PyiosoError
 
-EXACT_F32, EXACT_F64 = 2 ** 24, 2 ** 53
+EXACT_F64 = 2 ** 53
 
 
 def _check_codes(x: torch.Tensor, bits: int, channels: int | None, what: str) -> None:
@@ -50,9 +50,8 @@ def _weighted_sum(x: torch.Tensor, layer: Conv, factors: torch.Tensor) -> torch.
     w = layer.weight.to(torch.int64) * factors[chan][:, None, None, :]
     bound = (2 ** layer.in_bits - 1) * w.abs().sum(dim=(1, 2, 3)).max().item() if w.numel() else 0
     assert bound < EXACT_F64, f"sum bound {bound} >= 2^53: float64 would not be exact (§7)"
-    dtype = torch.float32 if bound < EXACT_F32 else torch.float64    # exact either way (§7)
-    y = F.conv2d(_pad(_nchw(x), layer.padding, layer.in_zero_point).to(dtype),
-                 w.permute(0, 3, 1, 2).to(dtype),
+    y = F.conv2d(_pad(_nchw(x), layer.padding, layer.in_zero_point),
+                 w.permute(0, 3, 1, 2).to(torch.float64),
                  stride=layer.stride, dilation=layer.dilation, groups=layer.groups)
     return _nhwc_int(y)
 
