@@ -28,12 +28,14 @@ from pyioso.blocks import Segment
 from pyioso.errors import PyiosoError
 from pyioso.isg import InputScale
 from pyioso.qnet import QConv, QNet
+from pyioso import rounding
 from pyioso.rounding import AdaRound, BetaSchedule
 
 METHODS = ("rtn", "adaround", "brecq", "qdrop", "ioso")
 BASES = ("brecq", "qdrop")
 INPUT_SCALES = ("grouped", "free", "none")
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 2       # 2: AdaRound's V and floor stored as [C_out, K] matrices
 log = logging.getLogger("pyioso.calibrate")
 
 
@@ -155,6 +157,7 @@ def prepare(net: QNet, config: Config) -> None:
     """Weight quantizers of the method before any reconstruction (AdaRound where learned)."""
     for stage in config.stages():
         if stage.rounding:
+            rounding.build_kernels()        # compile before any timed loop
             for module in net.ops.values():
                 if isinstance(module, QConv) and not isinstance(module.rounding, AdaRound):
                     module.use_adaround()
@@ -316,7 +319,7 @@ class Calibrator:
         params = [{"params": weights, "lr": config.lr}, {"params": steps, "lr": config.act_lr}]
         for p in weights + steps:
             p.requires_grad_(True)
-        optimizer = torch.optim.Adam([g for g in params if g["params"]])
+        optimizer = torch.optim.Adam([g for g in params if g["params"]], fused=True)
         cosine = [lambda t: 1.0] * (1 if weights else 0) + \
             [lambda t: 0.5 * (1 + math.cos(math.pi * t / stage.iters))] * (1 if steps else 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine) if cosine else None
@@ -440,7 +443,8 @@ class Calibrator:
     def _checkpoint(self, si: int, i: int) -> None:
         if self.out is None:
             return
-        state = {"fingerprint": self.fingerprint, "config": self.config.to_json(), "done": (si, i),
+        state = {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint,
+                 "config": self.config.to_json(), "done": (si, i),
                  "structure": structure(self.net), "state": self.net.state_dict(),
                  "history": self.history.segments}
         output.atomic_write(str(self.out / CHECKPOINT), lambda f: torch.save(state, f))
@@ -454,6 +458,10 @@ class Calibrator:
             state = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
             raise PyiosoError(f"{path} is not a readable checkpoint ({err}): delete it to start over") from err
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise PyiosoError(f"{path} was written by an older pyioso (checkpoint format "
+                              f"{state.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}): "
+                              "delete it to start over")
         if state.get("fingerprint") != self.fingerprint or state.get("config") != self.config.to_json():
             raise PyiosoError(f"{path} belongs to a calibration with other settings, model or data: "
                               "use another --out directory or delete the checkpoint to start over")

@@ -7,6 +7,10 @@ reconstruction loop can swap one policy for the other.
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
+
 import torch
 from torch import nn
 
@@ -14,6 +18,7 @@ from pyioso.errors import PyiosoError
 from pyioso.quant import BINARY, broadcast_qparam, check_qparams, dequantize, qrange, quantize
 
 ZETA, GAMMA = 1.1, -0.1     # stretch of the rectified sigmoid (Louizos et al. 2018; AdaRound)
+log = logging.getLogger("pyioso.rounding")
 
 
 class _WeightRounding(nn.Module):
@@ -50,40 +55,130 @@ class NearestRounding(_WeightRounding):
         return quantize(self.weight, self.scale, self.zero_point, self.qmin, self.qmax)
 
 
-class _SoftRound(torch.autograd.Function):
-    """AdaRound's soft weight s * clamp(floor + h(V)) and its regularizer in one pass.
+def _h(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(sigmoid(V), the stretched sigmoid before the clamp, h(V))."""
+    sigma = torch.sigmoid(v)
+    pre = sigma * (ZETA - GAMMA) + GAMMA
+    return sigma, pre, pre.clamp(0, 1)
 
-    Same values and gradients as composing the ops under autograd (where h(V) is strictly
-    inside (0, 1), the only place either gradient is non-zero, the clamp to the grid passes the
-    gradient exactly when qmin <= floor and floor + 1 <= qmax), with a third of the memory
-    passes: reconstruction of small maps spends most of its time here, not in the convs.
+
+def _regularizer(h: torch.Tensor, beta) -> torch.Tensor:
+    """sum(1 - |2h - 1|^beta)."""
+    return h.numel() - (2 * h - 1).abs().pow(beta).sum()
+
+
+def _soft_weight_kernel(v, floor, scale, qmin, qmax):
+    """(soft weight, dW/dV / scale): the slope of h(V) where h is strictly inside (0, 1), the
+    only place it is non-zero; there the clamp to the grid passes the gradient exactly when
+    qmin <= floor and floor + 1 <= qmax."""
+    sigma, pre, h = _h(v)
+    slope = torch.where((pre > 0) & (pre < 1), sigma * (1 - sigma) * (ZETA - GAMMA), 0)
+    in_grid = (floor >= qmin) & (floor + 1 <= qmax)
+    return (floor + h).clamp(qmin, qmax) * scale, torch.where(in_grid, slope, 0), h, slope
+
+
+def _soft_weight_reg_kernel(v, floor, scale, qmin, qmax, beta):
+    """The soft weight and its slope as above, the regularizer sum(1 - |d|^beta) (d = 2h - 1)
+    and its derivative in V, -2 beta sign(d) |d|^(beta - 1) * slope; |d|^(beta - 1) is computed
+    once (exp-log, 0 at d = 0) and serves the value and the derivative."""
+    weight, weight_slope, h, slope = _soft_weight_kernel(v, floor, scale, qmin, qmax)
+    d = 2 * h - 1
+    magnitude = d.abs()
+    power = torch.where(magnitude > 0, torch.exp((beta - 1) * torch.log(magnitude)), 0)
+    reg = h.numel() - (magnitude * power).sum()
+    return weight, weight_slope, reg, -2 * beta * torch.sign(d) * power * slope
+
+
+def _weight_only(v, floor, scale, qmin, qmax):
+    return _soft_weight_kernel(v, floor, scale, qmin, qmax)[:2]
+
+
+def _grad_kernel(grad_w, scale, weight_slope, grad_reg, reg_slope):
+    return grad_w * scale * weight_slope + grad_reg * reg_slope
+
+
+def _weight_grad_kernel(grad_w, scale, weight_slope):
+    return grad_w * scale * weight_slope
+
+
+@functools.cache
+def build_kernels() -> dict:
+    """The element-wise kernels, each fused into one pass by torch.compile (Inductor).
+
+    Reconstruction of weight-heavy blocks on small maps is bound by these passes over V, not by
+    the convolutions: fused, each operand is read once instead of a dozen times, and the forward
+    pass leaves the backward pass only products to take. Where Inductor cannot build (no C++
+    compiler), or with PYIOSO_COMPILE=0, the same functions run eagerly: equal up to float
+    rounding, only slower.
+    """
+    eager = {"weight": _weight_only, "weight_reg": _soft_weight_reg_kernel,
+             "grad": _grad_kernel, "weight_grad": _weight_grad_kernel}
+    if os.environ.get("PYIOSO_COMPILE", "1") == "0":
+        return eager
+    compiled = {k: torch.compile(f, dynamic=True, fullgraph=True) for k, f in eager.items()}
+    try:        # build the kernels now, as reconstruction calls them, so a missing compiler shows here
+        v, floor, linear_grad = torch.zeros(64, 576), torch.zeros(64, 576), torch.zeros(64, 576)
+        conv_grad = _as_matrix(torch.zeros(64, 64, 3, 3).contiguous(memory_format=torch.channels_last))
+        scale = torch.ones(64, 1).expand(64, 1)
+        qmin, qmax, beta = (torch.tensor(x) for x in (-2.0, 1.0, 2.0))
+        with torch.no_grad():
+            _, slope, _, reg_slope = compiled["weight_reg"](v, floor, scale, qmin, qmax, beta)
+            compiled["weight"](v, floor, scale, qmin, qmax)
+            for grad in (conv_grad, linear_grad):       # a conv's arrives as a view of its 4-D one
+                compiled["grad"](grad, scale, slope, beta, reg_slope)
+                compiled["weight_grad"](grad, scale, slope)
+    except Exception as err:  # noqa: BLE001 - any build failure means: run eagerly
+        log.warning("torch.compile is unavailable (%s: %s); AdaRound runs eagerly (slower)",
+                    type(err).__name__, (str(err).splitlines() or [""])[0])
+        return eager
+    return compiled
+
+
+class _SoftRound(torch.autograd.Function):
+    """AdaRound's soft weight s * clamp(floor + h(V)) and its regularizer, on [C_out, K] matrices.
+
+    Same values and gradients as composing the ops under autograd; the forward kernel also
+    gives the two slopes, so the backward pass is grad_W * s * slope_W + grad_reg * slope_reg.
     """
 
     @staticmethod
-    def forward(ctx, v, floor, scale, in_grid, qmin, qmax, beta):
-        sigma = torch.sigmoid(v)
-        pre = sigma * (ZETA - GAMMA) + GAMMA
-        h = pre.clamp(0, 1)
-        weight = (floor + h).clamp_(qmin, qmax).mul_(scale)
+    def forward(ctx, v, floor, scale, qmin, qmax, beta):
+        # tensors, not Python numbers, so that one compiled kernel serves every grid and beta;
+        # detached, so that it holds no autograd
+        v, lo, hi = v.detach(), v.new_tensor(qmin), v.new_tensor(qmax)
         if beta:
-            d = 2 * h - 1
-            powered = d.abs().pow_(beta)
-            reg = powered.numel() - powered.sum()
+            weight, weight_slope, reg, reg_slope = build_kernels()["weight_reg"](
+                v, floor, scale, lo, hi, v.new_tensor(beta))
         else:
-            d = powered = None
-            reg = v.new_zeros(())
-        ctx.save_for_backward(sigma, pre, scale, in_grid, d, powered)
-        ctx.beta = beta
+            (weight, weight_slope), reg, reg_slope = build_kernels()["weight"](
+                v, floor, scale, lo, hi), v.new_zeros(()), None
+        ctx.save_for_backward(scale, weight_slope, reg_slope)
         return weight, reg
 
     @staticmethod
     def backward(ctx, grad_w, grad_reg):
-        sigma, pre, scale, in_grid, d, powered = ctx.saved_tensors
-        grad_h = grad_w * scale * in_grid
-        if ctx.beta:    # d/dh of -|2h - 1|^beta, zero at h = 1/2 for beta > 1
-            grad_h -= grad_reg * 2 * ctx.beta * torch.where(d != 0, powered / d, 0)
-        slope = sigma * (1 - sigma) * (ZETA - GAMMA) * ((pre > 0) & (pre < 1))
-        return grad_h * slope, None, None, None, None, None, None
+        scale, weight_slope, reg_slope = ctx.saved_tensors
+        if reg_slope is None:
+            return build_kernels()["weight_grad"](grad_w, scale, weight_slope), None, None, None, None, None
+        grad = build_kernels()["grad"](grad_w, scale, weight_slope, grad_reg, reg_slope)
+        return grad, None, None, None, None, None
+
+
+def _as_matrix(t: torch.Tensor) -> torch.Tensor:
+    """A [C_out, ...] weight-shaped tensor as a [C_out, K] matrix, K in channels-last order for a
+    conv weight: the layout the CPU conv takes its weight and returns the weight's gradient in,
+    so that neither the forward nor the backward step converts layouts."""
+    if t.dim() == 4:
+        return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1)
+    return t.reshape(len(t) if t.dim() else 1, -1)
+
+
+def _from_matrix(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`_as_matrix`: a view shaped like ``like`` (channels-last for 4-D)."""
+    if like.dim() == 4:
+        c, k, kh, kw = like.shape
+        return m.view(c, kh, kw, k).permute(0, 3, 1, 2)
+    return m.view(like.shape)
 
 
 class AdaRound(_WeightRounding):
@@ -102,27 +197,31 @@ class AdaRound(_WeightRounding):
             raise PyiosoError("AdaRound chooses between adjacent codes and the binary grid "
                               "{-1, +1} has none around 0: use bits >= 2 or NearestRounding")
         scaled = self.weight / self.scale
-        self.register_buffer("floor", torch.floor(scaled))
-        self.register_buffer("in_grid", ((self.floor >= self.qmin) & (self.floor + 1 <= self.qmax)
-                                         ).to(weight.dtype))
-        self.v = nn.Parameter(torch.logit((scaled - self.floor - GAMMA) / (ZETA - GAMMA)))
+        floor = torch.floor(scaled)
+        self.register_buffer("floor", _as_matrix(floor).contiguous())
+        self.v = nn.Parameter(_as_matrix(torch.logit((scaled - floor - GAMMA) / (ZETA - GAMMA))).contiguous())
         self.soft = True
+
+    def _shaped(self, m: torch.Tensor) -> torch.Tensor:
+        """A [C_out, K] matrix (V, floor) viewed in the weight's shape."""
+        return _from_matrix(m, self.weight)
 
     def h(self) -> torch.Tensor:
         """Rectified sigmoid of V: the learned rounding offset in [0, 1]."""
-        return torch.clamp(torch.sigmoid(self.v) * (ZETA - GAMMA) + GAMMA, 0, 1)
+        return self._shaped(_h(self.v)[2])
 
     def regularizer(self, beta: float) -> torch.Tensor:
         """sum(1 - |2 h(V) - 1|^beta): pushes every h(V) to 0 or 1; identically 0 at beta = 0."""
-        return (1 - (2 * self.h() - 1).abs().pow(beta)).sum()
+        return _regularizer(self.h(), beta)
 
     def soft_weight(self, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(the soft fake-quantized weight, the regularizer at beta): what one reconstruction
         step needs, computed together."""
-        if self.zero_point.any():
+        if self.zero_point.any() or self.scale.numel() not in (1, len(self.v)):
             return dequantize(self._code(self.h()), self.scale, self.zero_point), self.regularizer(beta)
-        return _SoftRound.apply(self.v, self.floor, self.scale, self.in_grid, self.qmin,
-                                self.qmax, beta)
+        scale = self.scale.reshape(-1, 1).expand(len(self.v), 1)
+        weight, reg = _SoftRound.apply(self.v, self.floor, scale, self.qmin, self.qmax, beta)
+        return self._shaped(weight), reg
 
     def codes(self) -> torch.Tensor:
         return self._code((self.h() >= 0.5).to(self.floor.dtype))
@@ -131,7 +230,7 @@ class AdaRound(_WeightRounding):
         return self._code(self.h()) if self.soft else self.codes()
 
     def _code(self, offset: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(self.floor + offset + self.zero_point, self.qmin, self.qmax)
+        return torch.clamp(self._shaped(self.floor) + offset + self.zero_point, self.qmin, self.qmax)
 
 
 class BetaSchedule:

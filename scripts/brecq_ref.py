@@ -97,6 +97,23 @@ def brecq_resnet18(resnet, seed: int, checkpoint: Path | None) -> torch.nn.Modul
 
 
 @torch.no_grad()
+def use_pyioso_grid(model, bits: int) -> None:
+    """Put the model's w-bit weights on pyioso's grid: symmetric per channel, codes -2^(b-1) ..
+    2^(b-1) - 1 with pyioso's MSE scales. BRECQ's grid 0 .. 2^b - 1 with zero point 2^(b-1) is
+    that grid exactly, so both sides then solve the same problem from the same start (the
+    blocks before the reconstructed one, rounded to nearest, give both the same inputs)."""
+    from pyioso.layer_quant import qparams
+
+    for m in model.modules():
+        q = getattr(m, "weight_quantizer", None)
+        if q is None or q.n_bits != bits:       # first/last layer: 8-bit, left as BRECQ sets it
+            continue
+        scale, _ = qparams(m.weight.detach(), bits, signed=True, ch_axis=0)
+        q.delta = scale.reshape(-1, 1, 1, 1).to(m.weight.dtype)
+        q.zero_point = torch.full_like(q.delta, 2 ** (bits - 1))
+
+
+@torch.no_grad()
 def recon_loss(lp_loss, block, inps: torch.Tensor, outs: torch.Tensor, batch: int) -> float:
     """BRECQ's lp_loss (p=2: squared error summed over channels, mean over the rest) over all of
     inps at once, computed in chunks: chunks are weighted by image count, which is exact."""
@@ -138,6 +155,8 @@ def run(args: argparse.Namespace) -> dict:
         qnn.set_first_last_layer_to_8bit()
         qnn.set_quant_state(True, False)
         _ = qnn(cali_data[:64])
+    if args.grid == "pyioso":
+        use_pyioso_grid(qnn, args.wbits)
 
     # Time the optimization loop alone: block_reconstruction calls the module-level
     # save_inp_oup_data once, right before its loop (opt_mode 'mse' caches no gradients), so the
@@ -187,7 +206,7 @@ def run(args: argparse.Namespace) -> dict:
         "impl": "brecq",
         "brecq_commit": (args.brecq / "BRECQ_COMMIT").read_text().split()[0]
         if (args.brecq / "BRECQ_COMMIT").is_file() else None,
-        "net": "resnet18", "block": args.block, "size": args.size, "wbits": args.wbits,
+        "net": "resnet18", "block": args.block, "size": args.size, "wbits": args.wbits, "grid": args.grid,
         "iters": args.iters, "batch": args.batch, "images": args.images, "cached_images": len(cache["inps"]),
         "seed": args.seed, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "threads": threads, "torch": torch.__version__,
@@ -209,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block", default="layer1.0", help="resnet18 block to reconstruct, e.g. layer3.0")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--wbits", type=int, default=4)
+    p.add_argument("--grid", choices=("brecq", "pyioso"), default="brecq",
+                   help="weight grid: BRECQ's own (asymmetric, MSE range) or pyioso's symmetric one")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all usable cores)")
     p.add_argument("--checkpoint", type=Path, help="resnet18 state_dict (default: seeded untrained weights)")
     p.add_argument("--json", type=Path, help="write the results here (atomically)")

@@ -116,6 +116,15 @@ def test_resume_gives_the_same_result(images, runs, tmp_path):
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
+def test_checkpoint_of_an_older_format_is_refused(images, tmp_path):
+    _calibrate(images, out=tmp_path, stop_after=1, method="brecq")
+    state = torch.load(tmp_path / calibrate.CHECKPOINT, weights_only=False)
+    del state["format"]                                 # as written before formats were numbered
+    torch.save(state, tmp_path / calibrate.CHECKPOINT)
+    with pytest.raises(PyiosoError, match="older pyioso .*delete it"):
+        _calibrate(images, out=tmp_path, method="brecq")
+
+
 def test_corrupt_and_old_artifacts_are_refused(runs, tmp_path):
     integer, perms = export.integer_network(runs["ioso"][0])
     path = artifact.save(tmp_path / "a", integer, perms, {})

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from pyioso import rounding
 from pyioso.errors import PyiosoError
 from pyioso.observers import MinMaxObserver
 from pyioso.quant import fake_quantize, quantize
@@ -66,11 +67,37 @@ def test_regularizer_formula():
     ada = AdaRound(w, 1.0, 0, 4, True)
     target = torch.tensor([0.0, 1.0, 0.5, 0.75], dtype=F64)
     with torch.no_grad():
-        ada.v.copy_(torch.logit((target - GAMMA) / (ZETA - GAMMA)))
+        ada.v.copy_(torch.logit((target - GAMMA) / (ZETA - GAMMA)).reshape(ada.v.shape))
         ada.v[0], ada.v[1] = -20.0, 20.0                       # saturate the rectified sigmoid
     assert torch.allclose(ada.h(), target, atol=1e-12)
     assert ada.regularizer(2.0).item() == pytest.approx(0 + 0 + 1 + (1 - 0.5 ** 2))
     assert ada.regularizer(20.0).item() == pytest.approx(1 + (1 - 0.5 ** 20))
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
+@pytest.mark.parametrize("beta", [0.0, 2.0, 13.7])
+@pytest.mark.parametrize("shape", [(6, 4, 3, 3), (5, 7)], ids=["conv", "linear"])
+def test_fused_soft_weight_equals_composed_autograd(compiled, beta, shape, monkeypatch):
+    """The fused kernels (forward and backward) against the same formulas under autograd, with
+    weights beyond the grid, saturated h(V) and h(V) = 1/2 (d = 0) included."""
+    monkeypatch.setenv("PYIOSO_COMPILE", "1" if compiled else "0")
+    rounding.build_kernels.cache_clear()
+    w, scale, zp = per_channel_weight(seed=3, shape=shape, bits=3)
+    ada = AdaRound(w * 1.3, scale, zp, 3, True, ch_axis=0)
+    with torch.no_grad():
+        ada.v.copy_(torch.randn(ada.v.shape, generator=torch.Generator().manual_seed(4), dtype=F64) * 3)
+        ada.v[0, :3] = torch.tensor([-30.0, 30.0, torch.logit(torch.tensor(0.6 / 1.2)).item()])
+    grad_w = torch.randn(shape, generator=torch.Generator().manual_seed(5), dtype=F64)
+    weight, reg = ada.soft_weight(beta)
+    ((weight * grad_w).sum() + 0.01 * reg).backward()
+    fused_grad, ada.v.grad = ada.v.grad, None
+    composed = ada()                                   # soft: dequantize(clamp(floor + h(V)))
+    composed_reg = ada.regularizer(beta) if beta else torch.zeros((), dtype=F64)
+    ((composed * grad_w).sum() + 0.01 * composed_reg).backward()
+    rounding.build_kernels.cache_clear()
+    assert torch.allclose(weight, composed, rtol=0, atol=1e-12)
+    assert float(reg.detach()) == pytest.approx(float(composed_reg.detach()), abs=1e-9)
+    assert torch.allclose(fused_grad, ada.v.grad, rtol=1e-9, atol=1e-12)
 
 
 def test_no_regularization_during_warm_up():
