@@ -157,7 +157,7 @@ def prepare(net: QNet, config: Config) -> None:
     """Weight quantizers of the method before any reconstruction (AdaRound where learned)."""
     for stage in config.stages():
         if stage.rounding:
-            rounding.build_kernels()        # compile before any timed loop
+            rounding.build_kernels(net.input_quant.scale.device.type)     # before any timed loop
             for module in net.ops.values():
                 if isinstance(module, QConv) and not isinstance(module.rounding, AdaRound):
                     module.use_adaround()

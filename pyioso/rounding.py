@@ -102,14 +102,14 @@ def _weight_grad_kernel(grad_w, scale, weight_slope):
 
 
 @functools.cache
-def build_kernels() -> dict:
+def build_kernels(device: str = "cpu") -> dict:
     """The element-wise kernels, each fused into one pass by torch.compile (Inductor).
 
     Reconstruction of weight-heavy blocks on small maps is bound by these passes over V, not by
     the convolutions: fused, each operand is read once instead of a dozen times, and the forward
-    pass leaves the backward pass only products to take. Where Inductor cannot build (no C++
-    compiler), or with PYIOSO_COMPILE=0, the same functions run eagerly: equal up to float
-    rounding, only slower.
+    pass leaves the backward pass only products to take. Built once per device type (C++ on the
+    CPU, Triton on a GPU). Where Inductor cannot build (no C++ compiler, no Triton), or with
+    PYIOSO_COMPILE=0, the same functions run eagerly: equal up to float rounding, only slower.
     """
     eager = {"weight": _weight_only, "weight_reg": _soft_weight_reg_kernel,
              "grad": _grad_kernel, "weight_grad": _weight_grad_kernel}
@@ -117,10 +117,11 @@ def build_kernels() -> dict:
         return eager
     compiled = {k: torch.compile(f, dynamic=True, fullgraph=True) for k, f in eager.items()}
     try:        # build the kernels now, as reconstruction calls them, so a missing compiler shows here
-        v, floor, linear_grad = torch.zeros(64, 576), torch.zeros(64, 576), torch.zeros(64, 576)
-        conv_grad = _as_matrix(torch.zeros(64, 64, 3, 3).contiguous(memory_format=torch.channels_last))
-        scale = torch.ones(64, 1).expand(64, 1)
-        qmin, qmax, beta = (torch.tensor(x) for x in (-2.0, 1.0, 2.0))
+        v, floor, linear_grad = (torch.zeros(64, 576, device=device) for _ in range(3))
+        conv_grad = _as_matrix(torch.zeros(64, 64, 3, 3, device=device).contiguous(
+            memory_format=torch.channels_last))
+        scale = torch.ones(64, 1, device=device).expand(64, 1)
+        qmin, qmax, beta = (torch.tensor(x, device=device) for x in (-2.0, 1.0, 2.0))
         with torch.no_grad():
             _, slope, _, reg_slope = compiled["weight_reg"](v, floor, scale, qmin, qmax, beta)
             compiled["weight"](v, floor, scale, qmin, qmax)
@@ -128,8 +129,8 @@ def build_kernels() -> dict:
                 compiled["grad"](grad, scale, slope, beta, reg_slope)
                 compiled["weight_grad"](grad, scale, slope)
     except Exception as err:  # noqa: BLE001 - any build failure means: run eagerly
-        log.warning("torch.compile is unavailable (%s: %s); AdaRound runs eagerly (slower)",
-                    type(err).__name__, (str(err).splitlines() or [""])[0])
+        log.warning("torch.compile is unavailable on %s (%s: %s); AdaRound runs eagerly (slower)",
+                    device, type(err).__name__, (str(err).splitlines() or [""])[0])
         return eager
     return compiled
 
@@ -147,10 +148,10 @@ class _SoftRound(torch.autograd.Function):
         # detached, so that it holds no autograd
         v, lo, hi = v.detach(), v.new_tensor(qmin), v.new_tensor(qmax)
         if beta:
-            weight, weight_slope, reg, reg_slope = build_kernels()["weight_reg"](
+            weight, weight_slope, reg, reg_slope = build_kernels(v.device.type)["weight_reg"](
                 v, floor, scale, lo, hi, v.new_tensor(beta))
         else:
-            (weight, weight_slope), reg, reg_slope = build_kernels()["weight"](
+            (weight, weight_slope), reg, reg_slope = build_kernels(v.device.type)["weight"](
                 v, floor, scale, lo, hi), v.new_zeros(()), None
         ctx.save_for_backward(scale, weight_slope, reg_slope)
         return weight, reg
@@ -158,9 +159,11 @@ class _SoftRound(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_w, grad_reg):
         scale, weight_slope, reg_slope = ctx.saved_tensors
+        kernels = build_kernels(grad_w.device.type)
         if reg_slope is None:
-            return build_kernels()["weight_grad"](grad_w, scale, weight_slope), None, None, None, None, None
-        grad = build_kernels()["grad"](grad_w, scale, weight_slope, grad_reg, reg_slope)
+            grad = kernels["weight_grad"](grad_w, scale, weight_slope)
+        else:
+            grad = kernels["grad"](grad_w, scale, weight_slope, grad_reg, reg_slope)
         return grad, None, None, None, None, None
 
 

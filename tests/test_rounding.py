@@ -100,6 +100,22 @@ def test_fused_soft_weight_equals_composed_autograd(compiled, beta, shape, monke
     assert torch.allclose(fused_grad, ada.v.grad, rtol=1e-9, atol=1e-12)
 
 
+def test_kernels_run_eagerly_when_compilation_fails(monkeypatch, caplog):
+    def no_compiler(fn, **_):
+        def fails(*args):
+            raise RuntimeError("no C++ compiler")
+        return fails
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    rounding.build_kernels.cache_clear()
+    try:
+        kernels = rounding.build_kernels()
+    finally:
+        rounding.build_kernels.cache_clear()
+    assert kernels["weight"] is rounding._weight_only
+    assert "torch.compile is unavailable on cpu (RuntimeError: no C++ compiler)" in caplog.text
+
+
 def test_no_regularization_during_warm_up():
     w, scale, zp = per_channel_weight()
     ada = AdaRound(w, scale, zp, 3, True, ch_axis=0)
