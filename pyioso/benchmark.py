@@ -98,13 +98,13 @@ class Cell:
                                       **dict(self.options))
 
 
-def grid(nets: list[str], seeds: int, methods: tuple[str, ...] = METHODS,
-         bits: tuple[tuple[int, int | None], ...] = WEIGHT_ACT + WEIGHT_ONLY,
+def grid(plan: dict[str, tuple[tuple[int, int | None], ...]], seeds: int, methods: tuple[str, ...] = METHODS,
          ablation: bool = True) -> list[Cell]:
-    """Every cell of the tables, each once, in the order given (the bits that matter most first,
-    so a benchmark cut short has them): the ablation runs with its bit setting."""
+    """Every cell of the tables, each once: per network (plan: its bit settings), the bits in the
+    order given (those that matter most first, so a benchmark cut short has them); the ablation
+    runs with its bit setting."""
     cells = []
-    for net in nets:
+    for net, bits in plan.items():
         for w, a in bits:
             cells += [Cell(net, w, a, method, seed) for method in methods
                       if a is not None or method in WEIGHT_ONLY_METHODS for seed in range(seeds)]
@@ -199,9 +199,9 @@ def accuracy_tables(records: list[dict], nets: list[str]) -> str:
             continue
         for title, bits, methods in (("Weight-only (paper Table 2)", WEIGHT_ONLY, WEIGHT_ONLY_METHODS),
                                      ("Weights and activations (paper Tables 3 and 6)", WEIGHT_ACT, METHODS)):
-            labels = [bits_label(*b) for b in bits]
+            labels = [bits_label(*b) for b in bits if _select(main, bits=bits_label(*b))]
             rows = [[method, *(_fmt(_stats(_select(main, method=method, bits=b), "fake_quant")) for b in labels)]
-                    for method in methods if _select(main, method=method)]
+                    for method in methods if any(_select(main, method=method, bits=b) for b in labels)]
             if rows:
                 fp = _stats(main, "float")
                 parts.append(f"**{net}, {title}**, top-1 % (mean ± std over seeds); float {fp[0]:.2f}\n\n"
@@ -372,7 +372,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
         f"Mean ± sample standard deviation over {seeds} seed(s) of the calibration draw (which also fixes "
         f"batch order and drops); top-1 on {eval_images} test images. First and last layers 8-bit. "
         f"{len(records)} of the {planned} planned calibrations are recorded"
-        + ("." if len(records) == planned else "; cells not run show –.")
+        + ("." if len(records) == planned else "; cells not run are left out or show –.")
         + (f" With {budget.iters} Adam steps at lr 1e-3, AdaRound's rounding variables move at most about "
            f"{budget.iters * 1e-3:.2g} from their initialization, so rounding-only methods stay close to their "
            "starting point while IOSO's per-channel output scale (gamma^z) can already correct coarse "
@@ -415,7 +415,9 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m pyioso.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nets", default="resnet18", help="comma-separated networks (default: resnet18)")
+    p.add_argument("--nets", default="resnet18",
+                   help="comma-separated networks, each on every --bits setting or, written "
+                        "NET:W2A4+W4A4, on its own (default: resnet18)")
     p.add_argument("--weights", default=TRAINED,
                    help=f"'{TRAINED}' (pyioso train's checkpoints, trained when missing), '{RANDOM}' (smoke), "
                         "or the user's state_dicts: PATH for one network, NET=PATH,NET=PATH for several")
@@ -442,19 +444,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     try:
-        nets = [train.Recipe(n).check().net for n in args.nets.split(",")]
-        bits = tuple(_parse_bits(b) for b in args.bits.split(","))
+        plan = parse_plan(args.nets, tuple(_parse_bits(b) for b in args.bits.split(",")))
+        nets = list(plan)
         budget = Budget(args.iters, args.act_iters, args.images, args.eval_images, args.size, args.data,
                         args.classes)
         for method in args.methods.split(","):
             calibrate.Config.named(method)
         weights = _weights(args.weights, nets, budget, not args.quiet)
-        cells = grid(nets, args.seeds, tuple(args.methods.split(",")), bits, not args.no_ablation)
+        cells = grid(plan, args.seeds, tuple(args.methods.split(",")), not args.no_ablation)
         out = Path(args.out) / budget.folder
         records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only)
         command = " ".join(["python -m pyioso.benchmark", *(sys.argv[1:] if argv is None else argv)])
-        path = report(records, nets, weights, budget, Path(args.docs), command.replace(" --report-only", "").replace(" --quiet", ""),
-                      out, len(cells))
+        command = command.replace(" --report-only", "").replace(" --quiet", "")
+        path = report(records, nets, weights, budget, Path(args.docs), command, out, len(cells))
     except PyiosoError as err:
         sys.exit(f"error: {err}")
     print(f"wrote {path} ({len(records)} calibrations)")
@@ -475,6 +477,15 @@ def _weights(spec: str, nets: list[str], budget: Budget, progress: bool) -> dict
     if missing:
         raise PyiosoError(f"--weights names no file for {', '.join(missing)}: add {missing[0]}=PATH")
     return {net: given[net] for net in nets}
+
+
+def parse_plan(text: str, bits: tuple[tuple[int, int | None], ...]) -> dict[str, tuple]:
+    """--nets: NET (on every --bits setting) or NET:WxAy+WxAy (on those only), comma-separated."""
+    plan = {}
+    for item in text.split(","):
+        net, _, own = item.partition(":")
+        plan[train.Recipe(net.strip()).check().net] = tuple(map(_parse_bits, own.split("+"))) if own else bits
+    return plan
 
 
 def _parse_bits(text: str) -> tuple[int, int | None]:

@@ -35,6 +35,9 @@ METHODS = ("rtn", "adaround", "brecq", "qdrop", "ioso")
 BASES = ("brecq", "qdrop")
 INPUT_SCALES = ("grouped", "free", "none")
 CHECKPOINT = "checkpoint.pt"
+# An activation step is kept at or above this share of its value when its stage began: Adam's
+# absolute steps (act_lr) could otherwise carry a small step across zero, a meaningless coding.
+STEP_FLOOR = 0.01
 CHECKPOINT_FORMAT = 2       # 2: AdaRound's V and floor stored as [C_out, K] matrices
 log = logging.getLogger("pyioso.calibrate")
 
@@ -319,6 +322,7 @@ class Calibrator:
         params = [{"params": weights, "lr": config.lr}, {"params": steps, "lr": config.act_lr}]
         for p in weights + steps:
             p.requires_grad_(True)
+        floors = [s.detach() * STEP_FLOOR for s in steps]
         optimizer = torch.optim.Adam([g for g in params if g["params"]], fused=True)
         cosine = [lambda t: 1.0] * (1 if weights else 0) + \
             [lambda t: 0.5 * (1 + math.cos(math.pi * t / stage.iters))] * (1 if steps else 0)
@@ -361,6 +365,8 @@ class Calibrator:
             optimizer.zero_grad(set_to_none=True)
             (rec + reg).backward()
             optimizer.step()
+            for s, floor in zip(steps, floors):        # LSQ's step stays positive (projection)
+                s.data.clamp_(min=floor)
             if scheduler:
                 scheduler.step()
             for s in scales:

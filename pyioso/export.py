@@ -29,7 +29,10 @@ def integer_network(net: QNet, granularity: int = 16) -> tuple[intnet.IntNet, di
     perms = _permutations(net, granularity)
     steps, codings = [], {net.input_name: net.input_quant.coding()}
     for node in net.nodes:
-        op = _integer_op(net, node)
+        try:
+            op = _integer_op(net, node)
+        except PyiosoError as err:          # name the layer: the tables are built per layer
+            raise PyiosoError(f"{node.name}: {err}") from None
         if isinstance(op, golden.Conv):
             if op.groups == 1 and node.inputs[0] in perms:
                 op = op.permute_inputs(perms[node.inputs[0]])

@@ -2,7 +2,10 @@
 
 import csv
 
+import pytest
+
 from pyioso import benchmark
+from pyioso.errors import PyiosoError
 
 TINY = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images", "64",
         "--iters", "2", "--act-iters", "1", "--seeds", "2", "--bits", "W2A4,W2A32",
@@ -13,7 +16,7 @@ def test_benchmark_writes_every_table_and_resumes(tmp_path):
     out, docs = tmp_path / "out", tmp_path / "docs"
     argv = [*TINY, "--out", str(out), "--docs", str(docs)]
     benchmark.main(argv)
-    cells = benchmark.grid(["resnet18"], 2, ("rtn", "brecq+ioso"), ((2, 4), (2, None)))
+    cells = benchmark.grid({"resnet18": ((2, 4), (2, None))}, 2, ("rtn", "brecq+ioso"))
     # rtn and brecq+ioso at W2A4 and weight-only, and the five other ablation rows, two seeds each.
     assert len(cells) == 2 * 2 * 2 + 5 * 2
     rows = list(csv.DictReader((docs / "results.csv").open()))
@@ -43,4 +46,15 @@ def test_benchmark_writes_every_table_and_resumes(tmp_path):
 def test_report_only_renders_what_is_recorded(tmp_path):
     out, docs = tmp_path / "out", tmp_path / "docs"
     benchmark.main([*TINY, "--report-only", "--out", str(out), "--docs", str(docs)])
-    assert "0 of the 18 planned calibrations are recorded; cells not run show –" in (docs / "RESULTS.md").read_text()
+    text = (docs / "RESULTS.md").read_text()
+    assert "0 of the 18 planned calibrations are recorded; cells not run are left out or show –" in text
+
+
+def test_each_network_can_have_its_own_bits():
+    plan = benchmark.parse_plan("resnet18, mobilenet_v2:W4A4+w2a32", ((2, 4), (3, 3)))
+    assert plan == {"resnet18": ((2, 4), (3, 3)), "mobilenet_v2": ((4, 4), (2, None))}
+    cells = benchmark.grid(plan, 1, ("rtn", "qdrop"), ablation=False)
+    assert [(c.net, c.bits, c.method) for c in cells if c.net == "mobilenet_v2"] == [
+        ("mobilenet_v2", "W4A4", "rtn"), ("mobilenet_v2", "W4A4", "qdrop"), ("mobilenet_v2", "W2A32", "rtn")]
+    with pytest.raises(PyiosoError, match="W2A4"):
+        benchmark.parse_plan("resnet18:4bit", ((2, 4),))

@@ -116,6 +116,20 @@ def test_resume_gives_the_same_result(images, runs, tmp_path):
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
+def test_activation_steps_stay_positive(images):
+    """An absurd activation learning rate cannot carry an LSQ step across zero (a meaningless
+    clamp); the steps stop at their floor."""
+    config = calibrate.Config(w_bits=2, a_bits=4, iters=4, act_iters=10, batch=16, method="brecq", act_lr=10.0)
+    net = qnet.build(_model(), images[:32], config.w_bits, config.a_bits)
+    acts = [m for m in net.modules() if isinstance(m, qnet.ActQuant)]
+    before = [float(a.scale) for a in acts]
+    calibrate.Calibrator(net, images, config, None, fingerprint="tiny", progress=False).run()
+    after = [float(a.scale) for a in acts]
+    assert all(a >= calibrate.STEP_FLOOR * b * (1 - 1e-6) for a, b in zip(after, before))
+    assert any(a < b for a, b in zip(after, before))        # the learning rate did push them down
+    assert all(0 <= a.bounds()[0] <= a.bounds()[1] <= 2 ** a.bits - 1 for a in acts)
+
+
 def test_checkpoint_of_an_older_format_is_refused(images, tmp_path):
     _calibrate(images, out=tmp_path, stop_after=1, method="brecq")
     state = torch.load(tmp_path / calibrate.CHECKPOINT, weights_only=False)
