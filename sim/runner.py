@@ -141,6 +141,7 @@ def build(component: wiring.Component, top: str, params: EngineParams,
     build_dir = BUILD_ROOT / f"{sim_top}-{_cache_key(component, vlt, harness, params)}"
     sim = Simulator(sim_top, build_dir, params)
     if (build_dir / sim_top).is_file():        # the linked executable: the build completed
+        component._MustUse__silence = True     # Amaranth's must-use flag: cached, not elaborated
         return sim
     text = to_verilog(component, top)
     shutil.rmtree(build_dir, ignore_errors=True)
