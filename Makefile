@@ -16,8 +16,10 @@ SEED  ?= 0
 ARTIFACT ?=
 WEIGHTS ?= trained
 EPOCHS ?=
-# make bench-accuracy: networks, iterations per block (weight / activation stage), seeds, processes.
-BENCH_NETS ?= resnet18
+# make bench-accuracy: networks (NET:WxAy+WxAy: on those bits only), iterations per block (weight /
+# activation stage), seeds, processes, and a results.csv whose cells are taken instead of run again.
+BENCH_NETS ?= resnet18,mobilenet_v2:W2A4+W4A4
+BENCH_REUSE ?=
 BENCH_ITERS ?= 200
 BENCH_ACT_ITERS ?= 50
 SEEDS ?= 3
@@ -41,7 +43,7 @@ help:
 	@echo "make sim ARTIFACT=DIR LAYER=layer3.0.conv1    a calibrated layer through the RTL"
 	@echo "make sim-net ARTIFACT=DIR           every layer of a calibrated artifact through the RTL"
 	@echo "make bench-calib ITERS=1000         block reconstruction speed/loss vs the BRECQ reference"
-	@echo "make bench-accuracy [BENCH_NETS=resnet18 BENCH_ITERS=200 SEEDS=3]  paper tables: docs/RESULTS.md (hours)"
+	@echo "make bench-accuracy [BENCH_REUSE=docs/results.csv]  paper tables: docs/RESULTS.md (hours)"
 	@echo "make report [LIBERTY=a.lib,b.lib]   synthesis area, latency per layer, Table 11: docs/HARDWARE.md"
 	@echo "make test / make test-full          the test suite (CI) / with slow tests"
 	@echo "make golden LAYER=...               golden integer layer, error bound and cost row"
@@ -102,7 +104,7 @@ bench-calib: $(STAMP) $(DATA)
 
 bench-accuracy: $(STAMP) $(DATA)
 	$(PY) -m pyioso.benchmark --nets $(BENCH_NETS) --iters $(BENCH_ITERS) --act-iters $(BENCH_ACT_ITERS) \
-		--seeds $(SEEDS) --jobs $(JOBS)
+		--seeds $(SEEDS) --jobs $(JOBS) $(if $(BENCH_REUSE),--reuse $(BENCH_REUSE))
 
 clean:
 	rm -rf build

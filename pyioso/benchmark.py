@@ -271,17 +271,56 @@ def cost_table() -> str:
                       "paper: baseline G", "paper: ISG G", "paper: ratio"], rows)
 
 
+CSV_COLUMNS = ["net", "bits", "w_bits", "a_bits", "method", "options", "seed", "float", "fake_quant", "integer",
+               "agreement", "max_logit_code_diff", "calib_seconds", "images", "threads", "budget"]
+PERCENTS = ("float", "fake_quant", "integer", "agreement")       # of 10k test images: two decimals are exact
+
+
 def write_csv(records: list[dict], path: Path) -> None:
-    columns = ["net", "bits", "w_bits", "a_bits", "method", "options", "seed", "float", "fake_quant",
-               "integer", "agreement", "max_logit_code_diff", "calib_seconds", "images"]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in records:
         writer.writerow({**r, "options": ";".join(f"{k}={v}" for k, v in r["options"].items()),
-                         **{k: f"{r[k]:.2f}" for k in ("float", "fake_quant", "integer", "agreement")
-                            if r.get(k) is not None}})
+                         "budget": Budget(**r["budget"]).folder,
+                         **{k: f"{r[k]:.2f}" for k in PERCENTS if r.get(k) is not None}})
     output.atomic_write(str(path), lambda f: f.write(buffer.getvalue().encode()))
+
+
+def reuse_csv(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
+    """Record the planned cells that a results.csv (written by `report`) holds under this budget,
+    so a fresh clone extends a committed benchmark instead of running it again. The cell behind
+    the Fig. 11 plots is left to run: the report reads its calibration history."""
+    try:
+        rows = list(csv.DictReader(path.open()))
+    except OSError as err:
+        raise PyiosoError(f"--reuse {path}: cannot read it ({err.strerror}); pass a results.csv "
+                          "that `make bench-accuracy` wrote") from None
+    if rows and not set(CSV_COLUMNS) <= set(rows[0]):
+        raise PyiosoError(f"--reuse {path}: not a results.csv of this version (missing columns "
+                          f"{', '.join(sorted(set(CSV_COLUMNS) - set(rows[0])))})")
+    planned = {cell.key: cell for cell in cells if cell != Cell(ABLATION_NET, *ABLATION_BITS, "brecq+ioso", 0)}
+    reused = 0
+    for row in rows:
+        options = tuple(_parse_option(item) for item in row["options"].split(";") if item)
+        cell = Cell(row["net"], int(row["w_bits"]), int(row["a_bits"]) if row["a_bits"] else None,
+                    row["method"], int(row["seed"]), options)
+        if row["budget"] != budget.folder or cell.key not in planned or cell.record(out).is_file():
+            continue
+        record = {**asdict(cell), "options": dict(options), "key": cell.key, "bits": cell.bits,
+                  "budget": asdict(budget), "calib_seconds": float(row["calib_seconds"]),
+                  "threads": int(row["threads"]), "images": int(row["images"]),
+                  **{k: float(row[k]) if row[k] else None for k in PERCENTS},
+                  "max_logit_code_diff": int(row["max_logit_code_diff"]) if row["max_logit_code_diff"] else None}
+        output.write_json(str(cell.record(out)), record)
+        reused += 1
+    return reused
+
+
+def _parse_option(item: str) -> tuple[str, object]:
+    """KEY=VALUE of the options column back to the value `Config.named` took."""
+    key, _, value = item.partition("=")
+    return key, {"True": True, "False": False}.get(value, value)
 
 
 def targets(records: list[dict]) -> list[str]:
@@ -437,6 +476,9 @@ def main(argv: list[str] | None = None) -> None:
                         "paper's seven, the targets' first)")
     p.add_argument("--report-only", action="store_true",
                    help="write the report from the cells recorded so far, run nothing")
+    p.add_argument("--reuse", metavar="CSV",
+                   help="take the cells a results.csv recorded under the same budget instead of running "
+                        "them again (e.g. docs/results.csv, to extend the committed benchmark)")
     p.add_argument("--no-ablation", action="store_true", help="skip the Table 4 ablation")
     p.add_argument("--jobs", type=int, default=2, help="calibrations side by side, one thread each (default: 2)")
     p.add_argument("--out", default="build/bench/accuracy", help="records and runs (default: build/bench/accuracy)")
@@ -453,6 +495,10 @@ def main(argv: list[str] | None = None) -> None:
         weights = _weights(args.weights, nets, budget, not args.quiet)
         cells = grid(plan, args.seeds, tuple(args.methods.split(",")), not args.no_ablation)
         out = Path(args.out) / budget.folder
+        if args.reuse:
+            reused = reuse_csv(Path(args.reuse), cells, budget, out)
+            if not args.quiet:
+                print(f"reused {reused} recorded calibrations from {args.reuse}")
         records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only)
         command = " ".join(["python -m pyioso.benchmark", *(sys.argv[1:] if argv is None else argv)])
         command = command.replace(" --report-only", "").replace(" --quiet", "")

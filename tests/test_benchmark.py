@@ -41,6 +41,18 @@ def test_benchmark_writes_every_table_and_resumes(tmp_path):
     benchmark.main(argv)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")} == stamps
     assert (docs / "RESULTS.md").read_text() == text
+    # A fresh output folder reusing that results.csv runs only the Fig. 11 cell (its history is
+    # read by the report), which comes out as before: the same rows but for the timing.
+    fresh = tmp_path / "fresh"
+    benchmark.main([*TINY, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(docs / "results.csv")])
+    assert len(list(fresh.glob("*/runs/*"))) == 1
+
+    def untimed(path):
+        return [{k: v for k, v in r.items() if k != "calib_seconds"} for r in csv.DictReader(path.open())]
+    assert untimed(fresh / "results.csv") == untimed(docs / "results.csv")
+    with pytest.raises(SystemExit, match="not a results.csv of this version"):
+        (tmp_path / "old.csv").write_text("net,bits\nresnet18,W2A4\n")
+        benchmark.main([*TINY, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(tmp_path / "old.csv")])
 
 
 def test_report_only_renders_what_is_recorded(tmp_path):
