@@ -355,18 +355,40 @@ def targets(records: list[dict]) -> list[str]:
     return lines
 
 
-def models_table(nets: list[str], weights: dict[str, str], size: int) -> str:
-    rows = []
+FLOAT_AIM = 92.0        # 1 pp under the 93-95% these architectures reach on Fashion-MNIST elsewhere
+
+
+def trained_records(nets: list[str], weights: dict[str, str], size: int) -> dict[str, dict]:
+    """The training record of each network that runs on the project's own checkpoint."""
+    records = {}
     for net in nets:
         done = train.cached(train.Recipe(net, size=size)) if weights[net] != RANDOM else None
         if done and str(done[0]) == weights[net]:
-            r = done[1]
+            records[net] = done[1]
+    return records
+
+
+def models_table(nets: list[str], weights: dict[str, str], size: int) -> str:
+    trained = trained_records(nets, weights, size)
+    rows = []
+    for net in nets:
+        if net in trained:
+            r = trained[net]
             rows.append([net, f"{r['size']} px", r["epochs"], r["seed"], f"{r['train_seconds'] / 60:.1f}",
                          r["threads"], f"{r['top1']:.2f}"])
         else:
             rows.append([net, "–", "–", "–", "–", "–", "untrained (random)" if weights[net] == RANDOM
                          else f"given: {Path(weights[net]).name}"])
-    return md_table(["network", "input", "epochs", "seed", "train min", "threads", "float top-1 %"], rows)
+    table = md_table(["network", "input", "epochs", "seed", "train min", "threads", "float top-1 %"], rows)
+    below = [f"{net} {r['top1']:.2f}% ({r['epochs']} epochs at {r['size']} px)"
+             for net, r in trained.items() if r["top1"] < FLOAT_AIM]
+    if below:
+        table += (f"\n\nThe aim is float top-1 within 1 pp of the 93-95% these architectures reach on "
+                  f"Fashion-MNIST elsewhere (at least {FLOAT_AIM:.0f}%), **not met** by {', '.join(below)}. "
+                  "The recipe is sized for this CPU: at 32 px torchvision's stride-32 networks see a 1x1 map "
+                  "in their last stage. `pyioso train --epochs N --size 64` trains longer on larger inputs "
+                  "(the benchmark then runs with `--size 64`).")
+    return table
 
 
 def report(records: list[dict], nets: list[str], weights: dict[str, str], budget: Budget,
