@@ -9,6 +9,7 @@ from pyioso.layer_quant import PAPER_GROUP_CODES
 from pyioso.output import save_png
 
 _GROUP_LABELS = {0: "1", -1: "1 - 2^-4", 1: "1 + 2^-4"}
+LEGEND_MAX = 24         # loss curves named in a legend; more are colored by depth
 
 
 def _figure(width: float, height: float):
@@ -28,21 +29,33 @@ def calibration(history: list[dict], directory: Path) -> None:
 
 def losses(history: list[dict], path: Path) -> None:
     """Per stage: every segment's loss during training (left), before/after (right)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     stages = list(dict.fromkeys(e["stage"] for e in history))
-    fig = _figure(11, 3.2 * len(stages))
+    most = max(sum(e["stage"] == stage for e in history) for stage in stages)
+    fig = _figure(max(11, 6 + 0.18 * most), 3.2 * len(stages))
     axes = fig.subplots(len(stages), 2, squeeze=False)
     for row, stage in zip(axes, stages):
         entries = [e for e in history if e["stage"] == stage]
-        for e in entries:
+        # A legend fits a block-wise run; a layer-wise one (AdaRound: every layer) gets a depth scale.
+        depth = Normalize(0, max(1, len(entries) - 1))
+        for i, e in enumerate(entries):
             its, values = zip(*e["curve"])
-            row[0].plot(its, values, label=e["segment"], lw=1)
+            color = None if len(entries) <= LEGEND_MAX else colormaps["viridis"](depth(i))
+            row[0].plot(its, values, label=e["segment"], lw=1, color=color)
         row[0].set(title=f"{stage}: reconstruction loss", xlabel="iteration", yscale="log")
-        row[0].legend(fontsize=6, ncol=2)
+        if len(entries) <= LEGEND_MAX:
+            row[0].legend(fontsize=6, ncol=2)
+        else:
+            fig.colorbar(ScalarMappable(depth, "viridis"), ax=row[0], label="segment, input to output")
         x = range(len(entries))
         row[1].bar([i - 0.2 for i in x], [e["loss_before"] for e in entries], 0.4, label="before")
         row[1].bar([i + 0.2 for i in x], [e["loss_after"] for e in entries], 0.4, label="after")
         row[1].set(title=f"{stage}: loss per segment", yscale="log")
-        row[1].set_xticks(list(x), [e["segment"] for e in entries], rotation=60, fontsize=7)
+        row[1].set_xticks(list(x), [e["segment"] for e in entries], rotation=60,
+                          fontsize=7 if len(entries) <= LEGEND_MAX else 5)
         row[1].legend(fontsize=7)
     save_png(fig, str(path))
 
