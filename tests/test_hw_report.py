@@ -206,3 +206,17 @@ def test_blocks_by_longest_prefix():
     assert area.block_of("engine.array.pe_3_1").name == "array"
     assert area.block_of("engine").name == area.block_of("engine.feed").name == "controller"
     assert area.block_of("engine.widen").name == "lanes"
+
+
+def test_yosys_runs_once_alone_before_runs_side_by_side(monkeypatch, tmp_path):
+    """YoWASP's first run compiles Yosys into a cache file that parallel runs must not race on."""
+    import subprocess
+
+    calls = []
+    monkeypatch.setattr(area.subprocess, "run",
+                        lambda argv, **_: calls.append(argv) or subprocess.CompletedProcess(argv, 0, "", ""))
+    area._prepare_yosys.cache_clear()
+    for _ in range(2):
+        with area.Synthesis([], tmp_path, jobs=2, progress=False) as synthesis:
+            assert calls == [[area._yosys(), "-V"]] and not synthesis.running
+    area._prepare_yosys.cache_clear()

