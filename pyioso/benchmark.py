@@ -92,10 +92,19 @@ class Cell:
     def record(self, out: Path) -> Path:
         return out / "cells" / f"{self.key}.json"
 
+    def recorded(self, budget: Budget, **results) -> dict:
+        """The cell's JSON record: what it is, its budget, and its results."""
+        return {**asdict(self), "options": dict(self.options), "key": self.key, "bits": self.bits,
+                "budget": asdict(budget), **results}
+
     def config(self, budget: Budget) -> calibrate.Config:
         return calibrate.Config.named(self.method, w_bits=self.w_bits, a_bits=self.a_bits,
                                       iters=budget.iters, act_iters=budget.act_iters, seed=self.seed,
                                       **dict(self.options))
+
+
+# The calibration whose history draws the Fig. 11 plots (input scales, group sizes).
+FIG11_CELL = Cell(ABLATION_NET, *ABLATION_BITS, "brecq+ioso", 0)
 
 
 def grid(plan: dict[str, tuple[tuple[int, int | None], ...]], seeds: int, methods: tuple[str, ...] = METHODS,
@@ -128,11 +137,10 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
     integer = cell.method in IOSO_METHODS and workflow.exportable(config)
     result = workflow.evaluate(directory, budget.eval_images, progress=False, integer=integer,
                                net=summary["network"])
-    record = {**asdict(cell), "options": dict(cell.options), "key": cell.key, "bits": cell.bits,
-              "budget": asdict(budget), "calib_seconds": round(seconds, 1), "threads": threads,
-              "images": result["images"], "float": result["top1"]["float"],
-              "fake_quant": result["top1"]["fake-quant"], "integer": result["top1"].get("integer"),
-              "agreement": result["integer_agreement"], "max_logit_code_diff": result["max_logit_code_diff"]}
+    record = cell.recorded(budget, calib_seconds=round(seconds, 1), threads=threads, images=result["images"],
+                           float=result["top1"]["float"], fake_quant=result["top1"]["fake-quant"],
+                           integer=result["top1"].get("integer"), agreement=result["integer_agreement"],
+                           max_logit_code_diff=result["max_logit_code_diff"])
     (directory / workflow.FINAL).unlink()            # the records and plots stay; the weights go
     shutil.rmtree(directory / workflow.ARTIFACT, ignore_errors=True)
     output.write_json(str(cell.record(out)), record)
@@ -299,7 +307,7 @@ def reuse_csv(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
     if rows and not set(CSV_COLUMNS) <= set(rows[0]):
         raise PyiosoError(f"--reuse {path}: not a results.csv of this version (missing columns "
                           f"{', '.join(sorted(set(CSV_COLUMNS) - set(rows[0])))})")
-    planned = {cell.key: cell for cell in cells if cell != Cell(ABLATION_NET, *ABLATION_BITS, "brecq+ioso", 0)}
+    planned = {cell.key: cell for cell in cells if cell != FIG11_CELL}
     reused = 0
     for row in rows:
         options = tuple(_parse_option(item) for item in row["options"].split(";") if item)
@@ -307,11 +315,10 @@ def reuse_csv(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
                     row["method"], int(row["seed"]), options)
         if row["budget"] != budget.folder or cell.key not in planned or cell.record(out).is_file():
             continue
-        record = {**asdict(cell), "options": dict(options), "key": cell.key, "bits": cell.bits,
-                  "budget": asdict(budget), "calib_seconds": float(row["calib_seconds"]),
-                  "threads": int(row["threads"]), "images": int(row["images"]),
-                  **{k: float(row[k]) if row[k] else None for k in PERCENTS},
-                  "max_logit_code_diff": int(row["max_logit_code_diff"]) if row["max_logit_code_diff"] else None}
+        record = cell.recorded(budget, calib_seconds=float(row["calib_seconds"]), threads=int(row["threads"]),
+                               images=int(row["images"]), **{k: float(row[k]) if row[k] else None for k in PERCENTS},
+                               max_logit_code_diff=int(row["max_logit_code_diff"]) if row["max_logit_code_diff"]
+                               else None)
         output.write_json(str(cell.record(out)), record)
         reused += 1
     return reused
@@ -405,7 +412,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
     if any(stat for _, _, stat in ablation):
         plots.ablation([(label, stat) for label, _, stat in ablation], docs / "results_ablation.png")
         figures.append("results_ablation.png")
-    fig11 = out / "runs" / Cell(ABLATION_NET, *ABLATION_BITS, "brecq+ioso", 0).key / workflow.HISTORY
+    fig11 = out / "runs" / FIG11_CELL.key / workflow.HISTORY
     if fig11.is_file():
         history = json.loads(fig11.read_text())
         legal = [(e["segment"], c) for e in history for c in e.get("legalize", {}).get("classes", [])]
