@@ -71,3 +71,16 @@ def test_corrupt_checkpoint_and_bad_recipes_are_refused(small):
         train.Recipe("vgg99").check()
     with pytest.raises(PyiosoError, match="--size"):
         train.Recipe("resnet18", size=8).check()
+
+
+def test_batchnorm_statistics_follow_the_training_in_every_network(small, monkeypatch):
+    """torchvision's MnasNet keeps BN statistics with momentum 0.0003; the recipe's few thousand
+    steps need torch's 0.1, or evaluation runs on statistics still near their initial values."""
+    built = []
+    build = train.tv.build_model
+    monkeypatch.setattr(train.tv, "build_model", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
+    train.train(train.Recipe("mnasnet1_0", size=16, epochs=1, batch=64), progress=False)
+    norms = [m for m in built[0].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == train.BN_MOMENTUM for m in norms)
+    # After 4 steps at momentum 0.1 the first BN's running variance has left its initial 1.
+    assert not torch.allclose(norms[0].running_var, torch.ones_like(norms[0].running_var), atol=0.05)
