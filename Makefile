@@ -17,7 +17,8 @@ ARTIFACT ?=
 WEIGHTS ?= trained
 EPOCHS ?=
 # make bench-accuracy: networks (NET:WxAy+WxAy: on those bits only), iterations per block (weight /
-# activation stage), seeds, processes, and a results.csv whose cells are taken instead of run again.
+# activation stage), seeds, processes, and a report folder (docs) whose cells, training records and
+# Fig. 11 data are taken instead of run again.
 BENCH_NETS ?= resnet18,mobilenet_v2:W2A4+W4A4,regnet_x_600mf:W2A4
 BENCH_REUSE ?=
 BENCH_ITERS ?= 200
@@ -43,7 +44,7 @@ help:
 	@echo "make sim ARTIFACT=DIR LAYER=layer3.0.conv1    a calibrated layer through the RTL"
 	@echo "make sim-net ARTIFACT=DIR           every layer of a calibrated artifact through the RTL"
 	@echo "make bench-calib ITERS=1000         block reconstruction speed/loss vs the BRECQ reference"
-	@echo "make bench-accuracy [BENCH_REUSE=docs/results.csv]  paper tables: docs/RESULTS.md (hours)"
+	@echo "make bench-accuracy [BENCH_REUSE=docs]  paper tables: docs/RESULTS.md (hours)"
 	@echo "make report [LIBERTY=a.lib,b.lib]   synthesis area, latency per layer, Table 11: docs/HARDWARE.md"
 	@echo "make test / make test-full          the test suite (CI) / with slow tests"
 	@echo "make golden LAYER=...               golden integer layer, error bound and cost row"

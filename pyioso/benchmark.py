@@ -105,6 +105,20 @@ class Cell:
 
 # The calibration whose history draws the Fig. 11 plots (input scales, group sizes).
 FIG11_CELL = Cell(ABLATION_NET, *ABLATION_BITS, "brecq+ioso", 0)
+# Written by `report` next to results.csv and taken back by `reuse`: the legalized tensor classes
+# of the Fig. 11 cell, and the training record of each network's checkpoint.
+FIG11_JSON, MODELS_JSON = "results_fig11.json", "results_models.json"
+
+
+def fig11_legal(out: Path) -> list[tuple[str, dict]] | None:
+    """(segment, legalized class) of the Fig. 11 cell: from its calibration history when it ran
+    here, else from the data a reused benchmark carried."""
+    history = out / "runs" / FIG11_CELL.key / workflow.HISTORY
+    if history.is_file():
+        return [(e["segment"], c) for e in json.loads(history.read_text())
+                for c in e.get("legalize", {}).get("classes", [])]
+    carried = _read_json(out / FIG11_JSON)
+    return None if carried is None else [(seg, c) for seg, c in carried]
 
 
 def grid(plan: dict[str, tuple[tuple[int, int | None], ...]], seeds: int, methods: tuple[str, ...] = METHODS,
@@ -295,19 +309,29 @@ def write_csv(records: list[dict], path: Path) -> None:
     output.atomic_write(str(path), lambda f: f.write(buffer.getvalue().encode()))
 
 
-def reuse_csv(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
-    """Record the planned cells that a results.csv (written by `report`) holds under this budget,
-    so a fresh clone extends a committed benchmark instead of running it again. The cell behind
-    the Fig. 11 plots is left to run: the report reads its calibration history."""
+def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
+    """Record the planned cells that a committed benchmark holds under this budget, so a fresh
+    clone extends it instead of running it again (and trains no network whose cells are all
+    there). PATH is the folder `report` wrote, or its results.csv: the training records beside it
+    fill the Models table, and the Fig. 11 data beside it stand in for the calibration history of
+    the cell behind those plots (without them that cell runs again)."""
+    folder = path if path.is_dir() else path.parent
+    csv_path = folder / "results.csv" if path.is_dir() else path
     try:
-        rows = list(csv.DictReader(path.open()))
+        rows = list(csv.DictReader(csv_path.open()))
     except OSError as err:
-        raise PyiosoError(f"--reuse {path}: cannot read it ({err.strerror}); pass a results.csv "
-                          "that `make bench-accuracy` wrote") from None
+        raise PyiosoError(f"--reuse {path}: cannot read {csv_path} ({err.strerror}); pass the folder "
+                          "(or the results.csv) that `make bench-accuracy` wrote") from None
     if rows and not set(CSV_COLUMNS) <= set(rows[0]):
-        raise PyiosoError(f"--reuse {path}: not a results.csv of this version (missing columns "
+        raise PyiosoError(f"--reuse {csv_path}: not a results.csv of this version (missing columns "
                           f"{', '.join(sorted(set(CSV_COLUMNS) - set(rows[0])))})")
-    planned = {cell.key: cell for cell in cells if cell != FIG11_CELL}
+    fig11 = _read_json(folder / FIG11_JSON)
+    if fig11 is not None and not (out / FIG11_JSON).is_file():
+        output.write_json(str(out / FIG11_JSON), fig11)
+    models = {net: r for net, r in (_read_json(folder / MODELS_JSON) or {}).items() if r.get("size") == budget.size}
+    if models:
+        output.write_json(str(out / MODELS_JSON), {**models, **(_read_json(out / MODELS_JSON) or {})})
+    planned = {cell.key: cell for cell in cells if cell != FIG11_CELL or fig11_legal(out) is not None}
     reused = 0
     for row in rows:
         options = tuple(_parse_option(item) for item in row["options"].split(";") if item)
@@ -322,6 +346,16 @@ def reuse_csv(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
         output.write_json(str(cell.record(out)), record)
         reused += 1
     return reused
+
+
+def _read_json(path: Path):
+    """A JSON file the benchmark wrote, or None when absent; a damaged one is named."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise PyiosoError(f"{path} is not readable JSON ({err}): delete it and run the benchmark again") from None
 
 
 def _parse_option(item: str) -> tuple[str, object]:
@@ -365,18 +399,23 @@ def targets(records: list[dict]) -> list[str]:
 FLOAT_AIM = 92.0        # 1 pp under the 93-95% these architectures reach on Fashion-MNIST elsewhere
 
 
-def trained_records(nets: list[str], weights: dict[str, str], size: int) -> dict[str, dict]:
-    """The training record of each network that runs on the project's own checkpoint."""
+def trained_records(nets: list[str], weights: dict[str, str], size: int, out: Path) -> dict[str, dict]:
+    """The training record of each network that runs on the project's own checkpoint: the cached
+    one the cells run here use, else the one a reused benchmark carried."""
+    carried = _read_json(out / MODELS_JSON) or {}
     records = {}
     for net in nets:
-        done = train.cached(train.Recipe(net, size=size)) if weights[net] != RANDOM else None
+        if weights[net] == RANDOM:
+            continue
+        done = train.cached(train.Recipe(net, size=size))
         if done and str(done[0]) == weights[net]:
             records[net] = done[1]
+        elif weights[net] == TRAINED and net in carried:
+            records[net] = carried[net]
     return records
 
 
-def models_table(nets: list[str], weights: dict[str, str], size: int) -> str:
-    trained = trained_records(nets, weights, size)
+def models_table(nets: list[str], trained: dict[str, dict], weights: dict[str, str]) -> str:
     rows = []
     for net in nets:
         if net in trained:
@@ -385,6 +424,7 @@ def models_table(nets: list[str], weights: dict[str, str], size: int) -> str:
                          r["threads"], f"{r['top1']:.2f}"])
         else:
             rows.append([net, "–", "–", "–", "–", "–", "untrained (random)" if weights[net] == RANDOM
+                         else "not trained here" if weights[net] == TRAINED
                          else f"given: {Path(weights[net]).name}"])
     table = md_table(["network", "input", "epochs", "seed", "train min", "threads", "float top-1 %"], rows)
     below = [f"{net} {r['top1']:.2f}% ({r['epochs']} epochs at {r['size']} px)"
@@ -412,13 +452,15 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
     if any(stat for _, _, stat in ablation):
         plots.ablation([(label, stat) for label, _, stat in ablation], docs / "results_ablation.png")
         figures.append("results_ablation.png")
-    fig11 = out / "runs" / FIG11_CELL.key / workflow.HISTORY
-    if fig11.is_file():
-        history = json.loads(fig11.read_text())
-        legal = [(e["segment"], c) for e in history for c in e.get("legalize", {}).get("classes", [])]
+    legal = fig11_legal(out)
+    if legal is not None:
+        output.write_json(str(docs / FIG11_JSON), legal)
         plots.input_scales(legal, docs / "results_input_scales.png")
         plots.group_sizes(legal, docs / "results_groups.png")
         figures += ["results_input_scales.png", "results_groups.png"]
+    trained = trained_records(nets, weights, budget.size, out)
+    if trained:
+        output.write_json(str(docs / MODELS_JSON), trained)
     seeds = len({r["seed"] for r in records})
     eval_images = records[0]["images"] if records else 0
     sections = [
@@ -432,7 +474,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
         f"Produced by `{command}` (pyioso/benchmark.py); every number below is in "
         "[results.csv](results.csv), one row per calibration.",
         "## Models",
-        models_table(nets, weights, budget.size),
+        models_table(nets, trained, weights),
         "## Budget",
         f"Calibration: {budget.images} Fashion-MNIST training images drawn by the seed, batch 32, "
         f"**{budget.iters} weight-stage iterations and {budget.act_iters} activation-stage iterations per "
@@ -506,9 +548,10 @@ def main(argv: list[str] | None = None) -> None:
                         "paper's seven, the targets' first)")
     p.add_argument("--report-only", action="store_true",
                    help="write the report from the cells recorded so far, run nothing")
-    p.add_argument("--reuse", metavar="CSV",
-                   help="take the cells a results.csv recorded under the same budget instead of running "
-                        "them again (e.g. docs/results.csv, to extend the committed benchmark)")
+    p.add_argument("--reuse", metavar="DIR",
+                   help="take the cells (and training records, Fig. 11 data) a report folder or its "
+                        "results.csv holds under the same budget instead of running them again (e.g. "
+                        "docs, to extend the committed benchmark)")
     p.add_argument("--no-ablation", action="store_true", help="skip the Table 4 ablation")
     p.add_argument("--jobs", type=int, default=2, help="calibrations side by side, one thread each (default: 2)")
     p.add_argument("--out", default="build/bench/accuracy", help="records and runs (default: build/bench/accuracy)")
@@ -522,13 +565,14 @@ def main(argv: list[str] | None = None) -> None:
                         args.classes)
         for method in args.methods.split(","):
             calibrate.Config.named(method)
-        weights = _weights(args.weights, nets, budget, not args.quiet)
         cells = grid(plan, args.seeds, tuple(args.methods.split(",")), not args.no_ablation)
         out = Path(args.out) / budget.folder
         if args.reuse:
-            reused = reuse_csv(Path(args.reuse), cells, budget, out)
+            reused = reuse(Path(args.reuse), cells, budget, out)
             if not args.quiet:
                 print(f"reused {reused} recorded calibrations from {args.reuse}")
+        to_run = set() if args.report_only else {cell.net for cell in cells if not cell.record(out).is_file()}
+        weights = _weights(args.weights, nets, budget, not args.quiet, to_run)
         records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only)
         command = " ".join(["python -m pyioso.benchmark", *(sys.argv[1:] if argv is None else argv)])
         command = command.replace(" --report-only", "").replace(" --quiet", "")
@@ -540,10 +584,16 @@ def main(argv: list[str] | None = None) -> None:
         print(line.replace("**", ""))
 
 
-def _weights(spec: str, nets: list[str], budget: Budget, progress: bool) -> dict[str, str]:
-    """Each network's weights argument for pyioso calibrate."""
+def _weights(spec: str, nets: list[str], budget: Budget, progress: bool, to_run: set[str]) -> dict[str, str]:
+    """Each network's weights argument for pyioso calibrate. The project's checkpoints are trained
+    only for networks with cells to run; the others keep a cached one, or stay 'trained'."""
     if spec == TRAINED:
-        return {net: train.resolve_weights(spec, net, budget.data, budget.size, progress) for net in nets}
+        weights = {net: train.resolve_weights(spec, net, budget.data, budget.size, progress)
+                   for net in nets if net in to_run}
+        for net in set(nets) - to_run:
+            done = train.cached(train.Recipe(net, size=budget.size)) if budget.data == FASHION else None
+            weights[net] = str(done[0]) if done else TRAINED
+        return {net: weights[net] for net in nets}
     if spec == RANDOM or "=" not in spec:
         if spec != RANDOM and len(nets) > 1:
             raise PyiosoError(f"--weights {spec}: one file for {len(nets)} networks; write NET=PATH,NET=PATH")

@@ -1,13 +1,14 @@
 """make bench-accuracy's smoke version: a tiny grid on untrained resnet18 at 16 px."""
 
 import csv
+import json
 
 import pytest
 
 from pyioso import benchmark
 from pyioso.errors import PyiosoError
 
-TINY = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images", "64",
+TINY = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images", "100",
         "--iters", "2", "--act-iters", "1", "--seeds", "2", "--bits", "W2A4,W2A32",
         "--methods", "rtn,brecq+ioso", "--jobs", "2", "--quiet"]
 
@@ -41,18 +42,34 @@ def test_benchmark_writes_every_table_and_resumes(tmp_path):
     benchmark.main(argv)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")} == stamps
     assert (docs / "RESULTS.md").read_text() == text
-    # A fresh output folder reusing that results.csv runs only the Fig. 11 cell (its history is
-    # read by the report), which comes out as before: the same rows but for the timing.
+    # A fresh output folder reusing that report runs nothing: the Fig. 11 plots come from the data
+    # the report carried, and the same rows come out.
     fresh = tmp_path / "fresh"
-    benchmark.main([*TINY, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(docs / "results.csv")])
-    assert len(list(fresh.glob("*/runs/*"))) == 1
+    benchmark.main([*TINY, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(docs)])
+    assert not list(fresh.glob("*/runs/*"))
+    assert (fresh / "results.csv").read_text() == (docs / "results.csv").read_text()
+    assert (fresh / "results_fig11.json").read_text() == (docs / "results_fig11.json").read_text()
+    assert _uncommanded(fresh / "RESULTS.md") == _uncommanded(docs / "RESULTS.md")
+    # Without the Fig. 11 data (an older report, or a results.csv copied alone), that cell runs
+    # again and comes out as before: the same rows but for the timing.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "results.csv").write_text((docs / "results.csv").read_text())
+    again = tmp_path / "again"
+    benchmark.main([*TINY, "--out", str(again), "--docs", str(again), "--reuse", str(alone / "results.csv")])
+    assert [p.name for p in again.glob("*/runs/*")] == [benchmark.FIG11_CELL.key]
 
     def untimed(path):
         return [{k: v for k, v in r.items() if k != "calib_seconds"} for r in csv.DictReader(path.open())]
-    assert untimed(fresh / "results.csv") == untimed(docs / "results.csv")
+    assert untimed(again / "results.csv") == untimed(docs / "results.csv")
     with pytest.raises(SystemExit, match="not a results.csv of this version"):
         (tmp_path / "old.csv").write_text("net,bits\nresnet18,W2A4\n")
         benchmark.main([*TINY, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(tmp_path / "old.csv")])
+
+
+def _uncommanded(path):
+    """A report but for the line that names the command which wrote it."""
+    return [line for line in path.read_text().splitlines() if not line.startswith("Produced by")]
 
 
 def test_report_only_renders_what_is_recorded(tmp_path):
@@ -70,3 +87,20 @@ def test_each_network_can_have_its_own_bits():
         ("mobilenet_v2", "W4A4", "rtn"), ("mobilenet_v2", "W4A4", "qdrop"), ("mobilenet_v2", "W2A32", "rtn")]
     with pytest.raises(PyiosoError, match="W2A4"):
         benchmark.parse_plan("resnet18:4bit", ((2, 4),))
+
+
+def test_reused_benchmark_trains_nothing_and_keeps_its_models(tmp_path, monkeypatch):
+    """A fresh clone extending the committed benchmark (--weights trained, every cell recorded)
+    trains no network: the Models table shows the training records the report carried."""
+    docs = tmp_path / "docs"
+    benchmark.main([*TINY, "--out", str(tmp_path / "out"), "--docs", str(docs)])
+    record = {"net": "resnet18", "size": 16, "epochs": 8, "seed": 0, "top1": 91.25, "train_seconds": 600.0,
+              "threads": 2}
+    (docs / benchmark.MODELS_JSON).write_text(json.dumps({"resnet18": record}))
+    monkeypatch.setenv("PYIOSO_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(benchmark.train, "train", lambda *a, **k: pytest.fail("trained a network"))
+    fresh = tmp_path / "fresh"
+    trained = [a if a != "random" else "trained" for a in TINY]
+    benchmark.main([*trained, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(docs)])
+    assert "| resnet18 | 16 px | 8 | 0 | 10.0 | 2 | 91.25 |" in (fresh / "RESULTS.md").read_text()
+    assert json.loads((fresh / benchmark.MODELS_JSON).read_text()) == {"resnet18": record}
