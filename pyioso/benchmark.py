@@ -108,6 +108,9 @@ FIG11_CELL = Cell(ABLATION_NET, *ABLATION_BITS, "brecq+ioso", 0)
 # Written by `report` next to results.csv and taken back by `reuse`: the legalized tensor classes
 # of the Fig. 11 cell, and the training record of each network's checkpoint.
 FIG11_JSON, MODELS_JSON = "results_fig11.json", "results_models.json"
+FIG11_PNGS = ("results_input_scales.png", "results_groups.png")
+# Where reuse puts the Fig. 11 plots of a report that did not yet carry their data.
+CARRIED_PLOTS = "carried-plots"
 
 
 def fig11_legal(out: Path) -> list[tuple[str, dict]] | None:
@@ -325,13 +328,8 @@ def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
     if rows and not set(CSV_COLUMNS) <= set(rows[0]):
         raise PyiosoError(f"--reuse {csv_path}: not a results.csv of this version (missing columns "
                           f"{', '.join(sorted(set(CSV_COLUMNS) - set(rows[0])))})")
-    fig11 = _read_json(folder / FIG11_JSON)
-    if fig11 is not None and not (out / FIG11_JSON).is_file():
-        output.write_json(str(out / FIG11_JSON), fig11)
-    models = {net: r for net, r in (_read_json(folder / MODELS_JSON) or {}).items() if r.get("size") == budget.size}
-    if models:
-        output.write_json(str(out / MODELS_JSON), {**models, **(_read_json(out / MODELS_JSON) or {})})
-    planned = {cell.key: cell for cell in cells if cell != FIG11_CELL or fig11_legal(out) is not None}
+    fig11_carried = _carry(folder, budget, out)
+    planned = {cell.key: cell for cell in cells if cell != FIG11_CELL or fig11_carried}
     reused = 0
     for row in rows:
         options = tuple(_parse_option(item) for item in row["options"].split(";") if item)
@@ -346,6 +344,23 @@ def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
         output.write_json(str(cell.record(out)), record)
         reused += 1
     return reused
+
+
+def _carry(folder: Path, budget: Budget, out: Path) -> bool:
+    """Take into OUT what a report folder holds besides its cells: the training records of this
+    input size, and the Fig. 11 data (or, from a report older than those data, its Fig. 11 plots).
+    Whether the Fig. 11 figures can now be made without running their cell."""
+    models = {net: r for net, r in (_read_json(folder / MODELS_JSON) or {}).items() if r.get("size") == budget.size}
+    if models:
+        output.write_json(str(out / MODELS_JSON), {**models, **(_read_json(out / MODELS_JSON) or {})})
+    fig11 = _read_json(folder / FIG11_JSON)
+    if fig11 is not None and not (out / FIG11_JSON).is_file():
+        output.write_json(str(out / FIG11_JSON), fig11)
+    elif fig11 is None and all((folder / png).is_file() for png in FIG11_PNGS):
+        (out / CARRIED_PLOTS).mkdir(parents=True, exist_ok=True)
+        for png in FIG11_PNGS:
+            shutil.copyfile(folder / png, out / CARRIED_PLOTS / png)
+    return fig11_legal(out) is not None or (out / CARRIED_PLOTS).is_dir()
 
 
 def _read_json(path: Path):
@@ -455,9 +470,13 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
     legal = fig11_legal(out)
     if legal is not None:
         output.write_json(str(docs / FIG11_JSON), legal)
-        plots.input_scales(legal, docs / "results_input_scales.png")
-        plots.group_sizes(legal, docs / "results_groups.png")
-        figures += ["results_input_scales.png", "results_groups.png"]
+        plots.input_scales(legal, docs / FIG11_PNGS[0])
+        plots.group_sizes(legal, docs / FIG11_PNGS[1])
+        figures += FIG11_PNGS
+    elif (out / CARRIED_PLOTS).is_dir():
+        for png in FIG11_PNGS:
+            shutil.copyfile(out / CARRIED_PLOTS / png, docs / png)
+        figures += FIG11_PNGS
     trained = trained_records(nets, weights, budget.size, out)
     if trained:
         output.write_json(str(docs / MODELS_JSON), trained)
@@ -502,7 +521,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
                      "The ungrouped row learns one free input scale per channel, which the hardware cannot "
                      "run (fake-quant only); the grouped row is the exported IOSO result.",
                      ablation_table(records), "![ablation](results_ablation.png)"]
-    if "results_input_scales.png" in figures:
+    if FIG11_PNGS[0] in figures:
         sections += ["## Learned input scales and groups (paper Fig. 11)",
                      "resnet18 W2A4 brecq+ioso, seed 0: the soft input-channel scales when the groups were "
                      "fixed, and the group sizes after legalization (multiples of 16 channels).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -31,8 +32,8 @@ def load_model(net: str, weights: str, num_classes: int, seed: int = 0) -> torch
         state = state.get("state_dict", state.get("model", state))
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PyiosoError(f"{path} holds no state_dict: save model.state_dict()")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
     own = model.state_dict()
+    state = _unwrapped(state, own._metadata)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
@@ -44,3 +45,17 @@ def load_model(net: str, weights: str, num_classes: int, seed: int = 0) -> torch
                           "pass weights of that architecture and class count")
     model.load_state_dict(state)
     return model.eval()
+
+
+def _unwrapped(state: dict, own_metadata: dict) -> OrderedDict:
+    """The state_dict without DataParallel's 'module.' prefix, keeping the per-module versions
+    (`_metadata`) that some modules check when loading (torchvision's MnasNet refuses a state
+    without one); a state saved without them gets the model's own."""
+    def strip(key: str) -> str:
+        return "" if key == "module" else key.removeprefix("module.")
+
+    metadata = getattr(state, "_metadata", None)
+    unwrapped = OrderedDict((strip(k), v) for k, v in state.items())
+    unwrapped._metadata = own_metadata if metadata is None else OrderedDict(
+        (strip(k), v) for k, v in metadata.items())
+    return unwrapped

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -50,8 +51,16 @@ def test_benchmark_writes_every_table_and_resumes(tmp_path):
     assert (fresh / "results.csv").read_text() == (docs / "results.csv").read_text()
     assert (fresh / "results_fig11.json").read_text() == (docs / "results_fig11.json").read_text()
     assert _uncommanded(fresh / "RESULTS.md") == _uncommanded(docs / "RESULTS.md")
-    # Without the Fig. 11 data (an older report, or a results.csv copied alone), that cell runs
-    # again and comes out as before: the same rows but for the timing.
+    # A report from before the Fig. 11 data were carried hands on its Fig. 11 plots instead.
+    old, carried = tmp_path / "old", tmp_path / "carried"
+    shutil.copytree(docs, old)
+    (old / benchmark.FIG11_JSON).unlink()
+    benchmark.main([*TINY, "--out", str(carried), "--docs", str(carried), "--reuse", str(old)])
+    assert not list(carried.glob("*/runs/*"))
+    assert all((carried / png).read_bytes() == (docs / png).read_bytes() for png in benchmark.FIG11_PNGS)
+    assert _uncommanded(carried / "RESULTS.md") == _uncommanded(docs / "RESULTS.md")
+    # With neither (a results.csv copied alone), that cell runs again and comes out as before:
+    # the same rows but for the timing.
     alone = tmp_path / "alone"
     alone.mkdir()
     (alone / "results.csv").write_text((docs / "results.csv").read_text())

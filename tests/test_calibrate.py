@@ -181,3 +181,18 @@ def test_bad_bits_and_weights(tmp_path, images):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PyiosoError, match="no images"):
         workflow.Run("resnet18", "random", data=str(tmp_path / "empty"), size=16).calibration_set(0)
+
+
+@pytest.mark.parametrize("wrap", ["plain", "dataparallel", "no-metadata"])
+def test_mnasnet_weights_load_with_their_module_versions(tmp_path, wrap):
+    """torchvision's MnasNet refuses a state_dict whose module versions (_metadata) were lost."""
+    from pyioso import tv
+    from pyioso.weights import load_model
+
+    source = tv.build_model("mnasnet1_0", 10, seed=3)
+    state = (torch.nn.DataParallel(source) if wrap == "dataparallel" else source).state_dict()
+    if wrap == "no-metadata":
+        state = dict(state)
+    torch.save(state, tmp_path / "w.pt")
+    loaded = load_model("mnasnet1_0", str(tmp_path / "w.pt"), 10)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), source.state_dict().values()))
