@@ -56,10 +56,24 @@ def sum_bounds(scaled: torch.Tensor, in_bits: int) -> tuple[torch.Tensor, torch.
 
 
 def rounding_slack(fc: FloatConv, shift: int) -> torch.Tensor:
-    """§3 per channel: (|S_c|max + 1) 2^-(F+1), what the tables add to the 1/2 of rounding."""
+    """§3 per channel: (|S_c|max + 2) 2^-(F+1), what the tables add to the 1/2 of rounding."""
     centred = max(fc.in_zero_point, 2 ** fc.in_bits - 1 - fc.in_zero_point)
     s_c = centred * scaled_weights(fc).abs().sum(1)
-    return (s_c + 1).to(torch.float64) * 2.0 ** -(shift + 1)
+    return (s_c + 2).to(torch.float64) * 2.0 ** -(shift + 1)
+
+
+def offset_table(b: torch.Tensor, shift: int, out_zero_point: int) -> torch.Tensor:
+    """§3: rhu(b 2^F), moved by at most one unit so that rhu(B / 2^F) is the fake-quant code.
+
+    A channel whose inputs all sit at the zero-point (S_c = 0, e.g. a dead channel) outputs
+    rhu(B / 2^F) at every pixel; without the move, a b within 2^-(F+1) of a half-integer lands on
+    the other side of it from round(b + z_out) - z_out, and one dead channel then shifts a whole
+    feature map by a code.
+    """
+    b = b.to(torch.float64)
+    half = 2 ** (shift - 1)
+    centre = (torch.round(b + out_zero_point).to(torch.int64) - out_zero_point) * 2 ** shift
+    return rhu(b * 2.0 ** shift).clamp(centre - half, centre + half - 1)
 
 
 def conv_requant(fc: FloatConv, acc_width: int = W_ACC) -> golden.Requant:
@@ -67,7 +81,7 @@ def conv_requant(fc: FloatConv, acc_width: int = W_ACC) -> golden.Requant:
     lo, hi = fc.clamp_bounds()
     multiplier, shift = fixed_point(fc.alpha_prime() / fc.out_scale)
     scaled = scaled_weights(fc)
-    offset = (rhu(fc.beta_prime() / fc.out_scale * 2.0 ** shift)
+    offset = (offset_table(fc.beta_prime() / fc.out_scale, shift, fc.out_zero_point)
               - fc.in_zero_point * scaled.sum(1) * multiplier)   # z * C_k * M_k folded in
     _check_widths(fc, scaled, multiplier, offset, shift, acc_width)
     return golden.Requant(multiplier, offset, shift, fc.out_zero_point, fc.out_bits, lo, hi)

@@ -1,5 +1,7 @@
 """golden/ against the literal reading of the spec, the ISG identity, and the float meaning."""
 
+import dataclasses
+
 import torch
 from hypothesis import given, settings, strategies as st
 
@@ -23,7 +25,7 @@ def test_conv_equals_literal_spec(case):
 @PROPS
 @given(float_convs())
 def test_conv_within_spec_error_of_float_meaning(case):
-    """§3: |u - rho| <= 1/2 + (|S_c| + 1) 2^-(F+1), after the same clamp."""
+    """§3: |u - rho| <= 1/2 + (|S_c| + 2) 2^-(F+1), after the same clamp."""
     x, fc = case
     layer = integer_conv(fc)
     lo, hi = fc.clamp_bounds()
@@ -32,6 +34,20 @@ def test_conv_within_spec_error_of_float_meaning(case):
     assert (err <= bound + 1e-9).all()
     # and the integer layer reproduces the fake-quant codes except at near-ties
     assert (golden.conv(x, layer) - fc.output_codes(x)).abs().max() <= 1
+
+
+@PROPS
+@given(float_convs(), st.integers(-3, 3), st.floats(-1.0, 1.0))
+def test_channels_with_inputs_at_the_zero_point_give_the_fake_quant_code(case, half, nudge):
+    """§3's offset clamp: S_c = 0 gives round(b) even for b a hair from a half-integer."""
+    x, fc = case
+    shift = integer_conv(fc).requant.shift
+    b = half + 0.5 + nudge * 2.0 ** -(shift + 1)        # inside the slack of rhu(b 2^F)
+    c_out = fc.weight.shape[0]
+    fc = dataclasses.replace(fc, bias=torch.full((c_out,), b * fc.out_scale, dtype=torch.float64),
+                             oso_scale=None, oso_offset=None)
+    dead = torch.full_like(x, fc.in_zero_point)
+    assert torch.equal(golden.conv(dead, integer_conv(fc)), fc.output_codes(dead))
 
 
 @PROPS
