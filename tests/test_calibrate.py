@@ -196,3 +196,29 @@ def test_mnasnet_weights_load_with_their_module_versions(tmp_path, wrap):
     torch.save(state, tmp_path / "w.pt")
     loaded = load_model("mnasnet1_0", str(tmp_path / "w.pt"), 10)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), source.state_dict().values()))
+
+
+def test_a_depthwise_channel_behind_a_dead_relu_channel_exports(images):
+    """BN folding scales such a channel's weights by gamma / sigma, sigma ~ 0 (mnasnet1_0:
+    alpha' 18,000x the layer's median, beyond ARCHITECTURE §3's limit); its weights become zero."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 16, 1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+    with torch.no_grad():
+        model[1].bias[2] = -1e3             # channel 2 never passes the ReLU
+        model[4].running_var[2] = 1e-9      # the BN behind it saw a constant
+    net = qnet.build(model, images[:32], w_bits=4, a_bits=4)
+    net.set_quant(weights=True, acts=True)
+    depthwise = net.op(next(n for n in net.nodes if n.name == "3"))
+    assert depthwise.weight[2].abs().sum() == 0 and depthwise.weight[[0, 1, 3]].abs().sum() > 0
+    integer, _ = export.integer_network(net)
+    test = calibration_images(64, SIZE, 7)
+    codes = integer.forward(integer.quantize_input(test))[0]
+    with torch.no_grad():
+        fake = net(test)
+    c = net.coding(net.output_name)
+    fake_codes = torch.round(fake / c.scale).to(torch.int64) + c.zero_point
+    assert (codes - fake_codes).abs().max() <= 1
+    assert (codes.argmax(1) == fake_codes.argmax(1)).double().mean() >= 0.95
