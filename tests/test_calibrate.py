@@ -61,6 +61,15 @@ def _final_loss(cal: calibrate.Calibrator) -> float:
     return sum(e["loss_after"] for e in cal.history.segments if e["stage"] in ("weights", "joint"))
 
 
+def _logit_codes(net: qnet.QNet, integer, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logit codes of the integer network and of the fake-quant one on the same images."""
+    codes = integer.forward(integer.quantize_input(images))[0]
+    with torch.no_grad():
+        fake = net(images)
+    c = net.coding(net.output_name)
+    return codes, torch.round(fake / c.scale).to(torch.int64) + c.zero_point
+
+
 @pytest.fixture(scope="module")
 def runs(images):
     return {m: _calibrate(images, method=m) for m in ("brecq", "ioso")}
@@ -91,11 +100,7 @@ def test_integer_network_equals_fake_quant(runs, tmp_path):
     test = calibration_images(256, SIZE, 7)
     integer, perms = export.integer_network(net)
     assert perms, "no permutation was folded"
-    codes = integer.forward(integer.quantize_input(test))[0]
-    with torch.no_grad():
-        fake = net(test)
-    c = net.coding(net.output_name)
-    fake_codes = torch.round(fake / c.scale).to(torch.int64) + c.zero_point
+    codes, fake_codes = _logit_codes(net, integer, test)
     agree = (codes.argmax(1) == fake_codes.argmax(1)).double().mean().item()
     print(f"agreement {agree:.4f}, max logit code diff {(codes - fake_codes).abs().max().item()}")
     assert agree >= 0.99
@@ -215,10 +220,6 @@ def test_a_depthwise_channel_behind_a_dead_relu_channel_exports(images):
     assert depthwise.weight[2].abs().sum() == 0 and depthwise.weight[[0, 1, 3]].abs().sum() > 0
     integer, _ = export.integer_network(net)
     test = calibration_images(64, SIZE, 7)
-    codes = integer.forward(integer.quantize_input(test))[0]
-    with torch.no_grad():
-        fake = net(test)
-    c = net.coding(net.output_name)
-    fake_codes = torch.round(fake / c.scale).to(torch.int64) + c.zero_point
+    codes, fake_codes = _logit_codes(net, integer, test)
     assert (codes - fake_codes).abs().max() <= 1
     assert (codes.argmax(1) == fake_codes.argmax(1)).double().mean() >= 0.95
