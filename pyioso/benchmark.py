@@ -312,13 +312,13 @@ def write_csv(records: list[dict], path: Path) -> None:
     output.atomic_write(str(path), lambda f: f.write(buffer.getvalue().encode()))
 
 
-def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
+def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path) -> list[Cell]:
     """Record the planned cells that a committed benchmark holds under this budget, so a fresh
     clone extends it instead of running it again (and trains no network whose cells are all
     there). PATH is the folder `report` wrote, or its results.csv: the training records beside it
     fill the Models table, and the Fig. 11 data beside it stand in for the calibration history of
     the cell behind those plots (without them that cell runs again)."""
-    folder = path if path.is_dir() else path.parent
+    folder = _report_folder(path)
     csv_path = folder / "results.csv" if path.is_dir() else path
     try:
         rows = list(csv.DictReader(csv_path.open()))
@@ -330,7 +330,7 @@ def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
                           f"{', '.join(sorted(set(CSV_COLUMNS) - set(rows[0])))})")
     fig11_carried = _carry(folder, budget, out)
     planned = {cell.key: cell for cell in cells if cell != FIG11_CELL or fig11_carried}
-    reused = 0
+    reused = []
     for row in rows:
         options = tuple(_parse_option(item) for item in row["options"].split(";") if item)
         cell = Cell(row["net"], int(row["w_bits"]), int(row["a_bits"]) if row["a_bits"] else None,
@@ -342,8 +342,39 @@ def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path) -> int:
                                max_logit_code_diff=int(row["max_logit_code_diff"]) if row["max_logit_code_diff"]
                                else None)
         output.write_json(str(cell.record(out)), record)
-        reused += 1
+        reused.append(cell)
     return reused
+
+
+def _report_folder(path: Path) -> Path:
+    """The folder of a --reuse argument (a report folder or its results.csv)."""
+    return path if path.is_dir() else path.parent
+
+
+def forget_other_checkpoints(path: Path, reused: list[Cell], weights: dict[str, str], to_run: set[str],
+                             size: int, out: Path) -> tuple[list[str], list[str]]:
+    """Keep reused cells with the checkpoint they were calibrated on: training is byte-identical per
+    CPU model, not across. Where this machine's checkpoint has another SHA-256 than the reused report
+    recorded, a network with new cells drops its reused ones, to run them all here; one without
+    keeps them and (weights back to 'trained') the report's training record. Returns the networks
+    dropped, and those with new cells whose report recorded no SHA-256 to compare."""
+    carried = _read_json(_report_folder(path) / MODELS_JSON) or {}
+    dropped, unknown = [], []
+    for net in dict.fromkeys(cell.net for cell in reused):
+        done = train.cached(train.Recipe(net, size=size))
+        if done is None or str(done[0]) != weights[net]:
+            continue                # no checkpoint of this machine's: the report's record stands
+        theirs = carried.get(net, {}).get("sha256")
+        if theirs is None:
+            unknown += [net] if net in to_run else []
+        elif theirs != done[1]["sha256"] and net in to_run:
+            dropped.append(net)
+            for cell in reused:
+                if cell.net == net:
+                    cell.record(out).unlink()
+        elif theirs != done[1]["sha256"]:
+            weights[net] = TRAINED
+    return dropped, unknown
 
 
 def _carry(folder: Path, budget: Budget, out: Path) -> bool:
@@ -586,12 +617,20 @@ def main(argv: list[str] | None = None) -> None:
             calibrate.Config.named(method)
         cells = grid(plan, args.seeds, tuple(args.methods.split(",")), not args.no_ablation)
         out = Path(args.out) / budget.folder
-        if args.reuse:
-            reused = reuse(Path(args.reuse), cells, budget, out)
-            if not args.quiet:
-                print(f"reused {reused} recorded calibrations from {args.reuse}")
+        reused = reuse(Path(args.reuse), cells, budget, out) if args.reuse else []
+        if reused and not args.quiet:
+            print(f"reused {len(reused)} recorded calibrations from {args.reuse}")
         to_run = set() if args.report_only else {cell.net for cell in cells if not cell.record(out).is_file()}
         weights = _weights(args.weights, nets, budget, not args.quiet, to_run)
+        if reused:
+            dropped, unknown = forget_other_checkpoints(Path(args.reuse), reused, weights, to_run, budget.size,
+                                                       out)
+            for net in dropped:
+                print(f"{net}: the checkpoint here is not the one {args.reuse} calibrated (another SHA-256); "
+                      "its reused cells run again on this one", file=sys.stderr)
+            for net in unknown:
+                print(f"warning: {args.reuse} recorded no SHA-256 of {net}'s checkpoint, so its reused cells "
+                      "may come from other weights than the new cells", file=sys.stderr)
         records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only)
         command = " ".join(["python -m pyioso.benchmark", *(sys.argv[1:] if argv is None else argv)])
         command = command.replace(" --report-only", "").replace(" --quiet", "")

@@ -1,12 +1,14 @@
 """make bench-accuracy's smoke version: a tiny grid on untrained resnet18 at 16 px."""
 
 import csv
+import hashlib
 import json
 import shutil
 
 import pytest
+import torch
 
-from pyioso import benchmark
+from pyioso import benchmark, tv
 from pyioso.errors import PyiosoError
 
 TINY = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images", "100",
@@ -113,3 +115,41 @@ def test_reused_benchmark_trains_nothing_and_keeps_its_models(tmp_path, monkeypa
     benchmark.main([*trained, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(docs)])
     assert "| resnet18 | 16 px | 8 | 0 | 10.0 | 2 | 91.25 |" in (fresh / "RESULTS.md").read_text()
     assert json.loads((fresh / benchmark.MODELS_JSON).read_text()) == {"resnet18": record}
+
+
+def test_reused_cells_stay_with_the_checkpoint_they_were_calibrated_on(tmp_path, monkeypatch, capsys):
+    """Training is byte-identical per CPU model only: where this machine's checkpoint differs from
+    the one a reused report calibrated, new cells would mix two sets of weights, so the reused cells
+    of that network run again here; with no new cells they stay, with the report's Models row."""
+    one = ["--size", "16", "--images", "32", "--eval-images", "100", "--iters", "2", "--act-iters", "1",
+           "--bits", "W2A32", "--methods", "rtn", "--no-ablation", "--jobs", "1", "--quiet", "--weights", "trained"]
+    monkeypatch.setenv("PYIOSO_CACHE", str(tmp_path / "cache"))
+    recipe = benchmark.train.Recipe("resnet18", size=16)
+    ours = benchmark.train.cache_dir() / f"{recipe.stem()}.pt"
+    ours.parent.mkdir(parents=True)
+    torch.save(tv.build_model("resnet18", 10, seed=0).state_dict(), ours)
+    mine = {"net": "resnet18", "size": 16, "epochs": 8, "seed": 0, "top1": 12.34, "train_seconds": 60.0,
+            "threads": 1, "sha256": hashlib.sha256(ours.read_bytes()).hexdigest()}
+    ours.with_suffix(".json").write_text(json.dumps(mine))
+    docs = tmp_path / "docs"
+    benchmark.main([*one, "--seeds", "1", "--out", str(tmp_path / "out"), "--docs", str(docs)])
+    theirs = {**mine, "top1": 91.25, "sha256": "0" * 64}
+    (docs / benchmark.MODELS_JSON).write_text(json.dumps({"resnet18": theirs}))
+
+    kept = tmp_path / "kept"
+    benchmark.main([*one, "--seeds", "1", "--out", str(kept), "--docs", str(kept), "--reuse", str(docs)])
+    assert not list(kept.glob("*/runs/*"))
+    assert "| resnet18 | 16 px | 8 | 0 | 1.0 | 1 | 91.25 |" in (kept / "RESULTS.md").read_text()
+
+    rerun = tmp_path / "rerun"
+    benchmark.main([*one, "--seeds", "2", "--out", str(rerun), "--docs", str(rerun), "--reuse", str(docs)])
+    assert "resnet18: the checkpoint here is not the one" in capsys.readouterr().err
+    assert sorted(p.name for p in rerun.glob("*/runs/*")) == sorted(
+        c.key for c in benchmark.grid({"resnet18": ((2, None),)}, 2, ("rtn",), ablation=False))
+    assert "| resnet18 | 16 px | 8 | 0 | 1.0 | 1 | 12.34 |" in (rerun / "RESULTS.md").read_text()
+
+    (docs / benchmark.MODELS_JSON).write_text(json.dumps({"resnet18": {**theirs, "sha256": None}}))
+    unknown = tmp_path / "unknown"
+    benchmark.main([*one, "--seeds", "2", "--out", str(unknown), "--docs", str(unknown), "--reuse", str(docs)])
+    assert "recorded no SHA-256 of resnet18's checkpoint" in capsys.readouterr().err
+    assert len(list(unknown.glob("*/runs/*"))) == 1
