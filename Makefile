@@ -19,7 +19,7 @@ EPOCHS ?=
 # make bench-accuracy: networks (NET:WxAy+WxAy: on those bits only), iterations per block (weight /
 # activation stage), seeds, processes, and a report folder (docs) whose cells, training records and
 # Fig. 11 data are taken instead of run again.
-BENCH_NETS ?= resnet18,mobilenet_v2:W2A4+W4A4,regnet_x_600mf:W2A4,mnasnet1_0:W2A4,resnet50:W2A4
+BENCH_NETS ?= resnet18,mobilenet_v2:W2A4+W4A4,regnet_x_600mf:W2A4,mnasnet1_0:W2A4+W4A4,resnet50:W2A4
 BENCH_REUSE ?=
 BENCH_ITERS ?= 200
 BENCH_ACT_ITERS ?= 50
