@@ -13,6 +13,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -480,8 +481,22 @@ def models_table(nets: list[str], trained: dict[str, dict], weights: dict[str, s
                   f"Fashion-MNIST elsewhere (at least {FLOAT_AIM:.0f}%), **not met** by {', '.join(below)}. "
                   "The recipe is sized for this CPU: at 32 px torchvision's stride-32 networks see a 1x1 map "
                   "in their last stage. `pyioso train --epochs N --size 64` trains longer on larger inputs "
-                  "(the benchmark then runs with `--size 64`).")
+                  "(the benchmark then runs with `--size 64`; `make bench-accuracy-64` does so for resnet18).")
     return table
+
+
+def other_reports(docs: Path) -> str:
+    """Links to the benchmark's reports beside this one (other input sizes): those in subfolders of
+    DOCS and the one in its parent, each with the networks and float top-1 it ran on."""
+    found = sorted(docs.glob("*/RESULTS.md"))
+    found = ([docs.parent / "RESULTS.md"] if (docs.parent / "RESULTS.md").is_file() else []) + found
+    lines = []
+    for path in found:
+        models = _read_json(path.parent / MODELS_JSON) or {}
+        link = Path(os.path.relpath(path, docs)).as_posix()
+        ran = "; ".join(f"{net} at {r['size']} px, float {r['top1']:.2f}%" for net, r in models.items())
+        lines.append(f"- [{link}]({link}){': ' + ran if ran else ''}")
+    return "\n".join(lines)
 
 
 def report(records: list[dict], nets: list[str], weights: dict[str, str], budget: Budget,
@@ -525,6 +540,11 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
         "[results.csv](results.csv), one row per calibration.",
         "## Models",
         models_table(nets, trained, weights),
+    ]
+    others = other_reports(docs)
+    if others:
+        sections += ["The same benchmark on other inputs:", others]
+    sections += [
         "## Budget",
         f"Calibration: {budget.images} Fashion-MNIST training images drawn by the seed, batch 32, "
         f"**{budget.iters} weight-stage iterations and {budget.act_iters} activation-stage iterations per "

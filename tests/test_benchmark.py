@@ -90,6 +90,18 @@ def test_report_only_renders_what_is_recorded(tmp_path):
     assert "0 of the 18 planned calibrations are recorded; cells not run are left out or show –" in text
 
 
+def test_reports_of_other_input_sizes_link_each_other(tmp_path):
+    docs, sub = tmp_path / "docs", tmp_path / "docs" / "64px"
+    only = [*TINY, "--report-only", "--out", str(tmp_path / "out")]
+    benchmark.main([*only, "--docs", str(sub)])
+    (sub / benchmark.MODELS_JSON).write_text(json.dumps({"resnet18": {"size": 64, "top1": 93.05}}))
+    benchmark.main([*only, "--docs", str(docs)])
+    assert ("The same benchmark on other inputs:\n\n- [64px/RESULTS.md](64px/RESULTS.md): resnet18 at 64 px, "
+            "float 93.05%") in (docs / "RESULTS.md").read_text()
+    benchmark.main([*only, "--docs", str(sub)])
+    assert "- [../RESULTS.md](../RESULTS.md)\n" in (sub / "RESULTS.md").read_text()
+
+
 def test_each_network_can_have_its_own_bits():
     plan = benchmark.parse_plan("resnet18, mobilenet_v2:W4A4+w2a32", ((2, 4), (3, 3)))
     assert plan == {"resnet18": ((2, 4), (3, 3)), "mobilenet_v2": ((4, 4), (2, None))}
