@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -486,17 +487,27 @@ def models_table(nets: list[str], trained: dict[str, dict], weights: dict[str, s
 
 
 def other_reports(docs: Path) -> str:
-    """Links to the benchmark's reports beside this one (other input sizes): those in subfolders of
-    DOCS and the one in its parent, each with the networks and float top-1 it ran on."""
-    found = sorted(docs.glob("*/RESULTS.md"))
+    """Links to the benchmark's reports beside this one (other input sizes or budgets): those in
+    folders below DOCS and the one in its parent, each with the networks, float top-1 and
+    iterations it ran with."""
+    found = sorted(p for p in docs.rglob("RESULTS.md") if p.parent != docs)
     found = ([docs.parent / "RESULTS.md"] if (docs.parent / "RESULTS.md").is_file() else []) + found
     lines = []
     for path in found:
         models = _read_json(path.parent / MODELS_JSON) or {}
         link = Path(os.path.relpath(path, docs)).as_posix()
-        ran = "; ".join(f"{net} at {r['size']} px, float {r['top1']:.2f}%" for net, r in models.items())
-        lines.append(f"- [{link}]({link}){': ' + ran if ran else ''}")
+        ran = [f"{net} at {r['size']} px, float {r['top1']:.2f}%" for net, r in models.items()]
+        ran += [f"{i}/{a} iterations" for i, a in _iterations(path.parent / "results.csv")]
+        lines.append(f"- [{link}]({link}){': ' + '; '.join(ran) if ran else ''}")
     return "\n".join(lines)
+
+
+def _iterations(csv_path: Path) -> list[tuple[str, str]]:
+    """The (weight, activation) iterations of the budgets a results.csv holds."""
+    if not csv_path.is_file():
+        return []
+    budgets = sorted({row["budget"] for row in csv.DictReader(csv_path.open())})
+    return [m.groups() for m in map(re.compile(r"i(\d+)-a(\d+)-").match, budgets) if m]
 
 
 def report(records: list[dict], nets: list[str], weights: dict[str, str], budget: Budget,
@@ -543,7 +554,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
     ]
     others = other_reports(docs)
     if others:
-        sections += ["The same benchmark on other inputs:", others]
+        sections += ["The same benchmark on other inputs or budgets:", others]
     sections += [
         "## Budget",
         f"Calibration: {budget.images} Fashion-MNIST training images drawn by the seed, batch 32, "

@@ -90,16 +90,20 @@ def test_report_only_renders_what_is_recorded(tmp_path):
     assert "0 of the 18 planned calibrations are recorded; cells not run are left out or show –" in text
 
 
-def test_reports_of_other_input_sizes_link_each_other(tmp_path):
+def test_reports_of_other_input_sizes_and_budgets_link_each_other(tmp_path):
     docs, sub = tmp_path / "docs", tmp_path / "docs" / "64px"
+    deeper = sub / "i600"
     only = [*TINY, "--report-only", "--out", str(tmp_path / "out")]
-    benchmark.main([*only, "--docs", str(sub)])
+    for folder in (sub, deeper):
+        benchmark.main([*only, "--docs", str(folder)])
     (sub / benchmark.MODELS_JSON).write_text(json.dumps({"resnet18": {"size": 64, "top1": 93.05}}))
+    (sub / "results.csv").write_text("net,budget\nresnet18,i200-a50-n1024-s64\n")
     benchmark.main([*only, "--docs", str(docs)])
-    assert ("The same benchmark on other inputs:\n\n- [64px/RESULTS.md](64px/RESULTS.md): resnet18 at 64 px, "
-            "float 93.05%") in (docs / "RESULTS.md").read_text()
+    assert ("The same benchmark on other inputs or budgets:\n\n- [64px/RESULTS.md](64px/RESULTS.md): resnet18 at "
+            "64 px, float 93.05%; 200/50 iterations\n- [64px/i600/RESULTS.md](64px/i600/RESULTS.md)\n"
+            ) in (docs / "RESULTS.md").read_text()
     benchmark.main([*only, "--docs", str(sub)])
-    assert "- [../RESULTS.md](../RESULTS.md)\n" in (sub / "RESULTS.md").read_text()
+    assert "- [../RESULTS.md](../RESULTS.md)\n- [i600/RESULTS.md](i600/RESULTS.md)\n" in (sub / "RESULTS.md").read_text()
 
 
 def test_each_network_can_have_its_own_bits():
