@@ -72,6 +72,12 @@ class Budget:
         data = "" if self.data == FASHION else f"-{Path(self.data).name}"
         return f"i{self.iters}-a{self.act_iters}-n{self.images}-s{self.size}{data}"
 
+    @staticmethod
+    def iterations_of(folder: str) -> tuple[int, int] | None:
+        """(weight, activation) iterations of a name `folder` wrote (results.csv's budget column)."""
+        found = re.match(r"i(\d+)-a(\d+)-", folder)
+        return (int(found[1]), int(found[2])) if found else None
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -502,12 +508,13 @@ def other_reports(docs: Path) -> str:
     return "\n".join(lines)
 
 
-def _iterations(csv_path: Path) -> list[tuple[str, str]]:
+def _iterations(csv_path: Path) -> list[tuple[int, int]]:
     """The (weight, activation) iterations of the budgets a results.csv holds."""
     if not csv_path.is_file():
         return []
-    budgets = sorted({row["budget"] for row in csv.DictReader(csv_path.open())})
-    return [m.groups() for m in map(re.compile(r"i(\d+)-a(\d+)-").match, budgets) if m]
+    with csv_path.open() as f:
+        budgets = {Budget.iterations_of(row["budget"]) for row in csv.DictReader(f)}
+    return sorted(budgets - {None})
 
 
 def report(records: list[dict], nets: list[str], weights: dict[str, str], budget: Budget,
