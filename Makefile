@@ -13,6 +13,8 @@ NET   ?= resnet18
 SIZE  ?= 32
 N     ?= 30
 SEED  ?= 0
+# make sim-random: the engine's scratchpads (default, or small: every layer split into many passes)
+SCRATCHPADS ?= default
 ARTIFACT ?=
 WEIGHTS ?= trained
 EPOCHS ?=
@@ -40,7 +42,7 @@ help:
 	@echo "make sim LAYER=$(LAYER)            one layer through the engine RTL, every output vs golden (main job)"
 	@echo "make sim SHAPE=H,W,CIN,COUT,K,STRIDE,PAD   any conv shape (seeded random layer)"
 	@echo "make sim-net NET=resnet18 SIZE=32   every conv/FC of a network through the RTL"
-	@echo "make sim-random N=30 SEED=0         random layer configurations through the RTL"
+	@echo "make sim-random N=30 SEED=0 [SCRATCHPADS=small]  random layers through the RTL (small: many passes each)"
 	@echo "make verilog                        build/verilog/engine.v (+ no-IOSO variant), linted"
 	@echo "make bench-sim                      Verilator build time and simulation speed"
 	@echo "make train NET=resnet18 [EPOCHS=8]   the project's Fashion-MNIST checkpoint (cached in ~/.cache/pyioso)"
@@ -71,7 +73,7 @@ sim-net: $(STAMP) $(DATA)
 	$(PY) -m sim.net $(if $(ARTIFACT),--artifact $(ARTIFACT),--net $(NET) --size $(SIZE))
 
 sim-random: $(STAMP) $(DATA)
-	$(PY) -m sim.random_layers --n $(N) --seed $(SEED)
+	$(PY) -m sim.random_layers --n $(N) --seed $(SEED) --scratchpads $(SCRATCHPADS)
 
 verilog: $(STAMP)
 	$(PY) -m hw.verilog --no-isg

@@ -187,52 +187,65 @@ def _table(requant: golden.Requant, k0: int, k1: int) -> list[int]:
             for k in range(k0, k1)]
 
 
-def _split(total: int, fits) -> int:
-    """Largest chunk size in 1..total with fits(size), or refuse."""
-    for size in range(total, 0, -1):
-        if fits(size):
-            return size
-    raise PyiosoError("even one output row and one channel tile do not fit the scratchpads: "
-                      "build the engine with larger scratchpads")
+def _split(total: int, fits) -> int | None:
+    """Largest chunk size in 1..total with fits(size), or None."""
+    return next((size for size in range(total, 0, -1) if fits(size)), None)
+
+
+# What each scratchpad of Depths holds, for messages.
+SCRATCHPAD_UNITS = {"act": "ACT words", "weight": "WEIGHT rows", "channels": "TABLE entries",
+                    "acc": "accumulator rows", "out": "OUT words"}
+
+
+def overflows(s: Slice, params, depths: Depths) -> dict[str, int]:
+    """The scratchpads (Depths' names) that cannot hold what pass `s` loads or produces, with
+    the words it needs (ARCHITECTURE §6); empty when the pass fits."""
+    g = s.geometry
+    needs = {"act": g[Csr.H] * g[Csr.W] * g[Csr.CT], "weight": s.n_tiles * s.k_tiles * params.rows,
+             "channels": s.n_tiles * params.cols, "acc": s.pixels, "out": s.pixels * s.n_tiles}
+    return {name: need for name, need in needs.items() if need > getattr(depths, name)}
 
 
 def slices(shape: Shape, params, depths: Depths = Depths()) -> list[Slice]:
-    """How the engine runs `shape`: the passes' geometry, the most N-tiles per pass that the
-    WEIGHT and TABLE scratchpads hold, then the most output rows that ACT, the accumulator and
-    OUT hold (each slice carries its own `pad_top`; bottom and right padding follow from the
+    """How the engine runs `shape`: passes over chunks of N-tiles (outer) and output rows
+    (inner). The chunk sizes are the largest whose every pass fits the scratchpads: the most
+    N-tiles for which one output row fits, then the most output rows. Every slice is checked,
+    not only the first: a slice below the top padding needs more input rows for as many output
+    rows (each slice carries its own `pad_top`; bottom and right padding follow from the
     bounds check)."""
     check_shape(shape, depths)
-    rows, cols = params.rows, params.cols
     h, w = shape.h, shape.w
     (kh, kw), stride, (ph, pw) = shape.kernel, shape.stride[0], shape.padding
     ho, wo = conv_output_size((h, w), shape)
-    ct, nt = _tiles(shape.c_in, rows), _tiles(shape.c_out, cols)
+    ct, nt = _tiles(shape.c_in, params.rows), _tiles(shape.c_out, params.cols)
     if ct > depths.tiles:
         raise PyiosoError(f"{ct} input-channel tiles exceed the engine's {depths.tiles}")
-    kt = kh * kw * ct
-    n_chunk = _split(nt, lambda n: n * kt * rows <= depths.weight and n * cols <= depths.channels)
 
-    def in_rows(r0, r1):
-        top = max(0, r0 * stride - ph)
-        return top, min(h, (r1 - 1) * stride - ph + kh)
+    def one(r0, r1, nt0, nt1):
+        top, bottom = max(0, r0 * stride - ph), min(h, (r1 - 1) * stride - ph + kh)
+        geometry = {Csr.H: bottom - top, Csr.W: w, Csr.CT: ct, Csr.NT: nt1 - nt0, Csr.KH: kh,
+                    Csr.KW: kw, Csr.STRIDE: stride, Csr.PAD_TOP: top - (r0 * stride - ph),
+                    Csr.PAD_LEFT: pw, Csr.HO: r1 - r0, Csr.WO: wo}
+        return Slice(r0, r1, nt0, nt1, top, bottom, geometry)
 
-    def rows_fit(r):
-        top, bottom = in_rows(0, r)
-        return ((bottom - top) * w * ct <= depths.act and r * wo <= depths.acc
-                and r * wo * n_chunk <= depths.out)
+    def layout(r_chunk, n_chunk):
+        return [one(r0, min(ho, r0 + r_chunk), nt0, min(nt, nt0 + n_chunk))
+                for nt0 in range(0, nt, n_chunk) for r0 in range(0, ho, r_chunk)]
 
-    r_chunk = _split(ho, rows_fit)
-    out = []
-    for nt0 in range(0, nt, n_chunk):
-        nt1 = min(nt, nt0 + n_chunk)
-        for r0 in range(0, ho, r_chunk):
-            r1 = min(ho, r0 + r_chunk)
-            top, bottom = in_rows(r0, r1)
-            geometry = {Csr.H: bottom - top, Csr.W: w, Csr.CT: ct, Csr.NT: nt1 - nt0, Csr.KH: kh,
-                        Csr.KW: kw, Csr.STRIDE: stride, Csr.PAD_TOP: top - (r0 * stride - ph),
-                        Csr.PAD_LEFT: pw, Csr.HO: r1 - r0, Csr.WO: wo}
-            out.append(Slice(r0, r1, nt0, nt1, top, bottom, geometry))
-    return out
+    def all_fit(r_chunk, n_chunk):
+        return not any(overflows(s, params, depths) for s in layout(r_chunk, n_chunk))
+
+    n_chunk = _split(nt, lambda n: all_fit(1, n))
+    if n_chunk is None:
+        worst = {}
+        for s in layout(1, 1):
+            for name, need in overflows(s, params, depths).items():
+                worst[name] = max(need, worst.get(name, 0))
+        needs = ", ".join(f"{need:,} {SCRATCHPAD_UNITS[name]} of {getattr(depths, name):,}"
+                          for name, need in worst.items())
+        raise PyiosoError(f"even one output row of one channel tile does not fit the scratchpads "
+                          f"(it needs {needs}): build the engine with larger scratchpads")
+    return layout(_split(ho, lambda r: all_fit(r, n_chunk)), n_chunk)
 
 
 def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths()) -> list[Pass]:

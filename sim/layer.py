@@ -32,6 +32,12 @@ COMMAND_DIGITS = 39         # hex digits of one 154-bit harness word
 
 HARNESS_OPS = {"send": 0, "wait": 1, "end": 2}
 
+# Scratchpads a few hundred words deep: layers of a dozen pixels split into several output-row
+# slices and channel-tile chunks, so tests reach every way of splitting a layer in seconds (the
+# default build splits only at ImageNet sizes, where issue 27's bug hid).
+SMALL_DEPTHS = Depths(act=256, weight=4096, acc=48, out=96, channels=32, tiles=8)
+SCRATCHPADS = {"default": Depths(), "small": SMALL_DEPTHS}
+
 
 @dataclass(frozen=True)
 class Result:
@@ -103,9 +109,11 @@ def first_mismatch(got: torch.Tensor, want: torch.Tensor) -> dict | None:
     return {"n": n, "h": h, "w": w, "c": c, "rtl": int(got[n, h, w, c]), "golden": int(want[n, h, w, c])}
 
 
-def report(name: str, layer: golden.Conv, x: torch.Tensor, result: Result, params: EngineParams,
-           seconds: float, depths: Depths = Depths()) -> dict:
-    """The layer's outcome: outputs against golden, the RTL counters next to the cycle model."""
+def report(name: str, layer: golden.Conv, x: torch.Tensor, result: Result, sim: runner.Simulator,
+           seconds: float) -> dict:
+    """The layer's outcome on `sim`: outputs against golden, the RTL counters next to the cycle
+    model of the same build (parameters and scratchpads)."""
+    params, depths = sim.params, sim.depths
     want = golden.conv(x, layer)
     mismatches = int((result.output != want).sum())
     shape = driver.Shape.of(layer, x.shape)
@@ -122,7 +130,7 @@ def report(name: str, layer: golden.Conv, x: torch.Tensor, result: Result, param
         "model_cycles": model, "model_note": model_note,
         "utilization": ideal / result.cycles if result.cycles else 0.0,
         "busy_cycles": result.busy, "stall_cycles": result.stalls,
-        "sim_wall_seconds": seconds, "engine": params.to_json(),
+        "sim_wall_seconds": seconds, "engine": params.to_json(), "scratchpads": depths.to_json(),
     }
 
 
@@ -131,10 +139,9 @@ def engine_simulator(params: EngineParams, depths: Depths = Depths()) -> runner.
     return runner.build(Engine(params, depths), "engine", params, harness=HARNESS)
 
 
-def simulate(sim: runner.Simulator, layer: golden.Conv, x: torch.Tensor,
-             depths: Depths = Depths()) -> tuple[Result, float]:
+def simulate(sim: runner.Simulator, layer: golden.Conv, x: torch.Tensor) -> tuple[Result, float]:
     """Runs one layer on one image through the RTL; returns the result and the wall seconds."""
-    passes = driver.plan(layer, x, sim.params, depths)
+    passes = driver.plan(layer, x, sim.params, sim.depths)
     with tempfile.TemporaryDirectory(prefix="run-", dir=sim.build_dir) as work:
         cmds, resps = Path(work) / "commands.hex", Path(work) / "responses.hex"
         write_hex(cmds, command_file(passes), COMMAND_DIGITS)
@@ -223,7 +230,7 @@ def main(argv=None) -> int:
         print(f"sim: error: {err}", file=sys.stderr)
         return 2
     name += "" if params.isg else "_no_isg"
-    rep = report(name, layer, x, result, params, seconds)
+    rep = report(name, layer, x, result, sim, seconds)
     path = runner.ROOT / "build" / "sim" / name / "report.json"
     output.write_json(str(path), rep)
     print(verdict(rep))

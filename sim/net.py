@@ -44,7 +44,8 @@ def refusal(run: intnet.LayerRun, params: EngineParams) -> str | None:
     return None
 
 
-def simulate_runs(runs: list[intnet.LayerRun], params: EngineParams) -> tuple[list[dict], list[dict]]:
+def simulate_runs(runs: list[intnet.LayerRun], params: EngineParams,
+                  progress: bool = True) -> tuple[list[dict], list[dict]]:
     """(sim.layer reports of the layers the engine runs, {layer, reason} of those it refuses)."""
     reasons = {run.path: refusal(run, params) for run in runs}
     skipped = [{"layer": path, "reason": why} for path, why in reasons.items() if why]
@@ -52,10 +53,10 @@ def simulate_runs(runs: list[intnet.LayerRun], params: EngineParams) -> tuple[li
     reports = []
     if todo:
         sim = layer.engine_simulator(params)
-        for run in (bar := tqdm(todo, desc="engine RTL", unit="layer")):
+        for run in (bar := tqdm(todo, desc="engine RTL", unit="layer", disable=not progress)):
             bar.set_postfix_str(run.path)
             result, seconds = layer.simulate(sim, run.layer, run.x)
-            reports.append(layer.report(run.path, run.layer, run.x, result, params, seconds))
+            reports.append(layer.report(run.path, run.layer, run.x, result, sim, seconds))
     return reports, skipped
 
 

@@ -19,7 +19,7 @@ from hw.params import EngineParams
 from pyioso.errors import PyiosoError
 from pyioso.layer_case import PAPER_GROUP_CODES, random_case
 from sim import runner
-from sim.layer import engine_simulator, report, simulate, verdict
+from sim.layer import SCRATCHPADS, engine_simulator, report, simulate, verdict
 from sim.layer import passed as layer_passed        # `passed` counts the layers below
 
 
@@ -66,10 +66,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.random_layers", description=__doc__)
     parser.add_argument("--n", type=int, default=30, help="layer configurations to draw")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scratchpads", choices=SCRATCHPADS, default="default",
+                        help="the engine's scratchpad depths: small ones split every layer into "
+                        "many passes")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     params = EngineParams()
-    sim = engine_simulator(params)
+    sim = engine_simulator(params, SCRATCHPADS[args.scratchpads])
     passed = failed = refused = 0
     for i in range(args.n):
         cfg = draw(rng)
@@ -86,7 +89,7 @@ def main(argv=None) -> int:
             failed += 1
             print(f"FAIL {name}: {err}")
             continue
-        rep = report(name, conv, x, result, params, seconds)
+        rep = report(name, conv, x, result, sim, seconds)
         print(verdict(rep), flush=True)
         ok = layer_passed(rep)
         passed, failed = passed + ok, failed + (not ok)

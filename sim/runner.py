@@ -30,6 +30,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 from cocotb_tools import runner as cocotb_runner
 
+from hw.host import Depths
 from hw.params import EngineParams
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,7 @@ class Simulator:
     top: str
     build_dir: Path
     params: EngineParams
+    depths: Depths | None = None    # the engine's scratchpads; None for a unit without them
 
 
 @contextmanager
@@ -139,7 +141,7 @@ def build(component: wiring.Component, top: str, params: EngineParams,
     vlt = "`verilator_config\n" + "".join(
         f'public_flat_rw -module "{sim_top}" -var "{port}"\n' for port in exposed)
     build_dir = BUILD_ROOT / f"{sim_top}-{_cache_key(component, vlt, harness, params)}"
-    sim = Simulator(sim_top, build_dir, params)
+    sim = Simulator(sim_top, build_dir, params, getattr(component, "depths", None))
     if (build_dir / sim_top).is_file():        # the linked executable: the build completed
         component._MustUse__silence = True     # Amaranth's must-use flag: cached, not elaborated
         return sim

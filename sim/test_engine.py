@@ -1,11 +1,12 @@
 """Small layers through the engine RTL, every output code bit-exact against golden and every
 cycle count equal to the analytical cycle model's.
 
-Two builds only (the default engine and the one without the IOSO unit): a build is the cost of
-this file, a layer on a built engine well under a second. Each case combines several properties
-(shape, padding, channel remainders, bit widths) so that few layers cover them all. Splitting a
-layer into passes for small scratchpads is checked without RTL in tests/test_driver.py; here one
-layer exceeds the default accumulator and runs as two passes.
+A build is the cost of this file, a layer on a built engine well under a second. Each case
+combines several properties (shape, padding, channel remainders, bit widths) so that few layers
+cover them all. Splitting a layer into passes is checked for any shape and scratchpads without
+RTL in tests/test_driver.py; here the engine with small scratchpads (sim.layer.SMALL_DEPTHS) runs
+layers of a few hundred pixels as three and more row slices, alone and with channel-tile chunks,
+and the default build runs a layer at 240 px that needs four row slices.
 """
 
 import pytest
@@ -29,6 +30,15 @@ CASES = {
 }
 STEADY = "3x3_32px_cin48_cout32_w8a8"   # 32 output pixels: every weight tile loads behind the last
 TWO_PASSES = (66, 64, 16, 16, 3, 1, 1, 4, 4)    # 4,224 output pixels > the 4,096 accumulator words
+# 240x240x3 -> 120x120: the middle row slices fill ACT to the last word (issue 27: wrong outputs
+# in their first rows when the split was sized by the first slice).
+FOUR_ROW_SLICES = (240, 240, 3, 16, 3, 2, 1, 4, 4)
+# On SMALL_DEPTHS, id: (shape as in CASES, row slices, channel-tile chunks).
+SMALL_CASES = {
+    "stem_7x7_s2_p3_cout40_w4a4": ((40, 16, 3, 40, 7, 2, 3, 4, 4), 4, 2),
+    "3x3_cin20_cout40_w8a2": ((12, 12, 20, 40, 3, 1, 1, 8, 2), 3, 2),
+    "5x5_s3_p2_cin33_cout20_w2a8": ((17, 11, 33, 20, 5, 3, 2, 2, 8), 6, 1),
+}
 
 # Measured: from START to the last output word the engine spends ideal + 55 cycles (filling and
 # draining array, accumulator and post-processing, loading the first weight tile) when every
@@ -43,7 +53,7 @@ def _run(sim, shape, shift):
     *geometry, w_bits, a_bits = shape
     x, conv = random_case(*geometry, w_bits, a_bits, seed=3, isg_shift=shift)
     result, seconds = sim_layer.simulate(sim, conv, x)
-    rep = sim_layer.report("case", conv, x, result, sim.params, seconds)
+    rep = sim_layer.report("case", conv, x, result, sim, seconds)
     assert rep["mismatches"] == 0, sim_layer.verdict(rep)
     assert result.output.unique().numel() > 1, "all outputs equal: the case checks nothing"
     assert rep["model_cycles"] == rep["cycles"] >= rep["ideal_cycles"], sim_layer.verdict(rep)
@@ -53,6 +63,11 @@ def _run(sim, shape, shift):
 @pytest.fixture(scope="module")
 def isg_sim():
     return sim_layer.engine_simulator(EngineParams())
+
+
+@pytest.fixture(scope="module")
+def small_sim():
+    return sim_layer.engine_simulator(EngineParams(), sim_layer.SMALL_DEPTHS)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +94,18 @@ def test_constant_overhead(steady):
 def test_two_passes(isg_sim):
     rep = _run(isg_sim, TWO_PASSES, isg_sim.params.isg_shift)
     assert rep["passes"] == 2
+
+
+def test_four_row_slices_at_240px(isg_sim):
+    rep = _run(isg_sim, FOUR_ROW_SLICES, isg_sim.params.isg_shift)
+    assert rep["passes"] == 4
+
+
+@pytest.mark.parametrize("case", SMALL_CASES.values(), ids=SMALL_CASES.keys())
+def test_many_passes_on_small_scratchpads(small_sim, case):
+    shape, row_slices, chunks = case
+    rep = _run(small_sim, shape, small_sim.params.isg_shift)
+    assert rep["passes"] == row_slices * chunks
 
 
 def test_no_isg_build(no_isg_sim, steady):

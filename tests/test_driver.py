@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from hypothesis import event, given, settings, strategies as st
 import torch.nn.functional as F
 
 import golden
@@ -109,13 +110,15 @@ def test_too_many_input_tiles():
     _refused(r"3 input-channel tiles exceed the engine's 2", x, layer, depths=Depths(tiles=2))
 
 
-@pytest.mark.parametrize("depths", [Depths(act=10), Depths(weight=100), Depths(acc=3), Depths(out=3)],
-                         ids=["act", "weight", "acc", "out"])
-def test_one_row_does_not_fit(depths):
-    """A 6x6 input with a 3x3 kernel: one output row needs 2 input rows (12 ACT words), 144
-    weight rows, 6 accumulator and 6 OUT words."""
-    _refused(r"even one output row and one channel tile do not fit the scratchpads", *_case(),
-             depths=depths)
+@pytest.mark.parametrize("depths, needs", [
+    (Depths(act=10), "18 ACT words of 10"), (Depths(weight=100), "144 WEIGHT rows of 100"),
+    (Depths(acc=3), "6 accumulator rows of 3"), (Depths(out=3), "6 OUT words of 3"),
+    (Depths(channels=8), "16 TABLE entries of 8")], ids=["act", "weight", "acc", "out", "channels"])
+def test_one_row_does_not_fit(depths, needs):
+    """A 6x6 input with a 3x3 kernel: one output row needs up to 3 input rows (18 ACT words),
+    144 weight rows, 16 table entries, 6 accumulator and 6 OUT words."""
+    _refused(rf"even one output row of one channel tile does not fit the scratchpads \(it needs "
+             rf"{needs}\): build the engine with larger scratchpads", *_case(), depths=depths)
 
 
 def _words_to_codes(words, shape):
@@ -145,16 +148,18 @@ SPLITS = {   # id: (H, W, C_in, C_out, K, stride, pad), Depths forcing row and c
 }
 
 
-@pytest.mark.parametrize("shape, depths", SPLITS.values(), ids=SPLITS.keys())
-def test_passes_cover_the_layer(shape, depths):
-    """Every (output row, channel tile) in exactly one pass, and the passes' golden outputs,
-    each from its own descriptor and ACT slice, assemble into golden of the whole layer."""
-    x, layer = random_case(*shape, 4, 4, seed=2, isg_shift=4)
+def _check_passes(x, layer, depths):
+    """plan()'s passes for `depths`: each fits every scratchpad, every (output row, channel tile)
+    lies in exactly one pass, and the passes' golden outputs, each from its own descriptor and
+    ACT slice, assemble into golden of the whole layer. Returns the passes."""
     passes = driver.plan(layer, x, ENGINE, depths)
     want = golden.conv(x, layer)
     ho, wo, c_out = want.shape[1:]
     nt = -(-c_out // 16)
-    assert len(passes) > 1 and len({p.row0 for p in passes}) > 1
+    for p in passes:
+        assert len(p.act) <= depths.act and len(p.weight) <= depths.weight
+        assert len(p.table) <= depths.channels and len(p.codes) <= depths.tiles
+        assert p.pixels <= depths.acc and p.out_words <= depths.out
     covered = Counter((r, t) for p in passes for r in range(p.row0, p.row1) for t in range(p.nt0, p.nt1))
     assert covered == Counter((r, t) for r in range(ho) for t in range(nt))
     got = torch.full_like(want, -1)
@@ -163,3 +168,54 @@ def test_passes_cover_the_layer(shape, depths):
         assert 0 <= p.descriptor[Csr.PAD_TOP] <= layer.padding[0]
         got[:, p.row0:p.row1, :, p.nt0 * 16:p.nt1 * 16] = _pass_output(p, layer)
     assert torch.equal(got, want)
+    return passes
+
+
+@pytest.mark.parametrize("shape, depths", SPLITS.values(), ids=SPLITS.keys())
+def test_passes_cover_the_layer(shape, depths):
+    x, layer = random_case(*shape, 4, 4, seed=2, isg_shift=4)
+    passes = _check_passes(x, layer, depths)
+    assert len(passes) > 1 and len({p.row0 for p in passes}) > 1
+
+
+@pytest.mark.parametrize("shape", [(240, 240, 3, 16, 3, 2, 1), (224, 224, 3, 64, 7, 2, 3)],
+                         ids=["240px_3x3s2", "resnet_stem_224px"])
+def test_middle_slices_fit_act(shape):
+    """Issue 27: the split was sized by the first slice, whose top rows are padding, so a
+    middle slice loaded more ACT words than the scratchpad holds (16,560 and 16,800 of 16,384
+    here) and the last ones overwrote its first input rows."""
+    x, layer = random_case(*shape, 4, 4, seed=0, isg_shift=4)
+    passes = driver.plan(layer, x, ENGINE)
+    assert len({p.row0 for p in passes}) >= 3
+    assert max(len(p.act) for p in passes) <= Depths().act
+
+
+@st.composite
+def split_layers(draw):
+    """A small conv and scratchpads between the least that runs it and the whole layer, so
+    that it splits into any number of row slices and channel-tile chunks."""
+    k = draw(st.integers(1, 7))
+    stride, pad = draw(st.integers(1, 4)), draw(st.integers(0, k - 1))
+    h = draw(st.integers(max(1, k - 2 * pad), 24))
+    w = draw(st.integers(max(1, k - 2 * pad), 8))
+    c_in, c_out = draw(st.integers(1, 40)), draw(st.integers(1, 50))
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    ct, nt = -(-c_in // 16), -(-c_out // 16)
+    kt = k * k * ct
+    depths = Depths(act=draw(st.integers(min(h, k) * w * ct, h * w * ct)),
+                    weight=draw(st.integers(kt * 16, nt * kt * 16)),
+                    acc=draw(st.integers(wo, ho * wo)), out=draw(st.integers(wo, ho * wo * nt)),
+                    channels=draw(st.integers(16, nt * 16)), tiles=ct)
+    return (h, w, c_in, c_out, k, stride, pad), depths, draw(st.integers(0, 2 ** 16))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(split_layers())
+def test_any_split_fits_and_assembles_golden(case):
+    """Every layer that one output row of one channel tile can run is split into passes that
+    fit the scratchpads and give golden's output, for any slice and chunk counts."""
+    shape, depths, seed = case
+    x, layer = random_case(*shape, 4, 4, seed=seed, isg_shift=4)
+    passes = _check_passes(x, layer, depths)
+    n = len({p.row0 for p in passes})
+    event(f"row slices: {n if n < 4 else '4+'}")

@@ -170,6 +170,38 @@ def test_page_shows_table11(smoke, tmp_path):
     assert (tmp_path / "area.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_rtl_runs_fill_the_network_tables(smoke, monkeypatch):
+    """The report's RTL runs (here stand-ins with the model's counts, one with mismatches) land
+    in the Table 11 row, the RTL columns of the network tables and the agreement counts."""
+    doc, _, _, engines, _ = smoke
+
+    def run(layer, variant, params, mismatches=0):
+        net, path = layer.split(":")
+        info = next(i for i in zoo.layers(net, latency.SIZE) if i.path == path)
+        c = cycles.layer_cycles(latency.zoo_shape(info), params)
+        rep = {"passes": c.passes, "cycles": c.cycles, "model_cycles": c.cycles,
+               "ideal_cycles": c.ideal, "utilization": c.utilization, "outputs_checked": 10,
+               "mismatches": mismatches}
+        return latency._rtl_entry(layer, variant, latency.describe(info), rep)
+
+    monkeypatch.setattr(latency, "simulate_layer",
+                        lambda alias, variant, params: run("resnet50:layer2.1.conv2", variant, params))
+    monkeypatch.setattr(latency, "simulate_network", lambda net, params, variant, progress: [
+        run(f"{net}:conv1", variant, params, mismatches=3 * (net == "resnet18")),
+        run(f"{net}:layer1.0.conv2", variant, params)])
+    lat = latency.latency_report(engines, with_rtl=True, progress=False)
+    assert lat["agreement"] == {"runs": 5, "agree": 5, "bit_exact": 4}
+    t11 = lat["table11"]["variants"][variants.BASELINE]
+    assert t11["rtl_cycles"] == t11["cycles"]
+    rows = {r["layer"]: r for r in lat["networks"]["resnet18"]["layers"]}
+    assert rows["conv1"]["rtl_mismatches"] == 3
+    assert rows["layer1.0.conv2"]["rtl_cycles"] == rows["layer1.0.conv2"]["cycles"]
+    assert rows["layer1.0.conv1"]["rtl_cycles"] is None
+    text = page.document(doc, lat, "hardware_area.png")
+    assert "**NO** (3)" in text and "4 layers through the engine RTL on the product build" in text
+    assert "4 of 5 are bit-exact against golden (50 output codes)" in text
+
+
 # ---- refusals and helpers
 
 

@@ -1,16 +1,14 @@
 """Latency per layer: the cycle model over every conv/FC of a network, and RTL runs beside it.
 
-The model covers every layer of the zoo at any size in milliseconds; the RTL runs a fixed set of
-layers (the paper's Table 11 layer on the builds with and without the IOSO unit, and each ResNet
-stage's typical layer), each checked bit for bit against golden like `make sim`, and the report
-lists every one with the model's count next to the RTL's.
+The model covers every layer of the zoo at any size in milliseconds; the RTL runs every conv/FC
+layer of NETWORKS at 224 px on the product build (as `make sim-net` does: each fed the golden
+network's codes, checked bit for bit) and the paper's Table 11 layer on the build without the
+IOSO unit, and the report lists the model's count next to the RTL's for each.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
-from tqdm import tqdm
+from dataclasses import replace
 
 from hw import driver
 from hw.params import EngineParams
@@ -65,34 +63,36 @@ def network(net: str, params: EngineParams, size: int = SIZE) -> dict:
                        "microseconds": total / cycles.CLOCK_MHZ}}
 
 
-@dataclass(frozen=True)
-class RtlRun:
-    layer: str      # a zoo alias
-    variant: str    # the engine build it runs on
-
-
-def rtl_runs() -> list[RtlRun]:
-    """The layers the report simulates: Table 11's on the builds with and without the IOSO
-    unit, every ResNet stage layer on the product."""
-    stage_layers = [a for a in zoo.aliases() if a.split("_")[0] in NETWORKS]
-    return [RtlRun(TABLE11_LAYER, BASELINE)] + [RtlRun(a, PRODUCT) for a in stage_layers]
-
-
-def simulate(run: RtlRun, params: EngineParams) -> dict:
-    """One layer through the RTL (sim/layer.py): outputs against golden, counter and model."""
-    from sim import layer as sim_layer      # the Verilator toolchain, only when simulating
-
-    shift = params.isg_shift if params.isg else 0
-    case = build_case(run.layer, w_bits=CASE_BITS, a_bits=CASE_BITS, seed=CASE_SEED,
-                      isg_shift=shift)
-    sim = sim_layer.engine_simulator(params)
-    result, seconds = sim_layer.simulate(sim, case.layer, case.x)
-    rep = sim_layer.report(run.layer, case.layer, case.x, result, params, seconds)
-    return {"layer": run.layer, "variant": run.variant, "shape": describe(case.info),
+def _rtl_entry(layer: str, variant: str, shape: str, rep: dict) -> dict:
+    """One RTL run of the report from sim/layer.py's report of it."""
+    return {"layer": layer, "variant": variant, "shape": shape,
             "passes": rep["passes"], "rtl_cycles": rep["cycles"], "model_cycles": rep["model_cycles"],
             "agree": rep["model_cycles"] == rep["cycles"], "ideal_cycles": rep["ideal_cycles"],
             "utilization": rep["utilization"], "outputs_checked": rep["outputs_checked"],
             "mismatches": rep["mismatches"], "microseconds": rep["cycles"] / cycles.CLOCK_MHZ}
+
+
+def simulate_layer(alias: str, variant: str, params: EngineParams) -> dict:
+    """One zoo layer (seeded weights, real photos) through the RTL, as `make sim` runs it."""
+    from sim import layer as sim_layer      # the Verilator toolchain, only when simulating
+
+    shift = params.isg_shift if params.isg else 0
+    case = build_case(alias, w_bits=CASE_BITS, a_bits=CASE_BITS, seed=CASE_SEED, isg_shift=shift)
+    sim = sim_layer.engine_simulator(params)
+    result, seconds = sim_layer.simulate(sim, case.layer, case.x)
+    rep = sim_layer.report(alias, case.layer, case.x, result, sim, seconds)
+    return _rtl_entry(f"{case.net}:{case.info.path}", variant, describe(case.info), rep)
+
+
+def simulate_network(net: str, params: EngineParams, variant: str, progress: bool) -> list[dict]:
+    """Every conv/FC of `net` at SIZE px through the RTL, as `make sim-net` runs them: each fed
+    the golden integer network's codes of the layers before it."""
+    from sim import net as sim_net          # the Verilator toolchain, only when simulating
+
+    shapes = {info.path: describe(info) for info in zoo.layers(net, SIZE)}
+    runs = sim_net.golden_runs(net, SIZE, CASE_BITS, CASE_BITS, CASE_SEED)
+    reports, _ = sim_net.simulate_runs(runs, params, progress)   # refused layers: the model rows say why
+    return [_rtl_entry(f"{net}:{r['layer']}", variant, shapes[r["layer"]], r) for r in reports]
 
 
 def latency_report(engines: dict[str, EngineParams], with_rtl: bool, progress: bool = True) -> dict:
@@ -101,24 +101,26 @@ def latency_report(engines: dict[str, EngineParams], with_rtl: bool, progress: b
     the product and the baseline."""
     runs = []
     if with_rtl:
-        for run in tqdm(rtl_runs(), desc="RTL layers", unit="layer", disable=not progress):
-            runs.append(simulate(run, engines[run.variant]))
-    rtl = {(r["layer"], r["variant"]): r["rtl_cycles"] for r in runs}
+        runs.append(simulate_layer(TABLE11_LAYER, BASELINE, engines[BASELINE]))
+        for net in NETWORKS:
+            runs += simulate_network(net, engines[PRODUCT], PRODUCT, progress)
+    rtl = {(r["layer"], r["variant"]): r for r in runs}
     net, info = zoo.resolve_layer(TABLE11_LAYER, SIZE)
+    path = f"{net}:{info.path}"
     paper_lanes = replace(engines[PRODUCT], lanes=PAPER["lanes"])
-    table11 = {"layer": TABLE11_LAYER, "path": f"{net}:{info.path}", "shape": describe(info),
+    table11 = {"layer": TABLE11_LAYER, "path": path, "shape": describe(info),
                "variants": {name: {**model_row(info, params),
-                                   "rtl_cycles": rtl.get((TABLE11_LAYER, name))}
+                                   "rtl_cycles": rtl.get((path, name), {}).get("rtl_cycles")}
                             for name, params in engines.items()},
                "paper_lanes": {"lanes": PAPER["lanes"],
                                "cycles": model_row(info, paper_lanes).get("cycles")}}
     networks = {}
     for net in NETWORKS:
         product, baseline = network(net, engines[PRODUCT]), network(net, engines[BASELINE])
-        aliases = {path: alias for alias, (n, path) in zoo.aliases().items() if n == net}
         for row, base in zip(product["layers"], baseline["layers"]):
+            run = rtl.get((f"{net}:{row['layer']}", PRODUCT), {})
             row["baseline_cycles"] = base.get("cycles")
-            row["rtl_cycles"] = rtl.get((aliases.get(row["layer"]), PRODUCT))
+            row["rtl_cycles"], row["rtl_mismatches"] = run.get("rtl_cycles"), run.get("mismatches")
         product["totals"]["baseline_cycles"] = baseline["totals"]["cycles"]
         networks[net] = product
     return {"clock_mhz": cycles.CLOCK_MHZ, "product": PRODUCT, "baseline": BASELINE,

@@ -109,32 +109,57 @@ def memory_table(area: dict) -> str:
                     left=3)
 
 
+def rtl_summary(latency: dict) -> str:
+    """What the RTL runs establish: the model against the counter, the outputs against golden."""
+    runs, a = latency["rtl"], latency["agreement"]
+    nets = [r for r in runs if r["variant"] == latency["product"]]
+    outputs = sum(r["outputs_checked"] for r in runs)
+    return (f"`hw/report/cycles.py` derives CYCLES from a layer's shape. The report ran "
+            f"{fmt_int(len(nets))} layers through the engine RTL on the product build (every "
+            f"conv/FC layer of {' and '.join(latency['networks'])} at "
+            f"{next(iter(latency['networks'].values()))['size']} px, each fed the golden integer "
+            "network's codes of the layers before it, as `make sim-net` does; their RTL column "
+            "below) and the Table 11 layer on the other builds that run golden layers (the table "
+            f"below). The model equals the counter on {a['agree']} of {a['runs']} runs, and "
+            f"{a['bit_exact']} of {a['runs']} are bit-exact against golden "
+            f"({fmt_int(outputs)} output codes). The test suite checks the same equality on every "
+            "layer it simulates (sim/test_engine.py, sim/test_net.py), as do `make sim`, "
+            "`make sim-net` and `make sim-random` for every layer they run.")
+
+
 def rtl_table(latency: dict) -> str:
+    """The runs outside the network tables: the Table 11 layer on the other builds."""
     rows = [[r["layer"], VARIANTS[r["variant"]].title, r["shape"], r["passes"],
              fmt_int(r["rtl_cycles"]), fmt_int(r["model_cycles"]), "yes" if r["agree"] else "**NO**",
              f"{fmt_int(r['outputs_checked'] - r['mismatches'])}/{fmt_int(r['outputs_checked'])}",
-             f"{100 * r['utilization']:.2f}%", f"{r['microseconds']:,.2f}"] for r in latency["rtl"]]
+             f"{100 * r['utilization']:.2f}%", f"{r['microseconds']:,.2f}"]
+            for r in latency["rtl"] if r["variant"] != latency["product"]]
     return md_table(["layer", "build", "shape", "passes", "RTL cycles", "model", "equal",
                      "outputs bit-exact", "utilization", "us"], rows, left=3)
+
+
+def _bit_exact(mismatches: int | None) -> str:
+    return "" if mismatches is None else "yes" if not mismatches else f"**NO** ({fmt_int(mismatches)})"
 
 
 def network_table(net: dict, clock: int) -> str:
     rows = []
     for r in net["layers"]:
         if "refused" in r:
-            rows.append([r["layer"], r["shape"], "refused: " + r["refused"]] + [""] * 6)
+            rows.append([r["layer"], r["shape"], "refused: " + r["refused"]] + [""] * 7)
             continue
         rows.append([r["layer"], r["shape"], r["passes"], fmt_int(r["cycles"]),
                      fmt_int(r["rtl_cycles"]) if r["rtl_cycles"] is not None else "",
+                     _bit_exact(r["rtl_mismatches"]),
                      fmt_int(r["ideal_cycles"]), f"{100 * r['utilization']:.2f}%",
                      f"{100 * r['mac_utilization']:.1f}%", f"{r['microseconds']:,.1f}"])
     t = net["totals"]
     rows.append([f"**total** ({t['layers']} layers)", "", "", f"**{fmt_int(t['cycles'])}**",
-                 "", fmt_int(t["ideal_cycles"]),
+                 "", "", fmt_int(t["ideal_cycles"]),
                  f"{100 * t['utilization']:.2f}%", f"{100 * t['mac_utilization']:.1f}%",
                  f"**{t['microseconds']:,.1f}**"])
-    table = md_table(["layer", "shape", "passes", "cycles", "RTL", "ideal", "utilization",
-                      "MAC use", f"us at {clock} MHz"], rows, left=2)
+    table = md_table(["layer", "shape", "passes", "cycles", "RTL", "RTL = golden", "ideal",
+                      "utilization", "MAC use", f"us at {clock} MHz"], rows, left=2)
     extra = t["cycles"] - t["baseline_cycles"]
     return (table + f"\n\nThe integer-only build takes {fmt_int(t['baseline_cycles'])} cycles in "
             f"all: the IOSO unit adds {fmt_int(extra)} ({100 * extra / t['baseline_cycles']:.4f}%).")
@@ -288,19 +313,15 @@ def document(area: dict, latency: dict, plot_name: str) -> str:
         memory_table(area),
         "## Latency",
         "### The cycle model against the RTL",
-        f"`hw/report/cycles.py` derives CYCLES from a layer's shape; every layer below ran through "
-        f"the engine RTL (Verilator, outputs checked bit for bit against golden) and the model "
-        f"equals the counter on {latency['agreement']['agree']} of {latency['agreement']['runs']}. "
-        "The test suite checks the same equality on every layer it simulates (sim/test_engine.py, "
-        "sim/test_net.py), as do `make sim`, `make sim-net` and `make sim-random` for every layer "
-        "they run." if latency["rtl"] else
+        rtl_summary(latency) if latency["rtl"] else
         "This report ran without RTL simulation (`--no-sim`): the latencies are the cycle model's.",
         rtl_table(latency) if latency["rtl"] else "",
     ]
     for name, net in nets.items():
         parts += [f"### {name} at {net['size']} px",
                   "Every conv/FC layer on the product build: the cycle model, and the RTL counter "
-                  "where the report simulated the layer. Utilization: ideal cycles "
+                  "and its outputs against golden where the report simulated the layer. "
+                  "Utilization: ideal cycles "
                   "(pixels x K-tiles x N-tiles) over cycles; MAC use: useful multiply-accumulates "
                   "per multiplier and cycle (channel padding to whole tiles counts against it).",
                   network_table(net, clock)]
