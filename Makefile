@@ -76,13 +76,13 @@ sim-random: $(STAMP) $(DATA)
 	$(PY) -m sim.random_layers --n $(N) --seed $(SEED) --scratchpads $(SCRATCHPADS)
 
 verilog: $(STAMP)
-	$(PY) -m hw.verilog --no-isg
+	$(PY) -m sim.verilog --no-isg
 
 bench-sim: $(STAMP) $(DATA)
 	$(PY) -m sim.bench --layer $(LAYER)
 
 report: $(STAMP) $(DATA)
-	$(PY) -m hw.report --liberty "$(LIBERTY)" --pdk "$(PDK)"
+	$(PY) -m bench.hardware --liberty "$(LIBERTY)" --pdk "$(PDK)"
 
 golden: $(STAMP) $(DATA)
 	$(BIN)/pyioso golden --layer $(LAYER)
@@ -111,7 +111,7 @@ bench-calib: $(STAMP) $(DATA)
 	$(PY) scripts/bench_calib.py --iters $(ITERS)
 
 bench-accuracy: $(STAMP) $(DATA)
-	$(PY) -m pyioso.benchmark --nets $(BENCH_NETS) --iters $(BENCH_ITERS) --act-iters $(BENCH_ACT_ITERS) \
+	$(PY) -m bench.accuracy --nets $(BENCH_NETS) --iters $(BENCH_ITERS) --act-iters $(BENCH_ACT_ITERS) \
 		--seeds $(SEEDS) --jobs $(JOBS) --size $(BENCH_SIZE) --docs $(BENCH_DOCS) \
 		$(if $(BENCH_REUSE),--reuse $(BENCH_REUSE)) $(BENCH_FLAGS)
 

@@ -11,12 +11,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from pyioso.errors import PyiosoError
-
-ACT_BITS = range(2, 9)      # ARCHITECTURE §1: integer datapath bit widths
-W_BITS = range(2, 9)
-ISG_SHIFTS = range(0, 9)
-MAX_SHIFT = 62              # §3: F in 1..62 keeps t and the rounding constant in int64
+from golden.errors import PyiosoError
+from golden.spec import ACT_BITS, GRANULARITY, ISG_SHIFTS, MAX_SHIFT, W_BITS
 
 
 def check_bits(bits: int, what: str, allowed: range = ACT_BITS) -> None:
@@ -44,7 +40,7 @@ def channel_codes(sizes, codes) -> torch.Tensor:
                                    torch.tensor(sizes, dtype=torch.int64))
 
 
-def check_hw_grouping(sizes, c_in: int, granularity: int = 16) -> None:
+def check_hw_grouping(sizes, c_in: int, granularity: int = GRANULARITY) -> None:
     """§4: sizes sum to C_in and every group but the last non-empty one is a multiple of G."""
     sizes = list(sizes)
     if sum(sizes) != c_in:
@@ -82,6 +78,24 @@ def scaled_weights(weight: torch.Tensor, codes: torch.Tensor, shift: int, groups
     """f_i * w per output channel, flattened over taps: [C_out, KH*KW*C_in/groups] (§2)."""
     factors = (1 << shift) + codes[weight_input_channels(weight.shape, groups)]
     return (weight.to(torch.int64) * factors[:, None, None, :]).flatten(1)
+
+
+def sum_bounds(scaled: torch.Tensor, in_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """§7: per output channel, the range that every partial sum of S stays inside, from the
+    scaled weights f_i w of `scaled_weights`."""
+    top = 2 ** in_bits - 1
+    return top * scaled.clamp(max=0).sum(1), top * scaled.clamp(min=0).sum(1)
+
+
+def check_accumulator(scaled: torch.Tensor, in_bits: int, acc_width: int) -> None:
+    """§7: refuses a layer whose partial sums can leave a signed `acc_width`-bit accumulator."""
+    lo, hi = sum_bounds(scaled, in_bits)
+    top = 2 ** (acc_width - 1)
+    if lo.numel() and (lo.min() < -top or hi.max() >= top):
+        raise PyiosoError(f"the accumulator can reach {max(-lo.min().item(), hi.max().item())}, "
+                          f"which overflows a {acc_width}-bit accumulator (ARCHITECTURE §7): use "
+                          "fewer activation or weight bits, or build the engine with a wider "
+                          "accumulator")
 
 
 def _check_perm(perm: torch.Tensor, size: int) -> None:

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from golden.errors import PyiosoError
 from golden.layers import Add, AvgPool, Conv, Requant, conv_output_size, weight_input_channels
-from pyioso.errors import PyiosoError
 
 EXACT_F64 = 2 ** 53
 

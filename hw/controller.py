@@ -9,7 +9,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.host import WORD_BITS, descriptor_layout
+from hw.host import LANE_BITS, WORD_BITS, descriptor_layout
 
 COUNT_BITS = 24
 
@@ -78,7 +78,7 @@ class ActivationFeed(wiring.Component):
             self.o.valid.eq(valid), self.o.payload.swap.eq(held.swap), self.o.payload.tag.eq(held.tag),
         ]
         for r in range(self._p.rows):
-            code = self.mem_data.word_select(r, 8)[:self._p.a_bits]
+            code = self.mem_data.word_select(r, LANE_BITS)[:self._p.a_bits]
             m.d.comb += self.o.payload.x[r].eq(Mux(held_pad, d.z_in, code))
 
         with m.If(advance):
@@ -139,7 +139,7 @@ class WeightFeed(wiring.Component):
         m.d.comb += [self.mem_addr.eq(row), self.mem_en.eq(advance),
                      self.o.valid.eq(valid), self.o.payload.row.eq(held_row)]
         for c in range(self._p.cols):
-            m.d.comb += self.o.payload.w[c].eq(self.mem_data.word_select(c, 8)[:self._p.w_bits])
+            m.d.comb += self.o.payload.w[c].eq(self.mem_data.word_select(c, LANE_BITS)[:self._p.w_bits])
         with m.If(advance):
             m.d.sync += valid.eq(request)
             with m.If(request):

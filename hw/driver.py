@@ -13,10 +13,9 @@ import numpy as np
 import torch
 
 import golden
-from golden.layers import conv_output_size, scaled_weights
-from hw.host import Csr, Depths, Space
-from pyioso.errors import PyiosoError
-from pyioso.fixedpoint import sum_bounds
+from golden.errors import PyiosoError
+from golden.layers import check_accumulator, conv_output_size, scaled_weights
+from hw.host import LANE_BITS, TABLE_B, TABLE_M, WORD_BITS, Csr, Depths, Space
 
 MAX_KERNEL = 7
 
@@ -66,7 +65,7 @@ def tile_codes(layer: golden.Conv, rows: int) -> list[int]:
 @dataclass(frozen=True)
 class Shape:
     """A conv/FC layer as the engine's passes and timing see it: one h x w x c_in input image
-    into c_out channels. `hw.report.cycles` takes the same shape from the layer zoo."""
+    into c_out channels. `hw.cycles` takes the same shape from the layer zoo."""
 
     h: int
     w: int
@@ -135,8 +134,9 @@ def check_layer(layer: golden.Conv, params, x_shape) -> None:
     """Everything the engine cannot run, refused before a simulation starts."""
     if not params.runs_golden:
         raise PyiosoError(f"an engine built with isg_unit={params.isg_unit!r}, "
-                          f"requant={params.requant!r} is an area-report variant: it computes "
-                          "no golden layer (build it with the defaults to run one)")
+                          f"requant={params.requant!r}, a {params.rows}x{params.cols} array is an "
+                          "area-report variant: it computes no golden layer (build it with the "
+                          "defaults to run one)")
     check_shape(Shape.of(layer, x_shape))
     if layer.w_bits > params.w_bits or layer.in_bits > params.a_bits or layer.requant.bits > params.a_bits:
         raise PyiosoError(f"bit widths W{layer.w_bits}A{layer.in_bits}->A{layer.requant.bits} exceed "
@@ -145,20 +145,20 @@ def check_layer(layer: golden.Conv, params, x_shape) -> None:
     if layer.isg_shift != shift or (not params.isg and layer.isg_codes.any()):
         raise PyiosoError(f"the layer uses ISG shift n={layer.isg_shift}, the engine was built with "
                           f"{'n=' + str(shift) if params.isg else 'no IOSO unit (n=0, all codes 0)'}")
-    lo, hi = sum_bounds(scaled_weights(layer.weight, layer.isg_codes, layer.isg_shift, 1), layer.in_bits)
-    top = 2 ** (params.acc_width - 1)
-    if lo.min() < -top or hi.max() >= top:
-        raise PyiosoError(f"the accumulator can reach {max(-lo.min().item(), hi.max().item())}, "
-                          f"beyond the engine's {params.acc_width}-bit accumulator (ARCHITECTURE §7)")
+    check_accumulator(scaled_weights(layer.weight, layer.isg_codes, layer.isg_shift, 1),
+                      layer.in_bits, params.acc_width)
     tile_codes(layer, params.rows)
 
 
-def _pack(codes: np.ndarray, bits: int) -> list[int]:
-    """Rows of lane values (two's complement, `bits` per lane, lane 0 lowest) as Python ints."""
-    lanes = codes.astype(np.int64) & ((1 << bits) - 1)
-    assert bits == 8, "ports are byte lanes"
-    raw = lanes.astype(np.uint8)
+def _pack(codes: np.ndarray) -> list[int]:
+    """Rows of lane values (two's complement in LANE_BITS = 8 bits, lane 0 lowest) as ints."""
+    raw = (codes.astype(np.int64) & ((1 << LANE_BITS) - 1)).astype(np.uint8)
     return [int.from_bytes(row.tobytes(), "little") for row in raw]
+
+
+def _field(value: int, field: slice) -> int:
+    """`value` in two's complement in the bits of `field` of a word."""
+    return (value & ((1 << (field.stop - field.start)) - 1)) << field.start
 
 
 def _act_words(x: torch.Tensor, rows: int, pad_value: int) -> list[int]:
@@ -166,7 +166,7 @@ def _act_words(x: torch.Tensor, rows: int, pad_value: int) -> list[int]:
     ct = _tiles(c, rows)
     padded = np.full((h, w, ct * rows), pad_value, dtype=np.int64)
     padded[:, :, :c] = x.numpy()
-    return _pack(padded.reshape(h * w * ct, rows), 8)
+    return _pack(padded.reshape(h * w * ct, rows))
 
 
 def _weight_rows(weight: torch.Tensor, nt0: int, nt1: int, rows: int, cols: int) -> list[int]:
@@ -177,13 +177,13 @@ def _weight_rows(weight: torch.Tensor, nt0: int, nt1: int, rows: int, cols: int)
     w[:len(part), :, :, :c_in] = part
     # [nt, col, kh, kw, ct, r] -> [nt, kh, kw, ct, r, col]: a row holds 16 output channels
     w = w.reshape(nt1 - nt0, cols, kh, kw, ct, rows).transpose(0, 2, 3, 4, 5, 1)
-    return _pack(w.reshape(-1, cols), 8)
+    return _pack(w.reshape(-1, cols))
 
 
 def _table(requant: golden.Requant, k0: int, k1: int) -> list[int]:
     m = requant.multiplier.tolist()
     b = requant.offset.tolist()
-    return [((b[k] & (2 ** 64 - 1)) << 32) | (m[k] & (2 ** 32 - 1)) if k < len(m) else 0
+    return [_field(m[k], TABLE_M) | _field(b[k], TABLE_B) if k < len(m) else 0
             for k in range(k0, k1)]
 
 
@@ -287,6 +287,6 @@ def readback(p: Pass) -> list[tuple[int, int, int, int]]:
 
 def unpack_outputs(p: Pass, words: list[int], cols: int) -> torch.Tensor:
     """OUT words of a pass as codes [rows, Wo, channels of the pass]."""
-    raw = np.frombuffer(b"".join(w.to_bytes(16, "little") for w in words), dtype=np.uint8)
+    raw = np.frombuffer(b"".join(w.to_bytes(WORD_BITS // 8, "little") for w in words), dtype=np.uint8)
     ho, wo = p.row1 - p.row0, p.descriptor[Csr.WO]
     return torch.from_numpy(raw.reshape(ho, wo, (p.nt1 - p.nt0) * cols).astype(np.int64))

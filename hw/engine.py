@@ -11,7 +11,7 @@ from hw.accumulator import Accumulator
 from hw.array import SystolicArray
 from hw.controller import COUNT_BITS, ActivationFeed, WeightFeed, array_tag_layout
 from hw.fp16 import Fp16Scale
-from hw.host import WORD_BITS, Csr, Depths, Space, command_layout, descriptor_layout
+from hw.host import LANE_BITS, TABLE_B, TABLE_M, WORD_BITS, Csr, Depths, Space, command_layout, descriptor_layout
 from hw.ioso import IosoUnit
 from hw.lanes import Narrow, Widen
 from hw.params import EngineParams
@@ -85,8 +85,8 @@ class Engine(wiring.Component):
         lane_bits = (cols - 1).bit_length()
         for lane, mem in enumerate(tables):
             port = mem.write_port()
-            m.d.comb += [port.addr.eq(cmd.addr >> lane_bits), port.data.m.eq(cmd.data[:32]),
-                         port.data.b.eq(cmd.data[32:32 + len(port.data.b)]),
+            m.d.comb += [port.addr.eq(cmd.addr >> lane_bits), port.data.m.eq(cmd.data[TABLE_M]),
+                         port.data.b.eq(cmd.data[TABLE_B.start:TABLE_B.start + len(port.data.b)]),
                          port.en.eq(accept & cmd.write & (cmd.space == Space.TABLE)
                                     & (cmd.addr[:lane_bits] == lane))]
         code_write = accept & cmd.write & (cmd.space == Space.CODE)
@@ -186,7 +186,7 @@ class Engine(wiring.Component):
         m.d.comb += [result.ready.eq(1), out_wr.addr.eq(result.payload.tag.out),
                      out_wr.en.eq(result.valid)]
         for lane in range(cols):
-            m.d.comb += out_wr.data.word_select(lane, 8).eq(codes_out[lane])
+            m.d.comb += out_wr.data.word_select(lane, LANE_BITS).eq(codes_out[lane])
 
         # ---- run control and performance counters
         total = desc.ho * desc.wo * desc.nt

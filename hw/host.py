@@ -1,15 +1,22 @@
 """The engine's host protocol: one command stream in, one response stream out.
 
 A command writes or reads one 128-bit word of an address space. The driver (hw/driver.py) and
-the RTL (hw/engine.py) both take their numbers from here, so they cannot drift apart.
+the RTL (hw/engine.py, hw/controller.py) both take their numbers from here, so they cannot drift
+apart; the numbers of the arithmetic come from golden/spec.py.
 """
 
 from enum import IntEnum
 
 from amaranth.lib import data
 
-WORD_BITS = 128
+from golden.spec import CODE_BITS, GRANULARITY
+
+LANE_BITS = CODE_BITS                   # one code per byte lane, lane 0 lowest
+LANES = GRANULARITY                     # a word holds one K-tile: G channels' codes
+WORD_BITS = LANES * LANE_BITS           # 128
 ADDR_BITS = 20
+TABLE_M = slice(0, 32)                  # TABLE word fields: M (two's complement) ...
+TABLE_B = slice(32, 96)                 # ... and B
 
 
 class Space(IntEnum):

@@ -12,8 +12,10 @@ from dataclasses import asdict, dataclass, fields
 
 from amaranth.utils import ceil_log2
 
-from golden.layers import ACT_BITS, ISG_SHIFTS, W_BITS, check_bits
-from pyioso.errors import PyiosoError
+from golden.errors import PyiosoError
+from golden.layers import check_bits
+from golden.spec import ACT_BITS, CODE_BITS, GRANULARITY, ISG_SHIFT, ISG_SHIFTS, W_ACC, W_BITS, W_M
+from hw.host import LANES, WORD_BITS
 
 ISG_UNITS = ("shift", "multiplier")     # the IOSO unit: shift-add (the product) or multiplier
 REQUANTS = ("int", "fp16")              # post-accumulator scaling: integer BN unit or FP16
@@ -37,22 +39,29 @@ class EngineParams:
     unit is (the paper's FP16 row).
     """
 
-    rows: int = 16
-    cols: int = 16
-    a_bits: int = 8
-    w_bits: int = 8
+    rows: int = GRANULARITY
+    cols: int = LANES
+    a_bits: int = CODE_BITS
+    w_bits: int = CODE_BITS
     isg: bool = True
-    isg_shift: int = 4
-    acc_width: int = 32
-    mult_width: int = 24
-    lanes: int = 16
+    isg_shift: int = ISG_SHIFT
+    acc_width: int = W_ACC
+    mult_width: int = W_M
+    lanes: int | None = None        # None: one per column
     isg_unit: str = "shift"
     requant: str = "int"
 
     def __post_init__(self):
+        if self.lanes is None:
+            object.__setattr__(self, "lanes", self.cols)
         for name in ("rows", "cols", "lanes"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise PyiosoError(f"{name}={getattr(self, name)!r} must be a positive integer")
+            if not isinstance(getattr(self, name), int) or not 1 <= getattr(self, name) <= LANES:
+                raise PyiosoError(f"{name}={getattr(self, name)!r}: use 1..{LANES} (a "
+                                  f"{WORD_BITS}-bit host word holds {LANES} codes)")
+        if self.cols % self.lanes:
+            divisors = ", ".join(str(d) for d in range(1, self.cols + 1) if self.cols % d == 0)
+            raise PyiosoError(f"lanes={self.lanes} does not divide cols={self.cols}: use one of "
+                              f"{divisors}")
         check_bits(self.a_bits, "a_bits", ACT_BITS)
         check_bits(self.w_bits, "w_bits", W_BITS)
         if self.isg_shift not in ISG_SHIFTS:
@@ -92,9 +101,11 @@ class EngineParams:
 
     @property
     def runs_golden(self) -> bool:
-        """Whether the engine computes the spec's arithmetic (ARCHITECTURE §2-§3), i.e. is not
-        one of the area report's comparison variants."""
-        return self.isg_unit == "shift" and self.requant == "int"
+        """Whether the driver can run golden layers on the engine: it computes the spec's
+        arithmetic (ARCHITECTURE §2-§3; not one of the area report's comparison variants) on a
+        G x G array, whose K-tiles and N-tiles fill whole host words (§4, §6)."""
+        return (self.isg_unit == "shift" and self.requant == "int"
+                and self.rows == self.cols == GRANULARITY)
 
     @property
     def t_width(self) -> int:

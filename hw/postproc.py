@@ -12,9 +12,10 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.layers import MAX_SHIFT
-from hw.pipeline import delay, stall_control
+from golden.spec import MAX_SHIFT
+from hw.host import TABLE_B, TABLE_M
 from hw.params import EngineParams
+from hw.pipeline import delay, stall_control
 
 
 class BnUnit(wiring.Component):
@@ -31,7 +32,8 @@ class BnUnit(wiring.Component):
     @staticmethod
     def table_entry(params: EngineParams) -> data.StructLayout:
         """One output channel's TABLE entry: M and B (§6), as the host protocol packs them."""
-        return data.StructLayout({"m": signed(32), "b": signed(64)})
+        return data.StructLayout({"m": signed(TABLE_M.stop - TABLE_M.start),
+                                  "b": signed(TABLE_B.stop - TABLE_B.start)})
 
     def __init__(self, params: EngineParams, tag_layout):
         self.params = params

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 import golden
+from golden.errors import PyiosoError
 from pyioso import intnet
-from pyioso.errors import PyiosoError
+from pyioso.data import sample_photos
 from pyioso.layer_quant import Coding
 
 FORMAT, VERSION = "pyioso-artifact", 1
@@ -198,8 +199,6 @@ def _check_graph(net: intnet.IntNet) -> None:
 def layer_runs(directory: str | Path, seed: int = 1) -> tuple[dict, list[intnet.LayerRun]]:
     """(manifest, every conv/FC layer's golden input and output codes) of an artifact's network
     on one Fashion-MNIST test photo: real activations for the hardware checks."""
-    from pyioso.images import sample_photos
-
     net, doc = load(directory)
     size = int(doc.get("network", {}).get("size", 32))
     image = sample_photos(1, size, seed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyioso.errors import PyiosoError
+from golden.errors import PyiosoError
 from pyioso.qnet import Node, QNet
 
 GRANULARITIES = ("block", "layer")

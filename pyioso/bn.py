@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from pyioso.errors import PyiosoError
+from golden.errors import PyiosoError
 
 
 @torch.no_grad()

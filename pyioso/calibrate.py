@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pyioso import blocks, output
+from golden.errors import PyiosoError
+from golden.spec import GRANULARITY, ISG_SHIFT, ISG_SHIFTS
+from pyioso import blocks, output, rounding
 from pyioso.blocks import Segment
-from pyioso.errors import PyiosoError
 from pyioso.isg import InputScale
 from pyioso.qnet import QConv, QNet
-from pyioso import rounding
 from pyioso.rounding import AdaRound, BetaSchedule
 
 METHODS = ("rtn", "adaround", "brecq", "qdrop", "ioso")
@@ -64,7 +64,8 @@ class Config:
     input_scale: str = "grouped"    # ISG: grouped (hardware), free (Table 4 ablation), none
     oso_scale: bool = True
     oso_offset: bool = True
-    granularity: int = 16           # ISG group sizes: multiples of the array's rows
+    granularity: int = GRANULARITY  # ISG group sizes: multiples of the array's rows (§4)
+    isg_shift: int = ISG_SHIFT      # n of the ISG scales 1 + s 2^-n (§2)
     legalize_at: float = 0.9        # fraction of the weight stage after which groups are fixed
     seed: int = 0
 
@@ -77,7 +78,9 @@ class Config:
                   (self.batch >= 1, "batch must be >= 1"),
                   (0 <= self.drop < 1, "drop must be in [0, 1)"),
                   (0 < self.legalize_at <= 1, "legalize_at must be in (0, 1]"),
-                  (self.granularity >= 1, "granularity must be >= 1")]
+                  (self.granularity >= 1, "granularity must be >= 1"),
+                  (self.isg_shift in ISG_SHIFTS, f"isg_shift must be in {ISG_SHIFTS.start}.."
+                                                 f"{ISG_SHIFTS.stop - 1}")]
         for ok, why in checks:
             if not ok:
                 raise PyiosoError(f"invalid calibration setting: {why}")
@@ -105,7 +108,7 @@ class Config:
         return self.method == "qdrop" or (self.ioso and self.base == "qdrop")
 
     @property
-    def granularity_kind(self) -> str:
+    def reconstruction_unit(self) -> str:
         return "layer" if self.method == "adaround" else "block"
 
     def stages(self) -> list[Stage]:
@@ -184,7 +187,7 @@ class Calibrator:
         self.net, self.images, self.config, self.out = net, images, config, out
         self.loss_images = loss_images      # images the reported losses average over (None: all)
         self.only = only        # reconstruct just these segments (benchmarks); the rest stay RTN
-        self.segments = blocks.segments(net, config.granularity_kind)
+        self.segments = blocks.segments(net, config.reconstruction_unit)
         self.history = History()
         self.fingerprint = fingerprint
         self.progress = progress

@@ -10,8 +10,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from golden.errors import PyiosoError
 from pyioso import cli_calib, cost, output, tv, zoo
-from pyioso.errors import PyiosoError
 
 FORMATS = ("table", "csv", "json")
 _TABLE5_NOTE = (

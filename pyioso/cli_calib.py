@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from golden.errors import PyiosoError
+from golden.spec import GRANULARITY, ISG_SHIFT
 from pyioso import calibrate, output, train, workflow
 from pyioso.data import FASHION
-from pyioso.errors import PyiosoError
 
 _RAW = argparse.RawDescriptionHelpFormatter
 
@@ -30,7 +31,7 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         batch=args.batch, lr=args.lr, act_lr=args.act_lr,
         round_weight=args.round_weight, group_weight=args.group_weight, drop=args.drop,
         input_scale=args.input_scale, oso_scale=not args.no_oso_scale,
-        oso_offset=not args.no_oso_offset, granularity=args.granularity,
+        oso_offset=not args.no_oso_offset, granularity=args.granularity, isg_shift=args.isg_shift,
         legalize_at=args.legalize_at, seed=args.seed, **iters)
 
 
@@ -108,7 +109,8 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                    help="ISG: grouped (hardware), free (ungrouped ablation, not exportable), none")
     p.add_argument("--no-oso-scale", action="store_true", help="do not learn gamma^z (ablation)")
     p.add_argument("--no-oso-offset", action="store_true", help="do not learn phi^z (ablation)")
-    p.add_argument("--granularity", type=int, default=16, help="ISG group sizes in multiples of this (array rows, default: 16)")
+    p.add_argument("--granularity", type=int, default=GRANULARITY, help=f"ISG group sizes in multiples of this (array rows, default: {GRANULARITY})")
+    p.add_argument("--isg-shift", type=int, default=ISG_SHIFT, help=f"n of the ISG scales 1 + s 2^-n (default: {ISG_SHIFT}, the engine's)")
     p.add_argument("--legalize-at", type=float, default=0.9, help="fraction of the weight stage after which groups are fixed (default: 0.9)")
     p.add_argument("--seed", type=int, default=0, help="seed of image choice, batches and drops (default: 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")

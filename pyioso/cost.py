@@ -12,8 +12,8 @@ and downsample convs, MobileNetV2 projection convs), so our totals exceed the pa
 
 from dataclasses import dataclass
 
+from golden.errors import PyiosoError
 from pyioso import tv, zoo
-from pyioso.errors import PyiosoError
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyioso.errors import PyiosoError
+from golden.errors import PyiosoError
+from pyioso.images import normalize, standardize
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -55,10 +56,15 @@ def _pick(count: int, n: int | None, seed: int) -> torch.Tensor:
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
 
 
+def sample_photos(n: int, size: int = 224, seed: int = 0) -> torch.Tensor:
+    """n Fashion-MNIST test images picked by the seed, as a torchvision model's input."""
+    images, _ = fashion_mnist("test")
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    return normalize(images[pick], size)
+
+
 def calibration_images(n: int, size: int, seed: int) -> torch.Tensor:
     """n Fashion-MNIST *train* images picked by the seed, as a torchvision model's input."""
-    from pyioso.images import normalize
-
     images, _ = fashion_mnist("train")
     return normalize(images[_pick(len(images), n, seed)], size)
 
@@ -68,8 +74,6 @@ def labelled_images(source: str, split: str, size: int, n: int | None = None,
     """(images [n, 3, size, size] normalized, labels) from Fashion-MNIST ('fashion-mnist';
     split 'train' or 'test') or an ImageFolder directory (one sub-directory per class; for a
     directory with train/ and val/ inside, the split picks one: 'train' or 'val'/'test')."""
-    from pyioso.images import normalize
-
     if source == FASHION:
         images, labels = fashion_mnist(split)
         pick = _pick(len(images), n, seed)
@@ -106,8 +110,6 @@ def _load_image(path: Path, size: int) -> torch.Tensor:
     """The ImageNet evaluation transform: shorter side to size*256/224, center crop, normalize."""
     from PIL import Image, UnidentifiedImageError
 
-    from pyioso.images import IMAGENET_MEAN, IMAGENET_STD
-
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
@@ -119,5 +121,4 @@ def _load_image(path: Path, size: int) -> torch.Tensor:
             x = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1) / 255
     except (OSError, UnidentifiedImageError) as err:
         raise PyiosoError(f"cannot read image {path} ({err}): remove or replace it") from err
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
-    return (x - mean) / std
+    return standardize(x)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import torch
 
 import golden
+from golden.errors import PyiosoError
 from golden.meaning import FloatConv
+from golden.spec import GRANULARITY
 from pyioso import intnet
-from pyioso.errors import PyiosoError
 from pyioso.fixedpoint import add_requant, avg_pool_requant, integer_conv
 from pyioso.isg import storage_order, uniform_tiles
 from pyioso.layer_quant import Coding
 from pyioso.qnet import QConv, QNet
 
 
-def integer_network(net: QNet, granularity: int = 16) -> tuple[intnet.IntNet, dict[str, torch.Tensor]]:
+def integer_network(net: QNet, granularity: int = GRANULARITY) -> tuple[intnet.IntNet, dict[str, torch.Tensor]]:
     """(the integer network in storage order, permutation of every permuted tensor)."""
     if not net.input_quant.enabled:
         raise PyiosoError("the network's activations are not quantized (weight-only calibration): "

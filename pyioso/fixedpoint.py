@@ -11,13 +11,10 @@ import math
 import torch
 
 import golden
-from golden.layers import MAX_SHIFT
+from golden.errors import PyiosoError
+from golden.layers import check_accumulator, sum_bounds
 from golden.meaning import FloatConv
-from pyioso.errors import PyiosoError
-
-W_M = 24            # signed multiplier width
-W_ACC = 32          # hardware accumulator width (default build)
-MAX_ROUNDING_SLACK = 2.0 ** -4   # §3: refuse tables whose fixed-point error term exceeds this
+from golden.spec import MAX_ROUNDING_SLACK, MAX_SHIFT, W_ACC, W_M
 
 
 def rhu(x: torch.Tensor) -> torch.Tensor:
@@ -47,12 +44,6 @@ def fixed_point(values: torch.Tensor, width: int = W_M) -> tuple[torch.Tensor, i
 
 def scaled_weights(fc: FloatConv) -> torch.Tensor:
     return golden.layers.scaled_weights(fc.weight, fc.codes(), fc.isg_shift, fc.groups)
-
-
-def sum_bounds(scaled: torch.Tensor, in_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """§7: per output channel, the range that every partial sum of S stays inside."""
-    top = 2 ** in_bits - 1
-    return top * scaled.clamp(max=0).sum(1), top * scaled.clamp(min=0).sum(1)
 
 
 def rounding_slack(fc: FloatConv, shift: int) -> torch.Tensor:
@@ -88,12 +79,8 @@ def conv_requant(fc: FloatConv, acc_width: int = W_ACC) -> golden.Requant:
 
 
 def _check_widths(fc, scaled, multiplier, offset, shift, acc_width) -> None:
+    check_accumulator(scaled, fc.in_bits, acc_width)
     s_min, s_max = sum_bounds(scaled, fc.in_bits)
-    if s_min.numel() and (s_min.min() < -2 ** (acc_width - 1) or s_max.max() >= 2 ** (acc_width - 1)):
-        raise PyiosoError(f"the accumulator can reach {max(-s_min.min().item(), s_max.max().item())}, "
-                          f"which overflows a {acc_width}-bit accumulator (ARCHITECTURE §7): use "
-                          "fewer activation or weight bits, or build the engine with a wider "
-                          "accumulator")
     t_width = acc_width + W_M + 1
     s_abs = torch.maximum(-s_min, s_max)
     if (s_abs * multiplier.abs() + offset.abs()).max() >= 2 ** (t_width - 1):
@@ -103,7 +90,7 @@ def _check_widths(fc, scaled, multiplier, offset, shift, acc_width) -> None:
     if slack > MAX_ROUNDING_SLACK:
         raise PyiosoError(f"fixed-point tables would add up to {slack:.3g} codes of error "
                           f"(limit {MAX_ROUNDING_SLACK}, ARCHITECTURE §3): the layer's scale "
-                          "ratios are too extreme for a 24-bit multiplier")
+                          f"ratios are too extreme for a {W_M}-bit multiplier")
 
 
 def integer_conv(fc: FloatConv, acc_width: int = W_ACC) -> golden.Conv:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
-from pyioso.errors import PyiosoError
+from golden.errors import PyiosoError
 
 _ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
 _FUNCTIONAL = {torch.relu: "relu", nn.functional.relu: "relu", nn.functional.relu6: "relu6"}

@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 import golden
-from golden.layers import ACT_BITS, W_BITS, check_bits
+from golden.errors import PyiosoError
+from golden.layers import check_bits
+from golden.spec import ACT_BITS, ISG_SHIFT, W_BITS
 from pyioso import graph, tv
-from pyioso.errors import PyiosoError
+from pyioso.data import sample_photos
 from pyioso.fixedpoint import add_requant, avg_pool_requant, integer_conv
-from pyioso.images import sample_photos
 from pyioso.layer_quant import Coding, encode, float_conv, observe_coding
 
 EDGE_BITS = 8   # network input, first layer's weights, last layer's weights, input and logits
@@ -118,14 +119,14 @@ class _Op:
 
 
 def build(net: str, size: int = 224, w_bits: int = 4, a_bits: int = 4, seed: int = 0,
-          images: int = 4, isg_shift: int = 4) -> IntNet:
+          images: int = 4, isg_shift: int = ISG_SHIFT) -> IntNet:
     """The seeded network `net` calibrated on `images` Fashion-MNIST photos of size x size."""
     model = tv.build_model(net, seed=seed)
     return from_model(model, sample_photos(images, size, seed), w_bits, a_bits, isg_shift)
 
 
 def from_model(model: nn.Module, images: torch.Tensor, w_bits: int = 4, a_bits: int = 4,
-               isg_shift: int = 4) -> IntNet:
+               isg_shift: int = ISG_SHIFT) -> IntNet:
     """Any traceable model (put in eval mode) made of the SUPPORTED ops, ending in a Linear
     classifier, calibrated on the float NCHW `images`."""
     check_bits(w_bits, "w_bits", W_BITS)

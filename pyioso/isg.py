@@ -13,8 +13,8 @@ import math
 import torch
 from torch import nn
 
-from pyioso.errors import PyiosoError
-from pyioso.layer_quant import PAPER_GROUP_CODES
+from golden.errors import PyiosoError
+from golden.spec import PAPER_GROUP_CODES
 from pyioso.rounding import GAMMA, ZETA
 
 # Probability at which the rectified softmax saturates at 1: the channel is "fixed" (App. D.6).

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import torch
 
 import golden
+from golden.errors import PyiosoError
 from golden.meaning import FloatConv
+from golden.spec import ISG_SHIFT, PAPER_GROUP_CODES
 from pyioso import graph, tv, zoo
-from pyioso.errors import PyiosoError
+from pyioso.data import sample_photos
 from pyioso.fixedpoint import integer_conv
-from pyioso.images import sample_photos
-from pyioso.layer_quant import PAPER_GROUP_CODES, encode, float_conv, hw_group_sizes, observe_coding
+from pyioso.layer_quant import encode, float_conv, hw_group_sizes, observe_coding
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class LayerCase:
 
 
 def random_case(h: int, w: int, c_in: int, c_out: int, kernel: int, stride: int, padding: int,
-                w_bits: int = 4, a_bits: int = 4, seed: int = 0, isg_shift: int = 4):
+                w_bits: int = 4, a_bits: int = 4, seed: int = 0, isg_shift: int = ISG_SHIFT):
     """(input codes, integer layer) of any conv shape: seeded codes, scales, BN-like bias, ReLU
     and a valid hardware ISG split; for testing the engine on shapes no network has."""
     gen = torch.Generator().manual_seed(seed)
@@ -80,7 +81,7 @@ def _capture(model: torch.nn.Module, path: str, images: torch.Tensor):
 
 
 def build_case(name: str, w_bits: int = 4, a_bits: int = 4, batch: int = 1, seed: int = 0,
-               size: int = 224, isg_shift: int = 4) -> LayerCase:
+               size: int = 224, isg_shift: int = ISG_SHIFT) -> LayerCase:
     net, info = zoo.resolve_layer(name, size)
     if info.kind != "conv" or info.groups != 1:
         raise PyiosoError(f"{name} is a {info.kind} layer; the integer case "

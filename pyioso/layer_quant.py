@@ -13,13 +13,12 @@ import torch
 from torch import nn
 
 import golden
+from golden.errors import PyiosoError
 from golden.meaning import FloatConv
+from golden.spec import GRANULARITY, ISG_SHIFT, PAPER_GROUP_CODES
 from pyioso.bn import fold_conv_bn, fold_linear_bn
-from pyioso.errors import PyiosoError
 from pyioso.observers import MSEObserver
 from pyioso.quant import qrange, quantize
-
-PAPER_GROUP_CODES = (0, -1, 1)      # scales (1, 1 - 2^-n, 1 + 2^-n), paper Sec. 4
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def encode(x: torch.Tensor, coding: Coding) -> torch.Tensor:
     return codes(x, coding.scale, coding.zero_point, coding.bits, signed=False).permute(0, 2, 3, 1).contiguous()
 
 
-def hw_group_sizes(c_in: int, granularity: int = 16) -> tuple[int, int, int]:
+def hw_group_sizes(c_in: int, granularity: int = GRANULARITY) -> tuple[int, int, int]:
     """A valid 3-group split for the array (§4): about 1/2, 1/4, 1/4 of the K-tiles."""
     tiles = -(-c_in // granularity)
     first = max(1, tiles // 2)
@@ -67,7 +66,7 @@ def hw_group_sizes(c_in: int, granularity: int = 16) -> tuple[int, int, int]:
 
 
 def float_conv(module: nn.Module, bn: nn.Module | None, activation: str, x: Coding, y: Coding,
-               w_bits: int, isg_shift: int = 4) -> FloatConv:
+               w_bits: int, isg_shift: int = ISG_SHIFT) -> FloatConv:
     """The quantized float layer of a Conv2d or Linear followed by `bn` and `activation`."""
     if isinstance(module, nn.Linear):
         weight, bias = fold_linear_bn(module, bn) if bn else (module.weight, module.bias)

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from pyioso.errors import PyiosoError
+from golden.errors import PyiosoError
 from pyioso.quant import BINARY, channel_axis, fake_quantize, qparams_from_range, qrange
 
 

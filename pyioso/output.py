@@ -13,8 +13,8 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING
 
+from golden.errors import PyiosoError
 from pyioso import zoo
-from pyioso.errors import PyiosoError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyioso.layer_quant import PAPER_GROUP_CODES
+from golden.spec import PAPER_GROUP_CODES
 from pyioso.output import save_png
 
 _GROUP_LABELS = {0: "1", -1: "1 - 2^-4", 1: "1 + 2^-4"}

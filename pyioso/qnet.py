@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 import golden
-from golden.layers import ACT_BITS, W_BITS, check_bits
+from golden.errors import PyiosoError
+from golden.layers import check_bits
+from golden.spec import ACT_BITS, ISG_SHIFT, W_BITS
 from pyioso import graph, intnet
 from pyioso.bn import fold_conv_bn, fold_linear_bn
-from pyioso.errors import PyiosoError
 from pyioso.isg import InputScale
 from pyioso.layer_quant import Coding, observe_coding, qparams
 from pyioso.rounding import AdaRound, NearestRounding
@@ -263,7 +264,7 @@ class QNet(nn.Module):
 
 
 def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
-          isg_shift: int = 4) -> QNet:
+          isg_shift: int = ISG_SHIFT) -> QNet:
     """The fake-quant network of a traceable float `model` (eval mode) made of intnet.SUPPORTED
     ops, with every coding initialized by the MSE observer on the float tensors of `images`."""
     check_bits(w_bits, "w_bits", W_BITS)

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from pyioso.errors import PyiosoError
+from golden.errors import PyiosoError
 
 BINARY = (-1, 1)
 

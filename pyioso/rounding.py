@@ -14,7 +14,7 @@ import os
 import torch
 from torch import nn
 
-from pyioso.errors import PyiosoError
+from golden.errors import PyiosoError
 from pyioso.quant import BINARY, broadcast_qparam, check_qparams, dequantize, qrange, quantize
 
 ZETA, GAMMA = 1.1, -0.1     # stretch of the rectified sigmoid (Louizos et al. 2018; AdaRound)

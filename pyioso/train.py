@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
+from golden.errors import PyiosoError
 from pyioso import output, tv
 from pyioso.data import FASHION, fashion_mnist
-from pyioso.errors import PyiosoError
 from pyioso.images import normalize
 
 CLASSES = 10

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import torch
 
-from pyioso.errors import PyiosoError
+from golden.errors import PyiosoError
 
 _SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
+from golden.errors import PyiosoError
 from pyioso import artifact, calibrate, export, output, plots, qnet
 from pyioso.data import FASHION, calibration_images, labelled_images
-from pyioso.errors import PyiosoError
 from pyioso.images import IMAGENET_MEAN, IMAGENET_STD
 from pyioso.weights import load_model
 
@@ -57,7 +57,7 @@ def _device(name: str) -> torch.device:
 
 def build_network(run: Run, config: calibrate.Config, images: torch.Tensor, model=None) -> qnet.QNet:
     model = model if model is not None else run.model(config.seed)
-    return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8)
+    return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8, config.isg_shift)
 
 
 def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str = "cpu",

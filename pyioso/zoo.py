@@ -10,8 +10,8 @@ from functools import lru_cache
 
 import torch
 
+from golden.errors import PyiosoError
 from pyioso import tv
-from pyioso.errors import PyiosoError
 
 
 @dataclass(frozen=True)

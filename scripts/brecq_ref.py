@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from golden.errors import PyiosoError
 from pyioso.data import calibration_images
-from pyioso.errors import PyiosoError
 from pyioso.tv import build_model
 
 NUM_CLASSES = 10  # Fashion-MNIST
@@ -63,9 +63,9 @@ def import_brecq(root: Path):
                           f"rerun `scripts/fetch_brecq.sh {root}`")
     sys.path.insert(0, str(root.resolve()))
     with contextlib.redirect_stdout(sys.stderr):  # linklink prints a notice at import
+        import models.resnet
         import quant
         import quant.block_recon
-        import models.resnet
     return quant, models.resnet
 
 

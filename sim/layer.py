@@ -3,7 +3,7 @@
 The host driver turns the layer into passes and commands; the harness plays them into the
 engine's command stream and records the responses; this module compares every output code with
 golden.conv bit for bit and the engine's CYCLES counter with the analytical cycle model
-(hw/report/cycles.py), and writes build/sim/<name>/report.json. Either disagreement fails.
+(hw/cycles.py), and writes build/sim/<name>/report.json. Either disagreement fails.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from pathlib import Path
 import torch
 
 import golden
-from hw import driver
+from golden.errors import PyiosoError
+from hw import cycles as cycle_model, driver
 from hw.engine import Engine
 from hw.host import Csr, Depths
 from hw.params import EngineParams
-from hw.report import cycles as cycle_model
 from pyioso import artifact, output
-from pyioso.errors import PyiosoError
 from sim import runner
 
 HARNESS = Path(__file__).resolve().parent / "engine_harness.sv"
@@ -197,7 +196,7 @@ def verdict(rep: dict) -> str:
     lines = [f"FAIL {head}"]
     if not model_agrees(rep):
         lines.append(f"  the RTL counted {rep['cycles']:,} cycles, the cycle model "
-                     f"(hw/report/cycles.py) {rep['model_cycles']:,}")
+                     f"(hw/cycles.py) {rep['model_cycles']:,}")
     if rep["mismatches"]:
         first = rep["first_mismatch"]
         lines.append(f"  first mismatch at (n={first['n']}, h={first['h']}, w={first['w']}, "

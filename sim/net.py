@@ -17,11 +17,11 @@ import time
 
 from tqdm import tqdm
 
+from golden.errors import PyiosoError
 from hw import driver
 from hw.params import EngineParams
 from pyioso import artifact, intnet, output, tv
-from pyioso.errors import PyiosoError
-from pyioso.images import sample_photos
+from pyioso.data import sample_photos
 from sim import layer, runner
 
 HEADERS = ("layer", "shape", "bits", "outputs", "mismatches", "cycles", "model", "ideal",

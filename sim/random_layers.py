@@ -15,12 +15,13 @@ import sys
 from dataclasses import replace
 
 import golden
+from golden.errors import PyiosoError
+from golden.spec import PAPER_GROUP_CODES
 from hw.params import EngineParams
-from pyioso.errors import PyiosoError
-from pyioso.layer_case import PAPER_GROUP_CODES, random_case
+from pyioso.layer_case import random_case
 from sim import runner
-from sim.layer import SCRATCHPADS, engine_simulator, report, simulate, verdict
-from sim.layer import passed as layer_passed        # `passed` counts the layers below
+from sim.layer import (SCRATCHPADS, engine_simulator, passed as layer_passed,  # `passed` counts the layers below
+                       report, simulate, verdict)
 
 
 def draw(rng: random.Random) -> dict:

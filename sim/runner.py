@@ -26,12 +26,12 @@ from pathlib import Path
 from unittest import mock
 from xml.etree import ElementTree
 
-from amaranth.back import verilog
 from amaranth.lib import wiring
 from cocotb_tools import runner as cocotb_runner
 
 from hw.host import Depths
 from hw.params import EngineParams
+from hw.verilog import to_verilog
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = ROOT / "build" / "sim"
@@ -97,15 +97,6 @@ def _toolchain():
         os.environ["PATH"] = f"{wheel_bin}{os.pathsep}{os.environ['PATH']}"
         os.environ.setdefault("COCOTB_REWRITE_ASSERTION_FILES", "tb_*.py test_*.py")
         yield
-
-
-def to_verilog(component: wiring.Component, top: str) -> str:
-    """Verilog of `component` as module `top`, free of source locations and local paths."""
-    text = verilog.convert(component, name=top, emit_src=False, strip_internal_attrs=True)
-    for local in {str(ROOT), str(Path.home()), sys.prefix}:
-        if local in text:
-            raise SimulationError(f"the Verilog of {top} embeds the local path {local}")
-    return text
 
 
 def ports(component: wiring.Component) -> dict[str, wiring.Flow]:

@@ -49,7 +49,7 @@ OVERHEAD = 55
 
 def _run(sim, shape, shift):
     """Simulates a seeded random layer of `shape` and checks every output against golden and
-    the engine's CYCLES counter against the analytical cycle model (hw/report/cycles.py)."""
+    the engine's CYCLES counter against the analytical cycle model (hw/cycles.py)."""
     *geometry, w_bits, a_bits = shape
     x, conv = random_case(*geometry, w_bits, a_bits, seed=3, isg_shift=shift)
     result, seconds = sim_layer.simulate(sim, conv, x)

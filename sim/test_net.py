@@ -5,7 +5,7 @@ import pytest
 
 from hw.params import EngineParams
 from pyioso import intnet
-from pyioso.images import sample_photos
+from pyioso.data import sample_photos
 from sim import net
 
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from golden.errors import PyiosoError
 from pyioso.bn import fold_bn, fold_conv_bn, fold_linear_bn, fused_conv_bn
-from pyioso.errors import PyiosoError
 
 F64 = torch.float64
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from golden.errors import PyiosoError
 from pyioso import artifact, calibrate, export, qnet, workflow
 from pyioso.data import calibration_images
-from pyioso.errors import PyiosoError
 from pyioso.tv import torchvision
 
 SIZE, IMAGES, ITERS = 16, 128, 80

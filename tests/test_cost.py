@@ -2,8 +2,8 @@
 
 import pytest
 
+from golden.errors import PyiosoError
 from pyioso import cost, zoo
-from pyioso.errors import PyiosoError
 
 
 def _layer(oc, w, h, ic, fx, fy, groups=1, kind="conv"):

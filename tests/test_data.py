@@ -5,9 +5,9 @@ import gzip
 import pytest
 import torch
 
+from golden.errors import PyiosoError
 from pyioso import data
-from pyioso.errors import PyiosoError
-from pyioso.images import sample_photos
+from pyioso.data import sample_photos
 
 
 def test_official_test_split():

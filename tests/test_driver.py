@@ -12,14 +12,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from hypothesis import event, given, settings, strategies as st
 import torch.nn.functional as F
+from hypothesis import event, given, settings, strategies as st
 
 import golden
+from golden.errors import PyiosoError
 from hw import driver
 from hw.host import Csr, Depths
 from hw.params import EngineParams
-from pyioso.errors import PyiosoError
 from pyioso.layer_case import random_case
 
 ENGINE = EngineParams()
@@ -89,7 +89,7 @@ def test_k_tile_with_two_codes():
 def test_accumulator_overflow():
     """W8A8 over 9x64 taps reaches ~2^26 after the IOSO factor: beyond a 25-bit accumulator."""
     x, layer = _case(c_in=64, w_bits=8, a_bits=8)
-    _refused(r"the accumulator can reach \d+, beyond the engine's 25-bit accumulator", x, layer,
+    _refused(r"the accumulator can reach \d+, which overflows a 25-bit accumulator", x, layer,
              EngineParams(acc_width=25))
 
 

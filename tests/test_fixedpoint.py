@@ -4,9 +4,10 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from golden.errors import PyiosoError
 from golden.meaning import FloatConv
-from pyioso.errors import PyiosoError
-from pyioso.fixedpoint import W_M, fixed_point, integer_conv, rhu
+from golden.spec import W_M
+from pyioso.fixedpoint import fixed_point, integer_conv, rhu
 
 LIMIT = 2 ** (W_M - 1) - 1
 

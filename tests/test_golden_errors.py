@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import golden
+from golden.errors import PyiosoError
 from golden.meaning import FloatConv
-from pyioso.errors import PyiosoError
 from pyioso.fixedpoint import integer_conv
 
 

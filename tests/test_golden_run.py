@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import golden
+from golden.errors import PyiosoError
 from pyioso.cli import main
-from pyioso.errors import PyiosoError
 from pyioso.layer_case import build_case
 from pyioso.layer_quant import hw_group_sizes
 

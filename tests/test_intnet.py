@@ -5,10 +5,11 @@ import torch
 from torch import nn
 
 import golden
+from golden.errors import PyiosoError
+from golden.spec import PAPER_GROUP_CODES
 from pyioso import intnet, tv
-from pyioso.errors import PyiosoError
-from pyioso.images import sample_photos
-from pyioso.layer_case import PAPER_GROUP_CODES, hw_group_sizes
+from pyioso.data import sample_photos
+from pyioso.layer_case import hw_group_sizes
 
 SIZE = 32
 

@@ -4,9 +4,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from pyioso.errors import PyiosoError
-from pyioso.observers import (EMAMinMaxObserver, KLObserver, MinMaxObserver, MSEObserver,
-                              PercentileObserver)
+from golden.errors import PyiosoError
+from pyioso.observers import EMAMinMaxObserver, KLObserver, MinMaxObserver, MSEObserver, PercentileObserver
 from pyioso.quant import fake_quantize, qparams_from_range, qrange
 
 F64 = torch.float64

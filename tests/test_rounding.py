@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from golden.errors import PyiosoError
 from pyioso import rounding
-from pyioso.errors import PyiosoError
 from pyioso.observers import MinMaxObserver
 from pyioso.quant import fake_quantize, quantize
 from pyioso.rounding import GAMMA, ZETA, AdaRound, BetaSchedule, NearestRounding

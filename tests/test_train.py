@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
+from golden.errors import PyiosoError
 from pyioso import train
-from pyioso.errors import PyiosoError
 from pyioso.weights import load_model
 
 

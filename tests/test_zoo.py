@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
+from golden.errors import PyiosoError
 from pyioso import tv, zoo
-from pyioso.errors import PyiosoError
 
 # Conv2d + Linear modules per network (cross-checked against a module count below).
 EXPECTED_COUNTS = {

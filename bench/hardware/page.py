@@ -3,9 +3,8 @@ what the JSON files hold, so the three always agree)."""
 
 from __future__ import annotations
 
-from hw.report.variants import PAPER, VARIANTS
-from pyioso.output import fmt_int, md_table, save_png
-from pyioso.output import table as table_text
+from bench.hardware.variants import PAPER, VARIANTS
+from pyioso.output import fmt_int, md_table, save_png, table as table_text
 
 BLOCK_ORDER = ("array", "ioso", "accumulator", "requant", "activation", "lanes", "controller")
 LIBRARY_NOTES = {
@@ -114,7 +113,7 @@ def rtl_summary(latency: dict) -> str:
     runs, a = latency["rtl"], latency["agreement"]
     nets = [r for r in runs if r["variant"] == latency["product"]]
     outputs = sum(r["outputs_checked"] for r in runs)
-    return (f"`hw/report/cycles.py` derives CYCLES from a layer's shape. The report ran "
+    return (f"`hw/cycles.py` derives CYCLES from a layer's shape. The report ran "
             f"{fmt_int(len(nets))} layers through the engine RTL on the product build (every "
             f"conv/FC layer of {' and '.join(latency['networks'])} at "
             f"{next(iter(latency['networks'].values()))['size']} px, each fed the golden integer "
@@ -265,11 +264,14 @@ def differences(area: dict, latency: dict) -> str:
             f"so the last K-tile of every N-tile runs at {p['lanes']}/{p['cols']} of the rate")
     arrays = (f"Both arrays are {array}" if array == PAPER["array"] else
               f"The paper's array is {PAPER['array']}, ours {array}")
+    paper_lanes = t11["paper_lanes"]
+    with_paper_lanes = (
+        f" (with the paper's {paper_lanes['lanes']} lanes the Table 11 layer takes "
+        f"{fmt_int(paper_lanes['cycles'])} cycles; `python -m bench.hardware --lanes "
+        f"{paper_lanes['lanes']}` builds that engine)" if paper_lanes["cycles"] is not None else "")
     lanes = (f"**Array parameters.** {arrays}; the paper's "
              f"IOSO, BN and activation units take {PAPER['lanes']} values per cycle, ours "
-             f"{p['lanes']}, {rate} (with the paper's {t11['paper_lanes']['lanes']} lanes the "
-             f"Table 11 layer takes {fmt_int(t11['paper_lanes']['cycles'])} cycles; "
-             "`python -m hw.report --lanes 8` builds that engine). Our BN unit multiplies a "
+             f"{p['lanes']}, {rate}{with_paper_lanes}. Our BN unit multiplies a "
              f"{p['acc_width']}-bit sum by a {p['mult_width']}-bit M in every lane, and our "
              "controller computes im2col addresses with multipliers where a production design "
              "would step counters: both enlarge the baseline the IOSO unit is a share of, hence "
@@ -289,7 +291,7 @@ def document(area: dict, latency: dict, plot_name: str) -> str:
     nets = latency["networks"]
     parts = [
         "# Hardware report: area and latency of the IOSO engine",
-        "Written by `make report` (`python -m hw.report`) from the RTL in `hw/`: do not edit by "
+        "Written by `make report` (`python -m bench.hardware`) from the RTL in `hw/`: do not edit by "
         "hand. The same sources give the same numbers (Yosys and ABC are deterministic; no "
         "randomness, no absolute paths); `build/report/area.json` and `latency.json` hold all of "
         "them, and what they were built with.",

@@ -1,4 +1,4 @@
-"""hw/report: the cycle model's closed form, the synthesis flow on a 4x4 engine with a tiny
+"""bench/hardware: the cycle model's closed form, the synthesis flow on a 4x4 engine with a tiny
 liberty library (the smoke version of `make report`), the page, and the refusals.
 
 The model's equality with the RTL counter is checked where the RTL runs (sim/test_engine.py,
@@ -9,13 +9,13 @@ import json
 
 import pytest
 
+from bench.hardware import __main__ as cli, area, latency, page, variants
+from golden.errors import PyiosoError
+from hw import cycles
 from hw.driver import Shape
 from hw.host import Depths
 from hw.params import EngineParams
-from hw.report import __main__ as cli
-from hw.report import area, cycles, latency, page, variants
 from pyioso import zoo
-from pyioso.errors import PyiosoError
 
 SMALL = Depths(act=64, weight=64, acc=16, out=64, channels=16, tiles=4)
 
@@ -212,11 +212,18 @@ def test_missing_liberty_is_named(tmp_path, capsys):
     assert f"liberty file {missing} does not exist" in err and "LIBERTY=" in err
 
 
-@pytest.mark.parametrize("argv", [["--lanes", "3"], ["--cols", "0"], ["--jobs", "0"]])
-def test_bad_engine_sizes_are_refused(argv, capsys):
+def test_bad_job_count_is_refused(capsys):
     with pytest.raises(SystemExit):
-        cli.parse(argv)
-    assert "error: --" in capsys.readouterr().err
+        cli.parse(["--jobs", "0"])
+    assert "error: --jobs 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, why", [(["--lanes", "3"], "lanes=3 does not divide cols=16: use one of 1, 2, 4, 8, 16"),
+                                       (["--cols", "0"], "cols=0: use 1..16"),
+                                       (["--rows", "32"], "rows=32: use 1..16")])
+def test_bad_engine_sizes_are_refused_before_any_work(argv, why, tmp_path, capsys):
+    assert cli.main([*argv, "--no-sim", "--out", str(tmp_path)]) == 2
+    assert why in capsys.readouterr().err and not any(tmp_path.iterdir())
 
 
 def test_a_file_that_is_not_liberty_is_refused(tmp_path):

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hw import driver
+from bench.hardware.variants import BASELINE, PAPER, PRODUCT
+from golden.errors import PyiosoError
+from hw import cycles, driver
 from hw.params import EngineParams
-from hw.report import cycles
-from hw.report.variants import BASELINE, PAPER, PRODUCT
 from pyioso import zoo
-from pyioso.errors import PyiosoError
 from pyioso.layer_case import build_case
 
 TABLE11_LAYER = "resnet50_l2"       # the paper's 28x28x128 input, 3x3x128x128 kernel layer
@@ -74,7 +73,7 @@ def _rtl_entry(layer: str, variant: str, shape: str, rep: dict) -> dict:
 
 def simulate_layer(alias: str, variant: str, params: EngineParams) -> dict:
     """One zoo layer (seeded weights, real photos) through the RTL, as `make sim` runs it."""
-    from sim import layer as sim_layer      # the Verilator toolchain, only when simulating
+    from sim import layer as sim_layer  # the Verilator toolchain, only when simulating
 
     shift = params.isg_shift if params.isg else 0
     case = build_case(alias, w_bits=CASE_BITS, a_bits=CASE_BITS, seed=CASE_SEED, isg_shift=shift)
@@ -87,7 +86,7 @@ def simulate_layer(alias: str, variant: str, params: EngineParams) -> dict:
 def simulate_network(net: str, params: EngineParams, variant: str, progress: bool) -> list[dict]:
     """Every conv/FC of `net` at SIZE px through the RTL, as `make sim-net` runs them: each fed
     the golden integer network's codes of the layers before it."""
-    from sim import net as sim_net          # the Verilator toolchain, only when simulating
+    from sim import net as sim_net  # the Verilator toolchain, only when simulating
 
     shapes = {info.path: describe(info) for info in zoo.layers(net, SIZE)}
     runs = sim_net.golden_runs(net, SIZE, CASE_BITS, CASE_BITS, CASE_SEED)
@@ -107,13 +106,15 @@ def latency_report(engines: dict[str, EngineParams], with_rtl: bool, progress: b
     rtl = {(r["layer"], r["variant"]): r for r in runs}
     net, info = zoo.resolve_layer(TABLE11_LAYER, SIZE)
     path = f"{net}:{info.path}"
-    paper_lanes = replace(engines[PRODUCT], lanes=PAPER["lanes"])
+    product = engines[PRODUCT]
+    paper_lanes = (replace(product, lanes=PAPER["lanes"]) if product.cols % PAPER["lanes"] == 0
+                   else None)     # an array narrower than the paper's 8 lanes: no such build
     table11 = {"layer": TABLE11_LAYER, "path": path, "shape": describe(info),
                "variants": {name: {**model_row(info, params),
                                    "rtl_cycles": rtl.get((path, name), {}).get("rtl_cycles")}
                             for name, params in engines.items()},
                "paper_lanes": {"lanes": PAPER["lanes"],
-                               "cycles": model_row(info, paper_lanes).get("cycles")}}
+                               "cycles": model_row(info, paper_lanes).get("cycles") if paper_lanes else None}}
     networks = {}
     for net in NETWORKS:
         product, baseline = network(net, engines[PRODUCT]), network(net, engines[BASELINE])

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from golden.errors import PyiosoError
 from pyioso import calibrate, output, train, workflow
 from pyioso.data import FASHION
-from pyioso.errors import PyiosoError
 from pyioso.output import md_table
 from pyioso.train import TRAINED
 from pyioso.weights import RANDOM
@@ -554,7 +554,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
         "unchanged torchvision architectures with a 10-class head, trained by `pyioso train`. Ten easy "
         "classes leave far less headroom than ImageNet's 1000: the float and 4-bit rows sit close together, "
         "and the gaps open at 2 and 3 bits.",
-        f"Produced by `{command}` (pyioso/benchmark.py); every number below is in "
+        f"Produced by `{command}` (bench/accuracy.py); every number below is in "
         "[results.csv](results.csv), one row per calibration.",
         "## Models",
         models_table(nets, trained, weights),
@@ -612,7 +612,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m pyioso.benchmark", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", default="resnet18",
                    help="comma-separated networks, each on every --bits setting or, written "
@@ -670,7 +670,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"warning: {args.reuse} recorded no SHA-256 of {net}'s checkpoint, so its reused cells "
                       "may come from other weights than the new cells", file=sys.stderr)
         records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only)
-        command = " ".join(["python -m pyioso.benchmark", *(sys.argv[1:] if argv is None else argv)])
+        command = " ".join(["python -m bench.accuracy", *(sys.argv[1:] if argv is None else argv)])
         command = command.replace(" --report-only", "").replace(" --quiet", "")
         path = report(records, nets, weights, budget, Path(args.docs), command, out, len(cells))
     except PyiosoError as err:

@@ -1,4 +1,4 @@
-"""`make report` (`python -m hw.report`): synthesis area of the engine and its variants, latency
+"""`make report` (`python -m bench.hardware`): synthesis area of the engine and its variants, latency
 per layer, and the paper's Table 11 side by side.
 
 Writes build/report/area.json, build/report/latency.json, docs/HARDWARE.md and
@@ -16,11 +16,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.hardware import area, latency, page
+from bench.hardware.variants import BASELINE, engines
+from golden.errors import PyiosoError
 from hw.host import Depths
-from hw.report import area, latency, page
-from hw.report.variants import BASELINE, engines
+from hw.params import EngineParams
 from pyioso import output
-from pyioso.errors import PyiosoError
 
 ROOT = area.ROOT
 
@@ -28,11 +29,11 @@ ROOT = area.ROOT
 def build(args: argparse.Namespace, depths: Depths = Depths()) -> tuple[dict, dict]:
     """(area.json, latency.json) for the command line's engine size and libraries."""
     out = ROOT / args.out
+    variants = engines(args.rows, args.cols, args.lanes)     # refuses a bad size before any work
     libs = area.libraries(out / "synth", args.liberty, args.pdk)
     if not libs:
         print(f"no liberty file: neither --liberty nor {args.pdk}/ holds one; areas fall back to "
               "Yosys's generic cell and transistor counts", file=sys.stderr)
-    variants = engines(args.rows, args.cols, args.lanes)
     # The RTL layer runs (Verilator, one at a time) go on beside the Yosys runs: the two share
     # the CPUs instead of taking turns.
     with ThreadPoolExecutor(max_workers=1) as beside:
@@ -54,15 +55,16 @@ def write(args: argparse.Namespace, area_doc: dict, latency_doc: dict) -> list[P
 
 
 def parse(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m hw.report", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.hardware", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--liberty", default="", help="liberty file(s), comma-separated, .lib or "
                         ".lib.gz, mapped as one library (default: the open PDKs)")
     parser.add_argument("--pdk", default="../shared/pdk", help="directory of the open PDKs, "
                         "relative to the repository (default ../shared/pdk)")
-    parser.add_argument("--rows", type=int, default=16)
-    parser.add_argument("--cols", type=int, default=16)
-    parser.add_argument("--lanes", type=int, default=16, help="post-processing lanes (paper: 8)")
+    parser.add_argument("--rows", type=int, default=EngineParams().rows)
+    parser.add_argument("--cols", type=int, default=EngineParams().cols)
+    parser.add_argument("--lanes", type=int, default=EngineParams().lanes,
+                        help="post-processing lanes (paper: 8)")
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
                         help="Yosys processes at a time (default: the CPUs this process may use)")
     parser.add_argument("--no-sim", action="store_true", help="skip the RTL layer simulations")
@@ -71,10 +73,6 @@ def parse(argv) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: give at least 1")
-    if min(args.rows, args.cols, args.lanes) < 1 or args.cols % args.lanes:
-        divisors = [str(d) for d in range(1, args.cols + 1) if args.cols % d == 0]
-        parser.error(f"--rows {args.rows} --cols {args.cols} --lanes {args.lanes}: give positive "
-                     f"sizes and lanes that divide the columns ({', '.join(divisors) or 'none'})")
     return args
 
 

@@ -38,7 +38,7 @@ PAPER = {
 }
 
 
-def engines(rows: int = 16, cols: int = 16, lanes: int = 16) -> dict[str, EngineParams]:
+def engines(rows: int, cols: int, lanes: int) -> dict[str, EngineParams]:
     """Each variant's parameters for an array of rows x cols and `lanes` post-processing lanes."""
     return {name: EngineParams(rows=rows, cols=cols, lanes=lanes, **v.settings)
             for name, v in VARIANTS.items()}

@@ -39,11 +39,11 @@ from pathlib import Path
 from amaranth.back import rtlil
 from tqdm import tqdm
 
+from golden.errors import PyiosoError
 from hw.engine import Engine
 from hw.host import Depths
 from hw.params import EngineParams
 from pyioso import output
-from pyioso.errors import PyiosoError
 
 ROOT = Path(__file__).resolve().parents[2]
 MACRO = "$mem_v2"           # the cell a memory stays as: an SRAM macro

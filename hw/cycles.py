@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from golden.errors import PyiosoError
 from golden.layers import conv_output_size
 from hw.accumulator import Accumulator
 from hw.array import SystolicArray
@@ -45,7 +46,6 @@ from hw.ioso import IosoUnit
 from hw.lanes import Widen
 from hw.params import EngineParams
 from hw.postproc import ActUnit
-from pyioso.errors import PyiosoError
 
 CLOCK_MHZ = 400         # the paper's synthesis clock, for microseconds next to its Table 11
 

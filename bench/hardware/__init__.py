@@ -1,0 +1,6 @@
+"""`make report`: the engine's synthesis area and latency next to the paper's Table 11.
+
+area: Yosys synthesis per block and variant; latency: the per-layer tables (the cycle model of
+hw/cycles.py and the RTL counters of sim/); variants: the builds compared and the paper's
+numbers; page: docs/HARDWARE.md and its plot; __main__: the CLI.
+"""
