@@ -25,11 +25,13 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from golden.errors import PyiosoError
-from pyioso import calibrate, output, train, workflow
-from pyioso.data import FASHION
+from pyioso import output
+from pyioso.calib import calibrate, workflow
+from pyioso.data.datasets import FASHION
+from pyioso.models import train
+from pyioso.models.train import TRAINED
+from pyioso.models.weights import RANDOM
 from pyioso.output import md_table
-from pyioso.train import TRAINED
-from pyioso.weights import RANDOM
 
 WEIGHT_ONLY = ((4, None), (3, None), (2, None))
 WEIGHT_ACT = ((4, 4), (2, 4), (3, 3), (2, 2))
@@ -293,7 +295,7 @@ def time_table(records: list[dict], nets: list[str]) -> str:
 
 
 def cost_table() -> str:
-    from pyioso import cost
+    from pyioso.models import cost
 
     rows = []
     for net, paper in cost.PAPER_TABLE5.items():
@@ -520,7 +522,7 @@ def _iterations(csv_path: Path) -> list[tuple[int, int]]:
 def report(records: list[dict], nets: list[str], weights: dict[str, str], budget: Budget,
            docs: Path, command: str, out: Path, planned: int) -> Path:
     """docs/RESULTS.md, docs/results.csv and the plots, from the records alone."""
-    from pyioso import plots
+    from pyioso.calib import plots
 
     docs.mkdir(parents=True, exist_ok=True)
     write_csv(records, docs / "results.csv")

@@ -5,13 +5,12 @@ float meaning of the same layers, for checking that the integers approximate the
 within the error the spec predicts.
 """
 
-from golden.layers import (Add, AvgPool, Conv, Requant, activation_bounds, channel_codes,
-                           check_hw_grouping)
-from golden.ops import (accumulate, avg_pool, conv, group_partial_sums, isg_combine, linear,
-                        max_pool, requantize, residual_add)
+from golden.layers import Add, AvgPool, Conv, MaxPool, Requant, activation_bounds, channel_codes, check_hw_grouping
+from golden.ops import (accumulate, avg_pool, conv, group_partial_sums, isg_combine, linear, max_pool, requantize,
+                        residual_add)
 
 __all__ = [
-    "Add", "AvgPool", "Conv", "Requant", "activation_bounds", "channel_codes", "check_hw_grouping",
+    "Add", "AvgPool", "Conv", "MaxPool", "Requant", "activation_bounds", "channel_codes", "check_hw_grouping",
     "accumulate", "avg_pool", "conv", "group_partial_sums", "isg_combine", "linear",
     "max_pool", "requantize", "residual_add",
 ]

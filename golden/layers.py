@@ -1,7 +1,7 @@
 """Integer layer descriptors (ARCHITECTURE §1-§5), validated on construction.
 
 A descriptor holds only integers: codes, zero-points, ISG codes and fixed-point tables. Building
-one from floats is pyioso.fixedpoint's job.
+one from floats is pyioso.quant.fixedpoint's job.
 """
 
 from __future__ import annotations
@@ -266,6 +266,23 @@ class Add:
         if self.requant.channels != 2:
             raise PyiosoError("a residual add needs exactly two multipliers [M1, M2]")
         _check_no_offset(self.requant, "a residual add")
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    """§5 max pool: max of codes over the window's in-bounds taps; no tables, the output keeps
+    the input's (s, z)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    bits: int
+
+    def __post_init__(self):
+        check_bits(self.bits, "input bits")
+        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise PyiosoError(f"max pool kernel {self.kernel}, stride {self.stride}, padding "
+                              f"{self.padding}: use kernel and stride >= 1, padding >= 0")
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,10 @@ import json
 import os
 import sys
 import tempfile
-import textwrap
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING
 
 from golden.errors import PyiosoError
-from pyioso import zoo
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -60,11 +58,6 @@ def percent(ratio: float) -> str:
 
 def pair(values: tuple[int, int]) -> str:
     return f"{values[0]}x{values[1]}"
-
-
-def networks_help(extra: str = "") -> str:
-    """The supported network names as a wrapped help paragraph."""
-    return textwrap.fill(f"networks: {', '.join(zoo.networks())}{extra}", width=79, subsequent_indent="  ")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 0) -> str:

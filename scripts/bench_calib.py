@@ -32,9 +32,10 @@ OUT = ROOT / "build" / "bench"
 def pyioso_side(args: argparse.Namespace) -> dict:
     import torch
 
-    from pyioso import calibrate, qnet, rounding
-    from pyioso.data import calibration_images
-    from pyioso.weights import RANDOM, load_model
+    from pyioso.calib import calibrate, qnet
+    from pyioso.data.datasets import calibration_images
+    from pyioso.models.weights import RANDOM, load_model
+    from pyioso.quant import rounding
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from golden.errors import PyiosoError
-from pyioso.data import calibration_images
-from pyioso.tv import build_model
+from pyioso.data.datasets import calibration_images
+from pyioso.models.tv import build_model
 
 NUM_CLASSES = 10  # Fashion-MNIST
 ABITS = 4  # main_imagenet.py's --n_bits_a default; activations stay float in the weight stage
@@ -102,7 +102,7 @@ def use_pyioso_grid(model, bits: int) -> None:
     2^(b-1) - 1 with pyioso's MSE scales. BRECQ's grid 0 .. 2^b - 1 with zero point 2^(b-1) is
     that grid exactly, so both sides then solve the same problem from the same start (the
     blocks before the reconstructed one, rounded to nearest, give both the same inputs)."""
-    from pyioso.layer_quant import qparams
+    from pyioso.quant.layer import qparams
 
     for m in model.modules():
         q = getattr(m, "weight_quantizer", None)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from pyioso import export, intnet, workflow
-from pyioso.layer_quant import encode
-from pyioso.qnet import QConv
+from pyioso.calib import export, workflow
+from pyioso.calib.qnet import QConv
+from pyioso.quant.layer import encode
 
 
 def main() -> None:
@@ -38,9 +38,8 @@ def main() -> None:
     nodes = {node.name: node for node in net.nodes}
     own = {int_net.input_name: int_net.quantize_input(x)}
     for step in int_net.steps:
-        apply = intnet._RUN[type(step.op)]
-        isolated = apply(step.op, *(fake_codes(name) for name in step.inputs))
-        own[step.output] = apply(step.op, *(own[name] for name in step.inputs))
+        isolated = step.run(*(fake_codes(name) for name in step.inputs))
+        own[step.output] = step.run(*(own[name] for name in step.inputs))
         reference = fake_codes(step.output).reshape(isolated.shape)
         per_channel = (isolated != reference).double().mean((0, 1, 2))
         line = (f"{step.name:28s} isolated {100 * per_channel.mean():7.3f}%  propagated "

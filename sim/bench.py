@@ -16,9 +16,8 @@ from unittest import mock
 
 from hw.params import EngineParams
 from pyioso import output
-from pyioso.layer_case import build_case
-from sim import layer as sim_layer
-from sim import runner
+from pyioso.integer.layer_case import build_case
+from sim import layer as sim_layer, runner
 
 
 def run(name: str) -> dict:

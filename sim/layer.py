@@ -23,7 +23,8 @@ from hw import cycles as cycle_model, driver
 from hw.engine import Engine
 from hw.host import Csr, Depths
 from hw.params import EngineParams
-from pyioso import artifact, output
+from pyioso import output
+from pyioso.integer import artifact
 from sim import runner
 
 HARNESS = Path(__file__).resolve().parent / "engine_harness.sv"
@@ -152,7 +153,7 @@ def simulate(sim: runner.Simulator, layer: golden.Conv, x: torch.Tensor) -> tupl
 
 
 def _case(args, shift: int) -> tuple[str, golden.Conv, torch.Tensor]:
-    from pyioso.layer_case import build_case, random_case
+    from pyioso.integer.layer_case import build_case, random_case
 
     if args.shape:
         try:

@@ -1,6 +1,6 @@
 """`python -m sim.net`: every conv/FC layer of an integer network through the engine RTL.
 
-The network (pyioso.intnet) runs once in golden on one held-out Fashion-MNIST photo; then every
+The network (pyioso.integer.rtn) runs once in golden on one held-out Fashion-MNIST photo; then every
 conv/FC layer is replayed on the engine (one build, reused) with its golden input codes, i.e. the
 golden output of the layers before it, so a layer's check does not depend on the RTL of the
 others. Every output code is compared bit for bit, every CYCLES counter with the cycle model.
@@ -20,8 +20,11 @@ from tqdm import tqdm
 from golden.errors import PyiosoError
 from hw import driver
 from hw.params import EngineParams
-from pyioso import artifact, intnet, output, tv
-from pyioso.data import sample_photos
+from pyioso import output
+from pyioso.data.datasets import sample_photos
+from pyioso.integer import artifact, intnet, rtn
+from pyioso.lowering.plan import EDGE_BITS
+from pyioso.models import tv, zoo
 from sim import layer, runner
 
 HEADERS = ("layer", "shape", "bits", "outputs", "mismatches", "cycles", "model", "ideal",
@@ -30,7 +33,7 @@ HEADERS = ("layer", "shape", "bits", "outputs", "mismatches", "cycles", "model",
 
 def golden_runs(net: str, size: int, w_bits: int, a_bits: int, seed: int) -> list[intnet.LayerRun]:
     """The network's conv/FC layers with their golden input and output codes on one image."""
-    model = intnet.build(net, size, w_bits, a_bits, seed)
+    model = rtn.build(net, size, w_bits, a_bits, seed)
     image = sample_photos(1, size, seed + 1)     # not one of the calibration images
     return model.forward(model.quantize_input(image), record=True)[1]
 
@@ -100,7 +103,7 @@ def summary_table(reports: list[dict], total: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.net", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=output.networks_help())
+                                     epilog=zoo.networks_help())
     parser.add_argument("--net", help="a network built with seeded weights (or --artifact)")
     parser.add_argument("--artifact", help="a calibrated artifact directory: its network, tables "
                         "and real activations")
@@ -136,7 +139,7 @@ def main(argv=None) -> int:
     output.write_json(str(path), {
         "net": net, "size": args.size, "seed": args.seed,
         "bits": {"weights": args.wbits, "activations": args.abits,
-                 "first_and_last_layers": intnet.EDGE_BITS},
+                 "first_and_last_layers": EDGE_BITS},
         "image": f"Fashion-MNIST test photo: sample_photos(1, {args.size}, seed={args.seed + 1})",
         "engine": json.loads(params.to_json()), "layers": reports, "skipped": skipped,
         "totals": total, "wall_seconds": wall})

@@ -18,7 +18,7 @@ import golden
 from golden.errors import PyiosoError
 from golden.spec import PAPER_GROUP_CODES
 from hw.params import EngineParams
-from pyioso.layer_case import random_case
+from pyioso.integer.layer_case import random_case
 from sim import runner
 from sim.layer import (SCRATCHPADS, engine_simulator, passed as layer_passed,  # `passed` counts the layers below
                        report, simulate, verdict)

@@ -12,7 +12,7 @@ and the default build runs a layer at 240 px that needs four row slices.
 import pytest
 
 from hw.params import EngineParams
-from pyioso.layer_case import random_case
+from pyioso.integer.layer_case import random_case
 from sim import layer as sim_layer
 
 # id: (H, W, C_in, C_out, kernel, stride, padding, W bits, A bits); together every W/A pair in

@@ -4,8 +4,8 @@ codes, bit-exact; refused layers listed, not dropped."""
 import pytest
 
 from hw.params import EngineParams
-from pyioso import intnet
-from pyioso.data import sample_photos
+from pyioso.data.datasets import sample_photos
+from pyioso.integer import rtn
 from sim import net
 
 
@@ -29,7 +29,7 @@ def test_first_resnet18_layers_are_bit_exact(resnet18_runs):
 
 
 def test_refused_layers_are_listed_with_the_reason():
-    model = intnet.build("mobilenet_v2", size=32)
+    model = rtn.build("mobilenet_v2", size=32)
     _, runs = model.forward(model.quantize_input(sample_photos(1, 32)), record=True)
     depthwise = next(run for run in runs if run.layer.depthwise)
     reports, skipped = net.simulate_runs([depthwise], EngineParams())    # no engine build

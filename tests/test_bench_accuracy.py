@@ -10,7 +10,7 @@ import torch
 
 from bench import accuracy
 from golden.errors import PyiosoError
-from pyioso import tv
+from pyioso.models import tv
 
 TINY = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images", "100",
         "--iters", "2", "--act-iters", "1", "--seeds", "2", "--bits", "W2A4,W2A32",

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from golden.errors import PyiosoError
-from pyioso.bn import fold_bn, fold_conv_bn, fold_linear_bn, fused_conv_bn
+from pyioso.quant.bn import fold_bn, fold_conv_bn, fold_linear_bn, fused_conv_bn
 
 F64 = torch.float64
 

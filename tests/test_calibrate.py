@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from golden.errors import PyiosoError
-from pyioso import artifact, calibrate, export, qnet, workflow
-from pyioso.data import calibration_images
-from pyioso.tv import torchvision
+from pyioso.calib import calibrate, export, qnet, workflow
+from pyioso.data.datasets import calibration_images
+from pyioso.integer import artifact
+from pyioso.models.tv import torchvision
 
 SIZE, IMAGES, ITERS = 16, 128, 80
 
@@ -191,8 +192,8 @@ def test_bad_bits_and_weights(tmp_path, images):
 @pytest.mark.parametrize("wrap", ["plain", "dataparallel", "no-metadata"])
 def test_mnasnet_weights_load_with_their_module_versions(tmp_path, wrap):
     """torchvision's MnasNet refuses a state_dict whose module versions (_metadata) were lost."""
-    from pyioso import tv
-    from pyioso.weights import load_model
+    from pyioso.models import tv
+    from pyioso.models.weights import load_model
 
     source = tv.build_model("mnasnet1_0", 10, seed=3)
     state = (torch.nn.DataParallel(source) if wrap == "dataparallel" else source).state_dict()

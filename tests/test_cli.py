@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pyioso import cli
+from pyioso.cli import main as cli
 
 
 def run(capsys, *argv):

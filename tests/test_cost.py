@@ -3,7 +3,7 @@
 import pytest
 
 from golden.errors import PyiosoError
-from pyioso import cost, zoo
+from pyioso.models import cost, zoo
 
 
 def _layer(oc, w, h, ic, fx, fy, groups=1, kind="conv"):

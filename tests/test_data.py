@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from golden.errors import PyiosoError
-from pyioso import data
-from pyioso.data import sample_photos
+from pyioso.data import datasets
+from pyioso.data.datasets import sample_photos
 
 
 def test_official_test_split():
-    images, labels = data.fashion_mnist("test")
+    images, labels = datasets.fashion_mnist("test")
     assert images.shape == (10000, 28, 28) and images.dtype == torch.uint8
     assert sorted(labels.unique().tolist()) == list(range(10))
     assert (labels.bincount() == 1000).all()
@@ -25,20 +25,20 @@ def test_sample_photos_are_seeded_and_normalized():
 
 
 def test_missing_dataset_names_the_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "FASHION_MNIST", tmp_path)
+    monkeypatch.setattr(datasets, "FASHION_MNIST", tmp_path)
     with pytest.raises(PyiosoError, match="apt-get install dataset-fashion-mnist"):
-        data.fashion_mnist("test")
+        datasets.fashion_mnist("test")
 
 
 def test_truncated_file_is_refused(tmp_path, monkeypatch):
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         with gzip.open(tmp_path / name, "wb") as f:
             f.write(bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + bytes(10))
-    monkeypatch.setattr(data, "FASHION_MNIST", tmp_path)
+    monkeypatch.setattr(datasets, "FASHION_MNIST", tmp_path)
     with pytest.raises(PyiosoError, match="truncated"):
-        data.fashion_mnist("test")
+        datasets.fashion_mnist("test")
 
 
 def test_unknown_split():
     with pytest.raises(PyiosoError, match="use 'train' or 'test'"):
-        data.fashion_mnist("validation")
+        datasets.fashion_mnist("validation")

@@ -20,7 +20,7 @@ from golden.errors import PyiosoError
 from hw import driver
 from hw.host import Csr, Depths
 from hw.params import EngineParams
-from pyioso.layer_case import random_case
+from pyioso.integer.layer_case import random_case
 
 ENGINE = EngineParams()
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from golden.errors import PyiosoError
 from golden.meaning import FloatConv
 from golden.spec import W_M
-from pyioso.fixedpoint import fixed_point, integer_conv, rhu
+from pyioso.quant.fixedpoint import fixed_point, integer_conv, rhu
 
 LIMIT = 2 ** (W_M - 1) - 1
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import golden
 from golden.meaning import FloatConv, add_real_code, avg_pool_real_code
-from pyioso.fixedpoint import add_requant, avg_pool_requant, integer_conv, rounding_slack
+from pyioso.quant.fixedpoint import add_requant, avg_pool_requant, integer_conv, rounding_slack
 from tests import reference
 from tests.layer_strategies import float_convs
 

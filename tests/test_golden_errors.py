@@ -6,7 +6,7 @@ import torch
 import golden
 from golden.errors import PyiosoError
 from golden.meaning import FloatConv
-from pyioso.fixedpoint import integer_conv
+from pyioso.quant.fixedpoint import integer_conv
 
 
 def _fc(**kw):

@@ -7,9 +7,9 @@ import torch
 
 import golden
 from golden.errors import PyiosoError
-from pyioso.cli import main
-from pyioso.layer_case import build_case
-from pyioso.layer_quant import hw_group_sizes
+from pyioso.cli.main import main
+from pyioso.integer.layer_case import build_case
+from pyioso.quant.layer import hw_group_sizes
 
 
 @pytest.mark.parametrize("c_in, sizes", [(256, (128, 64, 64)), (64, (32, 16, 16)),

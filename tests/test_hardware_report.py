@@ -15,7 +15,7 @@ from hw import cycles
 from hw.driver import Shape
 from hw.host import Depths
 from hw.params import EngineParams
-from pyioso import zoo
+from pyioso.models import zoo
 
 SMALL = Depths(act=64, weight=64, acc=16, out=64, channels=16, tiles=4)
 

@@ -7,9 +7,10 @@ from torch import nn
 import golden
 from golden.errors import PyiosoError
 from golden.spec import PAPER_GROUP_CODES
-from pyioso import intnet, tv
-from pyioso.data import sample_photos
-from pyioso.layer_case import hw_group_sizes
+from pyioso.data.datasets import sample_photos
+from pyioso.integer import rtn
+from pyioso.integer.layer_case import hw_group_sizes
+from pyioso.models import tv
 
 SIZE = 32
 
@@ -21,7 +22,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def w4a4():
-    return intnet.build("resnet18", size=SIZE)
+    return rtn.build("resnet18", size=SIZE)
 
 
 def test_resnet18_runs_in_golden_layer_by_layer(w4a4, images):
@@ -48,7 +49,7 @@ def test_first_and_last_layers_are_8_bit(w4a4):
 
 
 def test_max_pool_keeps_its_input_coding(w4a4):
-    pool = next(s for s in w4a4.steps if isinstance(s.op, intnet.MaxPool))
+    pool = next(s for s in w4a4.steps if isinstance(s.op, golden.MaxPool))
     assert w4a4.codings[pool.output] == w4a4.codings[pool.inputs[0]]
 
 
@@ -59,7 +60,7 @@ def test_residual_adds_fuse_their_relu(w4a4):
 
 def test_w8a8_logits_track_the_float_network(images):
     model = tv.build_model("resnet18", seed=0)
-    net = intnet.from_model(model, sample_photos(4, SIZE, 0), w_bits=8, a_bits=8)
+    net = rtn.from_model(model, sample_photos(4, SIZE, 0), w_bits=8, a_bits=8)
     logits, _ = net.forward(net.quantize_input(images))
     with torch.no_grad():
         want = model.eval()(images).to(torch.float64)
@@ -73,12 +74,12 @@ def test_w8a8_logits_track_the_float_network(images):
 
 def test_unknown_network_is_refused():
     with pytest.raises(PyiosoError, match="unknown network"):
-        intnet.build("vgg16", size=SIZE)
+        rtn.build("vgg16", size=SIZE)
 
 
 def test_bad_bits_are_refused():
     with pytest.raises(PyiosoError, match="w_bits=1"):
-        intnet.build("resnet18", size=SIZE, w_bits=1)
+        rtn.build("resnet18", size=SIZE, w_bits=1)
 
 
 class _Gated(nn.Module):
@@ -93,11 +94,11 @@ class _Gated(nn.Module):
 
 def test_unsupported_module_is_named():
     with pytest.raises(PyiosoError, match=r"module 'gate' \(Sigmoid\); supported: Conv2d"):
-        intnet.from_model(_Gated(), sample_photos(1, 8))
+        rtn.from_model(_Gated(), sample_photos(1, 8))
 
 
 def test_network_must_end_in_a_linear():
     model = _Gated(head=False)
     model.gate = nn.ReLU()
     with pytest.raises(PyiosoError, match="not a Linear classifier"):
-        intnet.from_model(model, sample_photos(1, 8))
+        rtn.from_model(model, sample_photos(1, 8))

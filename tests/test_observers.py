@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from golden.errors import PyiosoError
-from pyioso.observers import EMAMinMaxObserver, KLObserver, MinMaxObserver, MSEObserver, PercentileObserver
-from pyioso.quant import fake_quantize, qparams_from_range, qrange
+from pyioso.quant.observers import EMAMinMaxObserver, KLObserver, MinMaxObserver, MSEObserver, PercentileObserver
+from pyioso.quant.uniform import fake_quantize, qparams_from_range, qrange
 
 F64 = torch.float64
 OBSERVERS = [MinMaxObserver, EMAMinMaxObserver, MSEObserver, KLObserver, PercentileObserver]

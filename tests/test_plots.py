@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-from pyioso import plots
+from pyioso.calib import plots
 
 
 def _history(segments: int) -> list[dict]:

@@ -8,9 +8,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from golden.errors import PyiosoError
-from pyioso.observers import MinMaxObserver
-from pyioso.quant import (FakeQuantizer, dequantize, fake_quantize, group_qparams, group_scale, lsq_grad_factor,
-                          qparams_from_range, qrange, quantize)
+from pyioso.quant.observers import MinMaxObserver
+from pyioso.quant.uniform import (FakeQuantizer, dequantize, fake_quantize, group_qparams, group_scale, lsq_grad_factor,
+                                  qparams_from_range, qrange, quantize)
 
 PROPS = settings(max_examples=80, deadline=None)
 F64 = torch.float64

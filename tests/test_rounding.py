@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from golden.errors import PyiosoError
-from pyioso import rounding
-from pyioso.observers import MinMaxObserver
-from pyioso.quant import fake_quantize, quantize
-from pyioso.rounding import GAMMA, ZETA, AdaRound, BetaSchedule, NearestRounding
+from pyioso.quant import rounding
+from pyioso.quant.observers import MinMaxObserver
+from pyioso.quant.rounding import GAMMA, ZETA, AdaRound, BetaSchedule, NearestRounding
+from pyioso.quant.uniform import fake_quantize, quantize
 from tests.test_observers import single_thread  # noqa: F401  (autouse fixture)
 
 F64 = torch.float64

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from golden.errors import PyiosoError
-from pyioso import train
-from pyioso.weights import load_model
+from pyioso.models import train
+from pyioso.models.weights import load_model
 
 
 @pytest.fixture()

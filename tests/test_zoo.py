@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from golden.errors import PyiosoError
-from pyioso import tv, zoo
+from pyioso.models import tv, zoo
 
 # Conv2d + Linear modules per network (cross-checked against a module count below).
 EXPECTED_COUNTS = {
@@ -133,7 +133,7 @@ def test_torchvision_already_imported_elsewhere():
         "lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')\n"
         "lib.define('qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor')\n"
         "import torchvision\n"
-        "from pyioso import tv\n"
+        "from pyioso.models import tv\n"
         "assert tv.torchvision() is torchvision\n"
         "print(tv.build_model('mnasnet2_0').classifier[1].in_features)\n"
     )

@@ -14,8 +14,8 @@ from bench.hardware.variants import BASELINE, PAPER, PRODUCT
 from golden.errors import PyiosoError
 from hw import cycles, driver
 from hw.params import EngineParams
-from pyioso import zoo
-from pyioso.layer_case import build_case
+from pyioso.integer.layer_case import build_case
+from pyioso.models import zoo
 
 TABLE11_LAYER = "resnet50_l2"       # the paper's 28x28x128 input, 3x3x128x128 kernel layer
 NETWORKS = ("resnet18", "resnet50")

@@ -1,7 +1,7 @@
 """The fake-quantized network the calibrator trains: the integer network's ops, in float.
 
-Every op of pyioso.intnet's plan (conv/FC with BN folded and the activation fused, residual add,
-pools) becomes a module that computes exactly what ARCHITECTURE §1-§5 compute, up to the
+Every op of the lowered network (pyioso.lowering.plan: conv/FC with BN folded and the
+activation fused, residual add, pools) becomes a module that computes exactly what ARCHITECTURE §1-§5 compute, up to the
 fixed-point rounding of the tables: weights as AdaRound or nearest codes times s_w, the ISG
 input scales, OSO, and every tensor's coding with its clamp (so a block's last conv is
 requantized before the residual add, as the hardware does). Quantization of weights and of
@@ -19,15 +19,13 @@ from torch import fx, nn
 
 import golden
 from golden.errors import PyiosoError
-from golden.layers import check_bits
-from golden.spec import ACT_BITS, ISG_SHIFT, W_BITS
-from pyioso import graph, intnet
-from pyioso.bn import fold_conv_bn, fold_linear_bn
-from pyioso.isg import InputScale
-from pyioso.layer_quant import Coding, observe_coding, qparams
-from pyioso.rounding import AdaRound, NearestRounding
+from golden.spec import ISG_SHIFT
+from pyioso.calib.isg import InputScale
+from pyioso.lowering.plan import Lowered, Op, check_fc_input, lower, max_pool, pool_kernel
+from pyioso.quant.bn import fold_conv_bn, fold_linear_bn
+from pyioso.quant.layer import Coding, observe_coding, qparams
+from pyioso.quant.rounding import AdaRound, NearestRounding
 
-EDGE_BITS = intnet.EDGE_BITS
 _FLOAT_ACTIVATIONS = {"none": lambda x: x, "relu": F.relu, "relu6": F.relu6}
 
 
@@ -175,7 +173,7 @@ class QAvgPool(nn.Module):
 class QMaxPool(nn.Module):
     """§5: the output keeps the input's coding, so max of values = value of the max code."""
 
-    def __init__(self, pool: intnet.MaxPool):
+    def __init__(self, pool: golden.MaxPool):
         super().__init__()
         self.pool = pool
 
@@ -265,37 +263,27 @@ class QNet(nn.Module):
 
 def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
           isg_shift: int = ISG_SHIFT) -> QNet:
-    """The fake-quant network of a traceable float `model` (eval mode) made of intnet.SUPPORTED
-    ops, with every coding initialized by the MSE observer on the float tensors of `images`."""
-    check_bits(w_bits, "w_bits", W_BITS)
-    check_bits(a_bits, "a_bits", ACT_BITS)
-    gm = graph.trace(model.eval())
-    plan, inp, out = intnet._plan(gm)
-    last = next((op for op in plan if op.output is out), None)
-    if last is None or last.kind != "fc":
-        raise PyiosoError(f"the network's output {out.name!r} is not a Linear classifier's: the "
-                          "integer network's output is the logits of a final Linear layer")
-    edge = {inp, last.output, *last.inputs}
-    floats = intnet._observe(gm, images, {inp, *(op.output for op in plan)})
-    coding = lambda n, bits: observe_coding(floats[n], bits)  # noqa: E731
+    """The fake-quant network of a traceable float `model` (eval mode) made of the lowering's
+    SUPPORTED ops, with every coding initialized by the MSE observer on the float tensors of
+    `images`."""
+    low = lower(model, images, w_bits, a_bits)
+    coding = lambda n: observe_coding(low.floats[n], low.act_bits(n))  # noqa: E731
     nodes, ops = [], {}
-    for op in plan:
+    for op in low.ops:
         key = f"op{len(nodes)}"
-        bits = EDGE_BITS if op.output in edge else a_bits
         if op.kind in ("conv", "fc"):
-            wb = EDGE_BITS if op is last or inp in op.inputs else w_bits
-            ops[key] = _conv(gm, op, floats[op.inputs[0]], coding(op.output, bits), wb)
+            ops[key] = _conv(low, op, coding(op.output))
         elif op.kind == "add":
-            ops[key] = QAdd(ActQuant(coding(op.output, bits), "relu" if op.output is not op.node else "none"))
+            ops[key] = QAdd(ActQuant(coding(op.output), "relu" if op.output is not op.node else "none"))
         elif op.kind == "max_pool":
-            ops[key] = QMaxPool(intnet._max_pool(gm.get_submodule(op.node.target), a_bits))
+            ops[key] = QMaxPool(max_pool(low.module(op), a_bits))
         else:
-            ops[key] = QAvgPool(intnet.pool_kernel(op, floats), ActQuant(coding(op.output, bits), "none"))
-        nodes.append(Node(op.node.target if op.node.op == "call_module" else op.node.name, key,
-                          op.kind, tuple(n.name for n in op.inputs), op.output.name, _scope(op.node)))
-    widths = {n.name: v.shape[1] for n, v in floats.items()}
-    classes, channels, permutable = _tensor_classes(nodes, ops, inp.name, widths)
-    return QNet(nodes, ops, inp.name, ActQuant(coding(inp, EDGE_BITS), "none"), classes, channels,
+            ops[key] = QAvgPool(pool_kernel(op, low.floats), ActQuant(coding(op.output), "none"))
+        nodes.append(Node(op.name, key, op.kind, tuple(n.name for n in op.inputs), op.output.name,
+                          _scope(op.node)))
+    widths = {n.name: v.shape[1] for n, v in low.floats.items()}
+    classes, channels, permutable = _tensor_classes(nodes, ops, low.input.name, widths)
+    return QNet(nodes, ops, low.input.name, ActQuant(coding(low.input), "none"), classes, channels,
                 permutable, isg_shift)
 
 
@@ -304,11 +292,10 @@ def _scope(node: fx.Node) -> tuple[tuple[str, str], ...]:
     return tuple((path, cls.__name__) for path, cls in node.meta.get("nn_module_stack", {}).values())
 
 
-def _conv(gm: fx.GraphModule, op, x_float: torch.Tensor, out: Coding, w_bits: int) -> QConv:
-    module = gm.get_submodule(op.node.target)
-    bn = gm.get_submodule(op.tail.bn) if op.tail.bn else None
+def _conv(low: Lowered, op: Op, out: Coding) -> QConv:
+    module, bn, x_float = low.module(op), low.bn(op), low.floats[op.inputs[0]]
     if op.kind == "fc":
-        intnet.check_fc_input(op.node.target, x_float)
+        check_fc_input(op.node.target, x_float)
         weight, bias = fold_linear_bn(module, bn) if bn else (module.weight, module.bias)
         weight, geometry = weight[:, :, None, None], dict(stride=(1, 1), padding=(0, 0),
                                                           dilation=(1, 1), groups=1)
@@ -321,7 +308,7 @@ def _conv(gm: fx.GraphModule, op, x_float: torch.Tensor, out: Coding, w_bits: in
         geometry = dict(stride=tuple(module.stride), padding=tuple(module.padding),
                         dilation=tuple(module.dilation), groups=module.groups)
     bias = torch.zeros(weight.shape[0]) if bias is None else bias
-    return QConv(weight.detach().float().contiguous(), bias.detach().float(), geometry, w_bits,
+    return QConv(weight.detach().float().contiguous(), bias.detach().float(), geometry, low.weight_bits(op),
                  ActQuant(out, op.tail.activation), op.tail.activation)
 
 

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from golden.errors import PyiosoError
-from pyioso.quant import BINARY, broadcast_qparam, check_qparams, dequantize, qrange, quantize
+from pyioso.quant.uniform import BINARY, broadcast_qparam, check_qparams, dequantize, qrange, quantize
 
 ZETA, GAMMA = 1.1, -0.1     # stretch of the rectified sigmoid (Louizos et al. 2018; AdaRound)
-log = logging.getLogger("pyioso.rounding")
+log = logging.getLogger(__name__)
 
 
 class _WeightRounding(nn.Module):

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from golden.errors import PyiosoError
-from pyioso import tv
+from pyioso.models import tv
 
 RANDOM = "random"
 

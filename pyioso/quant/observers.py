@@ -4,7 +4,7 @@ Every observer is an ``nn.Module`` whose ``forward(x)`` records ``x`` and return
 and whose ``calculate_qparams(bits, signed, ch_axis)`` returns ``(scale, zero_point)``: 0-d
 tensors per tensor, vectors of length ``x.shape[ch_axis]`` per channel. The observers differ
 only in how they choose the clipping range [lo, hi]; turning it into (scale, zero_point) is
-:func:`pyioso.quant.qparams_from_range` for all of them (range widened to include 0; signed
+:func:`pyioso.quant.uniform.qparams_from_range` for all of them (range widened to include 0; signed
 grids symmetric, unsigned grids with an integer zero point).
 
 Observers keep copies of what they see, so that the channel axis can still be chosen at
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from golden.errors import PyiosoError
-from pyioso.quant import BINARY, channel_axis, fake_quantize, qparams_from_range, qrange
+from pyioso.quant.uniform import BINARY, channel_axis, fake_quantize, qparams_from_range, qrange
 
 
 class Observer(nn.Module):

@@ -13,7 +13,7 @@ and downsample convs, MobileNetV2 projection convs), so our totals exceed the pa
 from dataclasses import dataclass
 
 from golden.errors import PyiosoError
-from pyioso import tv, zoo
+from pyioso.models import tv, zoo
 
 
 @dataclass(frozen=True)

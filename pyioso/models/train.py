@@ -2,7 +2,7 @@
 
 Input adaptation (one rule for every network, the same as calibration and evaluation use): the
 28x28 grayscale image is resized bilinearly to ``size`` pixels (32 by default), repeated to three
-channels and ImageNet-normalized (pyioso.images.normalize); the torchvision architecture itself is
+channels and ImageNet-normalized (pyioso.data.images.normalize); the torchvision architecture itself is
 unchanged apart from its 10-class head. Training adds a random crop (4-pixel zero padding) and a
 horizontal flip. SGD with Nesterov momentum and a one-cycle learning rate schedule. BatchNorm keeps
 its running statistics with torch's momentum 0.1 in every network: torchvision's MnasNet sets
@@ -28,9 +28,10 @@ from pathlib import Path
 import torch
 
 from golden.errors import PyiosoError
-from pyioso import output, tv
-from pyioso.data import FASHION, fashion_mnist
-from pyioso.images import normalize
+from pyioso import output
+from pyioso.data.datasets import FASHION, fashion_mnist
+from pyioso.data.images import normalize
+from pyioso.models import tv
 
 CLASSES = 10
 BN_MOMENTUM = 0.1           # torch's default, which every other supported network already uses

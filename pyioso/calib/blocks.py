@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from golden.errors import PyiosoError
-from pyioso.qnet import Node, QNet
+from pyioso.calib.qnet import Node, QNet
 
 GRANULARITIES = ("block", "layer")
 

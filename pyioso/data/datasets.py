@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from golden.errors import PyiosoError
-from pyioso.images import normalize, standardize
+from pyioso.data.images import normalize, standardize
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

@@ -1,11 +1,11 @@
-"""A whole torchvision network as integer layers (ARCHITECTURE §1-§5), run by golden alone.
+"""torch.fx lowering shared by the fake-quant (pyioso.calib.qnet) and integer
+(pyioso.integer.rtn) builders: a traceable float network as the spec's ops (ARCHITECTURE §3, §5).
 
-The float network is traced with torch.fx. Every conv or linear absorbs the BN and ReLU/ReLU6
-that follow it (§3), a residual add absorbs its ReLU (§5), pools become golden's pool ops and
-flatten (of a 1x1 map) a no-op. Activation codings are calibrated on the float network's own
-tensors (MSE observer, one (s, z) per tensor), weights per output channel, and every dense conv
-gets the fixed hardware ISG split of pyioso.layer_case. The result is what the engine would run
-layer by layer, so each layer's golden input and output can be replayed on the RTL.
+Every conv or linear absorbs the BN and ReLU/ReLU6 that follow it (§3), a residual add absorbs
+its ReLU (§5), pools become golden's pool ops and flatten (of a 1x1 map) a no-op. The ops'
+float tensors are recorded on calibration images, for the builders' observers. The network
+input, the first layer's weights and the last layer's weights, input and logits take
+EDGE_BITS; every other tensor the builder's bits.
 """
 
 from __future__ import annotations
@@ -20,11 +20,8 @@ from torch import fx, nn
 import golden
 from golden.errors import PyiosoError
 from golden.layers import check_bits
-from golden.spec import ACT_BITS, ISG_SHIFT, W_BITS
-from pyioso import graph, tv
-from pyioso.data import sample_photos
-from pyioso.fixedpoint import add_requant, avg_pool_requant, integer_conv
-from pyioso.layer_quant import Coding, encode, float_conv, observe_coding
+from golden.spec import ACT_BITS, W_BITS
+from pyioso.lowering import graph
 
 EDGE_BITS = 8   # network input, first layer's weights, last layer's weights, input and logits
 
@@ -40,95 +37,54 @@ SUPPORTED = ("Conv2d and Linear (each with the BatchNorm and ReLU/ReLU6 after it
 
 
 @dataclass(frozen=True)
-class MaxPool:
-    """§5 max pool; golden has no descriptor for it because it has no tables."""
-
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    bits: int
-
-
-@dataclass(frozen=True)
-class Step:
-    """One integer op: golden runs `op` on the tensors named `inputs` and names the result `output`."""
-
-    name: str                   # module path, or the fx node name of a function (add_3)
-    op: golden.Conv | golden.Add | golden.AvgPool | MaxPool
-    inputs: tuple[str, ...]
-    output: str
-
-
-@dataclass(frozen=True)
-class LayerRun:
-    """A conv/FC layer's golden input and output codes, NHWC (an FC's as [N, 1, 1, C])."""
-
-    path: str
-    layer: golden.Conv
-    x: torch.Tensor
-    y: torch.Tensor
-
-
-_RUN = {
-    golden.Conv: lambda op, x: golden.conv(x, op),      # an FC is a 1x1 conv on a 1x1 map (§5)
-    golden.Add: lambda op, a, b: golden.residual_add(a, b, op),
-    golden.AvgPool: lambda op, x: golden.avg_pool(x, op),
-    MaxPool: lambda op, x: golden.max_pool(x, op.kernel, op.stride, op.padding, op.bits),
-}
-
-
-@dataclass(frozen=True)
-class IntNet:
-    """golden ops in execution order over named code tensors: the whole network in integers."""
-
-    steps: tuple[Step, ...]
-    codings: dict[str, Coding]  # every tensor a step reads or writes, by name
-    input_name: str
-    output_name: str
-
-    def quantize_input(self, images: torch.Tensor) -> torch.Tensor:
-        """Float NCHW images -> the network's NHWC input codes."""
-        return encode(images, self.codings[self.input_name])
-
-    def forward(self, x: torch.Tensor, record: bool = False) -> tuple[torch.Tensor, list[LayerRun]]:
-        """Logit codes [N, classes] for NHWC input codes, and with `record` every conv/FC
-        layer's input and output codes in execution order (else an empty list)."""
-        values, runs = {self.input_name: x}, []
-        for step in self.steps:
-            args = [values[name] for name in step.inputs]
-            values[step.output] = _RUN[type(step.op)](step.op, *args)
-            if record and isinstance(step.op, golden.Conv):
-                runs.append(LayerRun(step.name, step.op, args[0], values[step.output]))
-        return values[self.output_name][:, 0, 0, :], runs
-
-    def dequantize_logits(self, codes: torch.Tensor) -> torch.Tensor:
-        c = self.codings[self.output_name]
-        return c.scale * (codes.to(torch.float64) - c.zero_point)
-
-
-@dataclass(frozen=True)
-class _Op:
+class Op:
     """A graph op before calibration; `output` is the last node fused into it (bn, relu), the
     one whose float value its output coding is observed on."""
 
-    kind: str
+    kind: str                   # conv, fc, add, max_pool or avg_pool
     node: fx.Node
     inputs: tuple[fx.Node, ...]
     output: fx.Node
     tail: graph.Epilogue | None
 
-
-def build(net: str, size: int = 224, w_bits: int = 4, a_bits: int = 4, seed: int = 0,
-          images: int = 4, isg_shift: int = ISG_SHIFT) -> IntNet:
-    """The seeded network `net` calibrated on `images` Fashion-MNIST photos of size x size."""
-    model = tv.build_model(net, seed=seed)
-    return from_model(model, sample_photos(images, size, seed), w_bits, a_bits, isg_shift)
+    @property
+    def name(self) -> str:
+        """The module path, or the fx node name of a function (add_3)."""
+        return self.node.target if self.node.op == "call_module" else self.node.name
 
 
-def from_model(model: nn.Module, images: torch.Tensor, w_bits: int = 4, a_bits: int = 4,
-               isg_shift: int = ISG_SHIFT) -> IntNet:
-    """Any traceable model (put in eval mode) made of the SUPPORTED ops, ending in a Linear
-    classifier, calibrated on the float NCHW `images`."""
+@dataclass(frozen=True)
+class Lowered:
+    """A network as ops in execution order, with the float value of every tensor they read or
+    write on the calibration images."""
+
+    gm: fx.GraphModule
+    ops: tuple[Op, ...]
+    input: fx.Node
+    last: Op                    # the Linear classifier whose output is the network's
+    floats: dict[fx.Node, torch.Tensor]
+    w_bits: int
+    a_bits: int
+
+    def act_bits(self, node: fx.Node) -> int:
+        """Bits of a tensor's codes: EDGE_BITS for the input and the classifier's input and
+        logits, a_bits for the rest."""
+        return EDGE_BITS if node in (self.input, self.last.output, *self.last.inputs) else self.a_bits
+
+    def weight_bits(self, op: Op) -> int:
+        """Bits of a layer's weights: EDGE_BITS for the first and the last layer."""
+        return EDGE_BITS if op is self.last or self.input in op.inputs else self.w_bits
+
+    def module(self, op: Op) -> nn.Module:
+        return self.gm.get_submodule(op.node.target)
+
+    def bn(self, op: Op) -> nn.Module | None:
+        return self.gm.get_submodule(op.tail.bn) if op.tail.bn else None
+
+
+def lower(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int) -> Lowered:
+    """Any traceable model (put in eval mode) made of the SUPPORTED ops and ending in a Linear
+    classifier, with its tensors recorded on the float NCHW `images`."""
     check_bits(w_bits, "w_bits", W_BITS)
     check_bits(a_bits, "a_bits", ACT_BITS)
     gm = graph.trace(model.eval())
@@ -137,19 +93,8 @@ def from_model(model: nn.Module, images: torch.Tensor, w_bits: int = 4, a_bits: 
     if last is None or last.kind != "fc":
         raise PyiosoError(f"the network's output {out.name!r} is not a Linear classifier's: the "
                           "integer network's output is the logits of a final Linear layer")
-    edge = {inp, last.output, *last.inputs}
-    float_values = _observe(gm, images, {inp, *(op.output for op in ops)})
-    codings = {inp: observe_coding(float_values[inp], EDGE_BITS)}
-    for op in ops:      # §5: a max pool's output keeps its input's coding
-        codings[op.output] = codings[op.inputs[0]] if op.kind == "max_pool" else observe_coding(
-            float_values[op.output], EDGE_BITS if op.output in edge else a_bits)
-    steps = []
-    for op in ops:
-        wb = EDGE_BITS if op is last or inp in op.inputs else w_bits
-        steps.append(Step(op.node.target if op.node.op == "call_module" else op.node.name,
-                          _golden_op(gm, op, codings, float_values, wb, isg_shift),
-                          tuple(n.name for n in op.inputs), op.output.name))
-    return IntNet(tuple(steps), {n.name: c for n, c in codings.items()}, inp.name, out.name)
+    floats = _observe(gm, images, {inp, *(op.output for op in ops)})
+    return Lowered(gm, tuple(ops), inp, last, floats, w_bits, a_bits)
 
 
 def _kind(gm: fx.GraphModule, node: fx.Node) -> str:
@@ -182,7 +127,7 @@ def _method_kind(node: fx.Node) -> str | None:
     return None
 
 
-def _plan(gm: fx.GraphModule):
+def _plan(gm: fx.GraphModule) -> tuple[list[Op], fx.Node, fx.Node]:
     """The ops in execution order, with fused nodes folded in and no-ops resolved to their source."""
     ops, source, fused, inp, out = [], {}, set(), None, None
     for node in gm.graph.nodes:
@@ -221,7 +166,7 @@ def _plan(gm: fx.GraphModule):
                               "runs residual adds x1 + x2 only")
         fused.update(chain)
         source.update((n, chain[-1]) for n in chain)
-        ops.append(_Op(kind, node, inputs, chain[-1], tail))
+        ops.append(Op(kind, node, inputs, chain[-1], tail))
     return ops, inp, out
 
 
@@ -247,21 +192,6 @@ def _observe(gm: fx.GraphModule, images: torch.Tensor, keep: set[fx.Node]) -> di
     return recorder.values
 
 
-def _golden_op(gm, op: _Op, codings: dict, values: dict, w_bits: int, isg_shift: int):
-    x, y = codings[op.inputs[0]], codings[op.output]
-    if op.kind in ("conv", "fc"):
-        return _conv(gm, op, x, y, values[op.inputs[0]], w_bits, isg_shift)
-    if op.kind == "add":
-        x2 = codings[op.inputs[1]]
-        return add_requant((x.scale, x2.scale), (x.zero_point, x2.zero_point), (x.bits, x2.bits),
-                           y.scale, y.zero_point, y.bits, relu=op.output is not op.node)
-    if op.kind == "max_pool":
-        return _max_pool(gm.get_submodule(op.node.target), x.bits)
-    kernel = pool_kernel(op, values)
-    return avg_pool_requant(kernel, kernel, (0, 0), x.scale, x.zero_point, x.bits,
-                            y.scale, y.zero_point, y.bits)
-
-
 def check_fc_input(name: str, x_float: torch.Tensor) -> None:
     """An FC reads a pooled vector: [N, C] or a 1x1 map [N, C, 1, 1] (§5)."""
     if not (x_float.dim() == 2 or (x_float.dim() == 4 and x_float.shape[2:] == (1, 1))):
@@ -269,7 +199,7 @@ def check_fc_input(name: str, x_float: torch.Tensor) -> None:
                           "network flattens only 1x1 maps (pool globally first)")
 
 
-def pool_kernel(op: _Op, values: dict) -> tuple[int, int]:
+def pool_kernel(op: Op, values: dict) -> tuple[int, int]:
     """An average pool's kernel from its float input and output shapes (a global mean's output
     has no spatial dims)."""
     (h, w), out = values[op.inputs[0]].shape[2:], values[op.output].shape[2:]
@@ -280,20 +210,10 @@ def pool_kernel(op: _Op, values: dict) -> tuple[int, int]:
     return h // oh, w // ow
 
 
-def _max_pool(module: nn.MaxPool2d, bits: int) -> MaxPool:
+def max_pool(module: nn.MaxPool2d, bits: int) -> golden.MaxPool:
     pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
     if module.ceil_mode or pair(module.dilation) != (1, 1):
         raise PyiosoError("max pool with ceil_mode or dilation is not supported: use floor mode "
                           "and dilation 1")
-    return MaxPool(pair(module.kernel_size), pair(module.stride or module.kernel_size),
+    return golden.MaxPool(pair(module.kernel_size), pair(module.stride or module.kernel_size),
                    pair(module.padding), bits)
-
-
-def _conv(gm, op: _Op, x: Coding, y: Coding, x_float: torch.Tensor, w_bits: int,
-          isg_shift: int) -> golden.Conv:
-    """The conv or linear at op.node with its BN folded, as fixedpoint's integer layer (§3)."""
-    if op.kind == "fc":
-        check_fc_input(op.node.target, x_float)
-    bn = gm.get_submodule(op.tail.bn) if op.tail.bn else None
-    return integer_conv(float_conv(gm.get_submodule(op.node.target), bn, op.tail.activation, x, y,
-                                   w_bits, isg_shift))

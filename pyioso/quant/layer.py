@@ -1,7 +1,7 @@
 """A float conv or linear layer (with its BN and activation) as the spec's quantized float layer.
 
-Shared by the single-layer cases (pyioso/layer_case.py) and the integer network
-(pyioso/intnet.py): BN folded into the weights, weights per-channel symmetric and activations per
+Shared by the single-layer cases (pyioso/integer/layer_case.py) and the integer network
+(pyioso/integer/intnet.py): BN folded into the weights, weights per-channel symmetric and activations per
 tensor asymmetric with the MSE observer, a valid hardware ISG split on dense layers.
 """
 
@@ -16,9 +16,9 @@ import golden
 from golden.errors import PyiosoError
 from golden.meaning import FloatConv
 from golden.spec import GRANULARITY, ISG_SHIFT, PAPER_GROUP_CODES
-from pyioso.bn import fold_conv_bn, fold_linear_bn
-from pyioso.observers import MSEObserver
-from pyioso.quant import qrange, quantize
+from pyioso.quant.bn import fold_conv_bn, fold_linear_bn
+from pyioso.quant.observers import MSEObserver
+from pyioso.quant.uniform import qrange, quantize
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 
 from golden.errors import PyiosoError
-from pyioso import artifact, calibrate, export, output, plots, qnet
-from pyioso.data import FASHION, calibration_images, labelled_images
-from pyioso.images import IMAGENET_MEAN, IMAGENET_STD
-from pyioso.weights import load_model
+from pyioso import output
+from pyioso.calib import calibrate, export, plots, qnet
+from pyioso.data.datasets import FASHION, calibration_images, labelled_images
+from pyioso.data.images import IMAGENET_MEAN, IMAGENET_STD
+from pyioso.integer import artifact
+from pyioso.models.weights import load_model
 
 RUN, FINAL, HISTORY, ARTIFACT, LOG = "run.json", "calibrated.pt", "history.json", "artifact", "calibrate.log"
 FASHION_CLASSES = 10

@@ -15,7 +15,7 @@ from torch import nn
 
 from golden.errors import PyiosoError
 from golden.spec import PAPER_GROUP_CODES
-from pyioso.rounding import GAMMA, ZETA
+from pyioso.quant.rounding import GAMMA, ZETA
 
 # Probability at which the rectified softmax saturates at 1: the channel is "fixed" (App. D.6).
 FIXED_PROB = (1 - GAMMA) / (ZETA - GAMMA)

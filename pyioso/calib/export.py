@@ -1,6 +1,6 @@
 """A calibrated QNet as the integer network the hardware runs (ARCHITECTURE §3-§5).
 
-Each conv/FC becomes golden.Conv through pyioso.fixedpoint (M, B, F with the OSO and ISG folded
+Each conv/FC becomes golden.Conv through pyioso.quant.fixedpoint (M, B, F with the OSO and ISG folded
 in), adds and pools their §5 tables. Then the ISG groups are made contiguous (§4): every
 permutable tensor class is stored in group order, its permutation folded into the producers'
 output channels and the consumers' input channels; a class in a pinned order already has one
@@ -15,11 +15,11 @@ import golden
 from golden.errors import PyiosoError
 from golden.meaning import FloatConv
 from golden.spec import GRANULARITY
-from pyioso import intnet
-from pyioso.fixedpoint import add_requant, avg_pool_requant, integer_conv
-from pyioso.isg import storage_order, uniform_tiles
-from pyioso.layer_quant import Coding
-from pyioso.qnet import QConv, QNet
+from pyioso.calib.isg import storage_order, uniform_tiles
+from pyioso.calib.qnet import QConv, QNet
+from pyioso.integer import intnet
+from pyioso.quant.fixedpoint import add_requant, avg_pool_requant, integer_conv
+from pyioso.quant.layer import Coding
 
 
 def integer_network(net: QNet, granularity: int = GRANULARITY) -> tuple[intnet.IntNet, dict[str, torch.Tensor]]:

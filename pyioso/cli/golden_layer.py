@@ -13,9 +13,9 @@ import time
 import torch
 
 import golden
-from pyioso import cost
-from pyioso.fixedpoint import rounding_slack
-from pyioso.layer_case import build_case
+from pyioso.integer.layer_case import build_case
+from pyioso.models import cost
+from pyioso.quant.fixedpoint import rounding_slack
 
 
 def _best_time(fn, repeat: int) -> float:
@@ -47,7 +47,7 @@ def run_layer(name: str, w_bits: int = 4, a_bits: int = 4, batch: int = 8, seed:
         "shape": {"h": info.h_in, "w": info.w_in, "c_in": info.c_in, "c_out": info.c_out,
                   "kernel": list(info.kernel), "stride": list(info.stride), "padding": list(info.padding)},
         "bits": {"weights": w_bits, "activations": a_bits},
-        "images": batch, "seed": seed, "input": "Fashion-MNIST test images (pyioso.data.sample_photos), seeded weights",
+        "images": batch, "seed": seed, "input": "Fashion-MNIST test images (pyioso.data.datasets.sample_photos), seeded weights",
         "isg": {"shift": layer.isg_shift, "group_sizes": list(case.group_sizes), "codes": [0, -1, 1],
                 "note": "a fixed valid split, not learned: the SQNR includes its 2^-n scale changes"},
         "tables": {"shift_F": layer.requant.shift, "activation": fc.activation},

@@ -1,4 +1,4 @@
-"""`pyioso train`, `calibrate`, `export` and `eval` (registered in pyioso.cli)."""
+"""`pyioso train`, `calibrate`, `export` and `eval` (registered in pyioso.cli.main)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 
 from golden.errors import PyiosoError
 from golden.spec import GRANULARITY, ISG_SHIFT
-from pyioso import calibrate, output, train, workflow
-from pyioso.data import FASHION
+from pyioso import output
+from pyioso.calib import calibrate, workflow
+from pyioso.data.datasets import FASHION
+from pyioso.models import train
 
 _RAW = argparse.RawDescriptionHelpFormatter
 

@@ -1,6 +1,6 @@
 """Post-training calibration: RTN, AdaRound, BRECQ, QDrop and IOSO (paper Algorithm 1).
 
-All methods run one loop: the network is cut into segments (blocks or layers, pyioso.blocks)
+All methods run one loop: the network is cut into segments (blocks or layers, pyioso.calib.blocks)
 and each stage walks them in order. For a segment it caches, for the calibration images, the
 float model's inputs and outputs and the quantized model's inputs (its predecessors already
 calibrated), then minimizes the reconstruction loss of the segment's output, and moves the caches
@@ -25,11 +25,13 @@ from tqdm import tqdm
 
 from golden.errors import PyiosoError
 from golden.spec import GRANULARITY, ISG_SHIFT, ISG_SHIFTS
-from pyioso import blocks, output, rounding
-from pyioso.blocks import Segment
-from pyioso.isg import InputScale
-from pyioso.qnet import QConv, QNet
-from pyioso.rounding import AdaRound, BetaSchedule
+from pyioso import output
+from pyioso.calib import blocks
+from pyioso.calib.blocks import Segment
+from pyioso.calib.isg import InputScale
+from pyioso.calib.qnet import QConv, QNet
+from pyioso.quant import rounding
+from pyioso.quant.rounding import AdaRound, BetaSchedule
 
 METHODS = ("rtn", "adaround", "brecq", "qdrop", "ioso")
 BASES = ("brecq", "qdrop")
@@ -39,7 +41,7 @@ CHECKPOINT = "checkpoint.pt"
 # absolute steps (act_lr) could otherwise carry a small step across zero, a meaningless coding.
 STEP_FLOOR = 0.01
 CHECKPOINT_FORMAT = 2       # 2: AdaRound's V and floor stored as [C_out, K] matrices
-log = logging.getLogger("pyioso.calibrate")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

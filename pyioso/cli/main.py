@@ -11,7 +11,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from golden.errors import PyiosoError
-from pyioso import cli_calib, cost, output, tv, zoo
+from pyioso import output
+from pyioso.cli import calibration
+from pyioso.models import cost, tv, zoo
 
 FORMATS = ("table", "csv", "json")
 _TABLE5_NOTE = (
@@ -89,7 +91,7 @@ def _add_layers(subparsers: argparse._SubParsersAction) -> None:
             "torchvision module path; any layer can be given as NET:PATH, and a few have short\n"
             "aliases (see --aliases). --layer shows one layer given either way."
         ),
-        epilog=output.networks_help() + (
+        epilog=zoo.networks_help() + (
             "\n\nexamples:\n"
             "  pyioso layers --net resnet18\n"
             "  pyioso layers --net mobilenet_v2 --size 160 --format csv > mbv2.csv\n"
@@ -266,7 +268,7 @@ def _add_cost(subparsers: argparse._SubParsersAction) -> None:
             "giga operations with the ISG overhead ratio, and the paper's Table 5 row for the\n"
             "networks it reports."
         ),
-        epilog=output.networks_help(", or 'all' (the paper's MnasNet-2.0 is mnasnet2_0)") + (
+        epilog=zoo.networks_help(", or 'all' (the paper's MnasNet-2.0 is mnasnet2_0)") + (
             "\n\nexamples:\n"
             "  pyioso cost --net resnet18\n"
             "  pyioso cost --net all\n"
@@ -289,12 +291,12 @@ def _add_cost(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_golden(args: argparse.Namespace) -> None:
-    from pyioso import golden_run
+    from pyioso.cli import golden_layer
 
-    report = golden_run.run_layer(args.layer, args.wbits, args.abits, args.images, args.seed)
+    report = golden_layer.run_layer(args.layer, args.wbits, args.abits, args.images, args.seed)
     path = os.path.join(args.out, args.layer, "report.json")
     output.write_json(path, report)
-    print(golden_run.summary(report))
+    print(golden_layer.summary(report))
     print(f"report: {path}")
 
 
@@ -325,7 +327,7 @@ def _add_golden(subparsers: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- entry point
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_layers, _add_cost, _add_golden, *cli_calib.COMMANDS)
+    _add_layers, _add_cost, _add_golden, *calibration.COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

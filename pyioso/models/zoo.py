@@ -5,13 +5,14 @@ network allocates no weights and computes nothing. Layers are addressed by a sho
 (``resnet50_l3``) or by ``<net>:<torchvision module path>`` (``resnet18:layer1.0.conv1``).
 """
 
+import textwrap
 from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 
 from golden.errors import PyiosoError
-from pyioso import tv
+from pyioso.models import tv
 
 
 @dataclass(frozen=True)
@@ -118,3 +119,8 @@ def resolve_layer(name: str, size: int = 224) -> tuple[str, LayerInfo]:
     raise PyiosoError(
         f"{net} has no conv/FC layer {path!r}; run `pyioso layers --net {net}` to list its module paths"
     )
+
+
+def networks_help(extra: str = "") -> str:
+    """The supported network names as a wrapped help paragraph."""
+    return textwrap.fill(f"networks: {', '.join(networks())}{extra}", width=79, subsequent_indent="  ")

@@ -29,13 +29,13 @@ import torch
 
 import golden
 from golden.errors import PyiosoError
-from pyioso import intnet
-from pyioso.data import sample_photos
-from pyioso.layer_quant import Coding
+from pyioso.data.datasets import sample_photos
+from pyioso.integer import intnet
+from pyioso.quant.layer import Coding
 
 FORMAT, VERSION = "pyioso-artifact", 1
 MANIFEST, ARRAYS = "manifest.json", "arrays.safetensors"
-_OPS = {cls.__name__: cls for cls in (golden.Conv, golden.Add, golden.AvgPool, intnet.MaxPool)}
+_OPS = {cls.__name__: cls for cls in (golden.Conv, golden.Add, golden.AvgPool, golden.MaxPool)}
 _NESTED = {"Requant": golden.Requant}
 
 

@@ -1,7 +1,7 @@
 """A named layer of a seeded torchvision network as an integer test case.
 
 The float network (seeded weights) runs on real Fashion-MNIST photos up to the layer; the layer
-is quantized by pyioso/layer_quant.py (BN folded, MSE observer, a valid hardware ISG split) and
+is quantized by pyioso/quant/layer.py (BN folded, MSE observer, a valid hardware ISG split) and
 fixedpoint turns it into the integer layer golden runs. The same case feeds the
 golden main job here and the RTL testbenches later.
 """
@@ -16,10 +16,11 @@ import golden
 from golden.errors import PyiosoError
 from golden.meaning import FloatConv
 from golden.spec import ISG_SHIFT, PAPER_GROUP_CODES
-from pyioso import graph, tv, zoo
-from pyioso.data import sample_photos
-from pyioso.fixedpoint import integer_conv
-from pyioso.layer_quant import encode, float_conv, hw_group_sizes, observe_coding
+from pyioso.data.datasets import sample_photos
+from pyioso.lowering import graph
+from pyioso.models import tv, zoo
+from pyioso.quant.fixedpoint import integer_conv
+from pyioso.quant.layer import encode, float_conv, hw_group_sizes, observe_coding
 
 
 @dataclass(frozen=True)

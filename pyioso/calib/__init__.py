@@ -1,0 +1,1 @@
+"""Calibration: the fake-quant network, ISG, block reconstruction (RTN/AdaRound/BRECQ/QDrop/IOSO), export, run folders."""

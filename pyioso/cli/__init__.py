@@ -1,0 +1,1 @@
+"""The `pyioso` command line."""

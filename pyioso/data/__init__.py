@@ -1,0 +1,1 @@
+"""Datasets and input preprocessing: Fashion-MNIST, ImageFolder trees, ImageNet normalization."""

@@ -1,0 +1,1 @@
+"""The networks: torchvision definitions, the layer zoo, checkpoints (training, loading) and op counts."""
