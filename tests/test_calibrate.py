@@ -13,6 +13,7 @@ from pyioso.calib import calibrate, export, qnet, workflow
 from pyioso.data.datasets import calibration_images
 from pyioso.integer import artifact
 from pyioso.models.tv import torchvision
+from pyioso.quant.observers import OBSERVERS
 
 SIZE, IMAGES, ITERS = 16, 128, 80
 
@@ -224,3 +225,30 @@ def test_a_depthwise_channel_behind_a_dead_relu_channel_exports(images):
     codes, fake_codes = _logit_codes(net, integer, test)
     assert (codes - fake_codes).abs().max() <= 1
     assert (codes.argmax(1) == fake_codes.argmax(1)).double().mean() >= 0.95
+
+
+def test_every_observer_sets_the_codings_through_the_cli(tmp_path):
+    """pyioso calibrate --observer/--weight-observer (the lecture's clipping methods): each name
+    reaches the run's config and the exported artifact, and picks its own clipping ranges: the
+    min/max range is the widest, the clipping ones are narrower somewhere."""
+    from pyioso.cli import main as cli
+
+    scales = {}
+    for name in OBSERVERS:
+        out = tmp_path / name
+        assert cli.main(["calibrate", "--net", "resnet18", "--weights", "random", "--method", "rtn",
+                         "--images", "32", "--observer", name, "--weight-observer", name,
+                         "--out", str(out)]) == 0
+        doc = json.loads((out / "artifact" / "manifest.json").read_text())
+        config = doc["calibration"]["config"]
+        assert config["observer"] == config["weight_observer"] == name
+        scales[name] = torch.tensor([t["scale"] for t in doc["tensors"].values()])
+    assert all((scales["minmax"] >= s * (1 - 1e-6)).all() for s in scales.values())
+    for name in ("mse", "kl", "percentile"):
+        assert (scales[name] < scales["minmax"] * (1 - 1e-6)).any(), name
+    assert not torch.equal(scales["ema"], scales["minmax"])     # a moving average, not the extremes
+
+
+def test_unknown_observer_is_refused():
+    with pytest.raises(PyiosoError, match=r"observer 'l1': use one of minmax, ema, mse, kl, percentile"):
+        calibrate.Config(observer="l1")

@@ -1,4 +1,4 @@
-"""Uniform quantizer: grids, the code convention, granularities, STE/LSQ gradients, bad input."""
+"""Uniform quantizer: grids, the code convention, granularities, the STE gradient, bad input."""
 
 import math
 
@@ -8,9 +8,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from golden.errors import PyiosoError
-from pyioso.quant.observers import MinMaxObserver
-from pyioso.quant.uniform import (FakeQuantizer, dequantize, fake_quantize, group_qparams, group_scale, lsq_grad_factor,
-                                  qparams_from_range, qrange, quantize)
+from pyioso.quant.uniform import dequantize, fake_quantize, qparams_from_range, qrange, quantize
 
 PROPS = settings(max_examples=80, deadline=None)
 F64 = torch.float64
@@ -105,55 +103,6 @@ def test_clipped_ste_passes_gradient_inside_the_grid_only():
     assert x.grad.tolist() == [0, 0, 1, 1, 1, 1, 0, 0]
 
 
-def test_lsq_scale_gradient_matches_the_paper():
-    """d xhat / d s = -x/s + round(x/s) inside, qmin below, qmax above (Esser et al. eq. 3),
-    times g = 1 / sqrt(N * Q_P)."""
-    x = torch.tensor([-3.0, -0.8, -0.3, 0.2, 0.55, 1.1, 4.0], dtype=F64)
-    s, (qmin, qmax) = 0.4, qrange(3, True)                       # grid -4..3
-    fq = FakeQuantizer(3, True, torch.tensor(s, dtype=F64), learn_scale=True)
-    fq(x).sum().backward()
-    v = x / s
-    per_element = torch.where(v < qmin, qmin, torch.where(v > qmax, qmax, torch.round(v) - v))
-    g = 1 / math.sqrt(x.numel() * qmax)
-    assert fq.scale.grad.item() == pytest.approx(g * per_element.sum().item(), rel=1e-12)
-    assert lsq_grad_factor(x.numel(), qmax) == g
-
-
-def test_lsq_per_channel_gradient_uses_elements_per_channel():
-    x = torch.tensor([[0.3, -0.9, 2.0], [0.1, 0.25, -0.6]], dtype=F64)
-    s = torch.tensor([0.5, 0.2], dtype=F64)
-    fq = FakeQuantizer(2, False, s, torch.tensor([1.0, 2.0], dtype=F64), ch_axis=0,
-                       learn_scale=True)
-    fq(x).sum().backward()
-    z = torch.tensor([[1.0], [2.0]], dtype=F64)
-    v = x / s[:, None]
-    code = torch.clamp(torch.round(v) + z, 0, 3)
-    inside = (v + z >= 0) & (v + z <= 3)
-    per_element = (code - z) - torch.where(inside, v, torch.zeros_like(v))
-    want = per_element.sum(dim=1) / math.sqrt(3 * 3)             # 3 elements per scale, Q_P = 3
-    assert torch.allclose(fq.scale.grad, want, rtol=1e-12, atol=0)
-
-
-def test_fake_quantizer_holds_buffers_or_a_parameter():
-    fixed = FakeQuantizer(4, True, 0.1)
-    assert not list(fixed.parameters())
-    assert set(dict(fixed.named_buffers())) == {"scale", "zero_point"}
-    learned = FakeQuantizer(4, True, 0.1, learn_scale=True)
-    assert [n for n, _ in learned.named_parameters()] == ["scale"]
-    x = torch.linspace(-1, 1, 11)
-    assert torch.equal(fixed(x), learned(x))
-
-
-def test_fake_quantizer_from_a_per_channel_observer():
-    w = torch.randn(6, 3, 3, 3, generator=torch.Generator().manual_seed(0))
-    observer = MinMaxObserver(ch_axis=0)
-    observer(w)
-    fq = FakeQuantizer.from_observer(observer, 4, True)
-    assert fq.scale.shape == (6,) and fq.ch_axis == 0
-    assert torch.equal(fq.scale, w.abs().amax(dim=(1, 2, 3)) / 7)
-    assert torch.equal(fq(w), fake_quantize(w, fq.scale, 0, -8, 7, ch_axis=0))
-
-
 def test_qparams_from_range():
     s, z = qparams_from_range(torch.tensor(-1.0), torch.tensor(0.5), *qrange(4, True))
     assert s.item() == pytest.approx(1 / 7) and z.item() == 0
@@ -165,41 +114,10 @@ def test_qparams_from_range():
     assert s.item() == torch.finfo(torch.float32).eps and z.item() == 0
 
 
-def test_group_scale_layout():
-    gamma = torch.tensor([2.0, 3.0])
-    sq = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    assert group_scale(gamma, sq, 2).tolist() == [[2, 2, 4, 4], [9, 9, 12, 12]]
-    # vectors along axis 0, channels on axis 1
-    assert group_scale(gamma, sq.T, 2, ch_axis=1, group_axis=0).T.tolist() == [
-        [2, 2, 4, 4], [9, 9, 12, 12]]
-
-
-def test_group_qparams_two_level_scales():
-    gen = torch.Generator().manual_seed(1)
-    # input channels with magnitudes spread over 100x: one scale per channel wastes levels
-    spread = torch.logspace(-2, 0, 32, dtype=F64)[:, None, None]
-    x = torch.randn(4, 32, 3, 3, generator=gen, dtype=F64) * spread
-    gamma, sq = group_qparams(x, 4, True, group_size=8, scale_bits=4)
-    assert gamma.shape == (4,) and sq.shape == (4, 4, 3, 3)
-    assert torch.all((sq >= 1) & (sq <= 15) & (sq == torch.round(sq)))
-    assert torch.equal(sq.flatten(1).amax(dim=1), torch.full((4,), 15.0, dtype=F64))
-    scale = group_scale(gamma, sq, 8)
-    ideal = x.abs().reshape(4, 4, 8, 3, 3).amax(dim=2).repeat_interleave(8, dim=1) / 7
-    step = gamma[:, None, None, None]                   # sq is ideal / gamma rounded, floored at 1
-    assert torch.all(scale >= ideal - step / 2 - 1e-12)
-    assert torch.all(scale <= torch.maximum(ideal + step / 2, step) + 1e-12)
-    group_err = (fake_quantize(x, scale, 0, -8, 7) - x).pow(2).mean()
-    per_channel = x.abs().amax(dim=(1, 2, 3)) / 7
-    channel_err = (fake_quantize(x, per_channel, 0, -8, 7, ch_axis=0) - x).pow(2).mean()
-    assert group_err < channel_err / 4
-
-
 @pytest.mark.parametrize("scale", [0.0, -0.5, math.nan, math.inf])
 def test_bad_scale(scale):
     with pytest.raises(PyiosoError, match="scale must be finite and > 0"):
         quantize(torch.ones(3), scale, 0, -8, 7)
-    with pytest.raises(PyiosoError, match="scale must be finite and > 0"):
-        FakeQuantizer(4, True, scale)
 
 
 @pytest.mark.parametrize("zero_point", [16, -1, 0.5])
@@ -224,16 +142,6 @@ def test_bad_shapes_and_grids():
         quantize(x, 1.0, 1, -1, 1)
     with pytest.raises(PyiosoError, match="floating-point"):
         quantize(torch.ones(3, dtype=torch.int64), 1.0, 0, -8, 7)
-
-
-def test_bad_groups():
-    x = torch.ones(4, 24)
-    with pytest.raises(PyiosoError, match="group_size=16 does not divide axis 1 of length 24"):
-        group_qparams(x, 4, True, 16, 4)
-    with pytest.raises(PyiosoError, match="ch_axis and group_axis are both 0"):
-        group_qparams(x, 4, True, 8, 4, ch_axis=0, group_axis=0)
-    with pytest.raises(PyiosoError, match="bits=9"):
-        group_qparams(x, 4, True, 8, scale_bits=9)
 
 
 def test_dequantize_inverts_codes():

@@ -31,6 +31,7 @@ from pyioso.calib.blocks import Segment
 from pyioso.calib.isg import InputScale
 from pyioso.calib.qnet import QConv, QNet
 from pyioso.quant import rounding
+from pyioso.quant.observers import OBSERVERS
 from pyioso.quant.rounding import AdaRound, BetaSchedule
 
 METHODS = ("rtn", "adaround", "brecq", "qdrop", "ioso")
@@ -68,6 +69,8 @@ class Config:
     oso_offset: bool = True
     granularity: int = GRANULARITY  # ISG group sizes: multiples of the array's rows (§4)
     isg_shift: int = ISG_SHIFT      # n of the ISG scales 1 + s 2^-n (§2)
+    observer: str = "mse"           # activation clipping: a name of quant.observers.OBSERVERS
+    weight_observer: str = "mse"    # weight clipping (per output channel), likewise
     legalize_at: float = 0.9        # fraction of the weight stage after which groups are fixed
     seed: int = 0
 
@@ -82,7 +85,9 @@ class Config:
                   (0 < self.legalize_at <= 1, "legalize_at must be in (0, 1]"),
                   (self.granularity >= 1, "granularity must be >= 1"),
                   (self.isg_shift in ISG_SHIFTS, f"isg_shift must be in {ISG_SHIFTS.start}.."
-                                                 f"{ISG_SHIFTS.stop - 1}")]
+                                                 f"{ISG_SHIFTS.stop - 1}"),
+                  *((getattr(self, name) in OBSERVERS, f"{name} {getattr(self, name)!r}: use one "
+                     f"of {', '.join(OBSERVERS)}") for name in ("observer", "weight_observer"))]
         for ok, why in checks:
             if not ok:
                 raise PyiosoError(f"invalid calibration setting: {why}")

@@ -71,12 +71,13 @@ class QConv(nn.Module):
     (given by the network: it belongs to the input's tensor class), OSO and the output coding."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, geometry: dict, w_bits: int,
-                 act: ActQuant, activation: str):
+                 act: ActQuant, activation: str, observer: str = "mse"):
         super().__init__()
         self.geometry, self.w_bits, self.activation = geometry, w_bits, activation
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
-        self.register_buffer("w_scale", qparams(weight, w_bits, signed=True, ch_axis=0)[0].to(weight.dtype))
+        self.register_buffer("w_scale", qparams(weight, w_bits, signed=True, ch_axis=0,
+                                                observer=observer)[0].to(weight.dtype))
         self.rounding: NearestRounding | AdaRound = self._nearest()
         self.oso_scale = nn.Parameter(torch.ones(weight.shape[0]), requires_grad=False)
         self.oso_offset = nn.Parameter(torch.zeros(weight.shape[0]), requires_grad=False)
@@ -262,17 +263,17 @@ class QNet(nn.Module):
 
 
 def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
-          isg_shift: int = ISG_SHIFT) -> QNet:
+          isg_shift: int = ISG_SHIFT, observer: str = "mse", weight_observer: str = "mse") -> QNet:
     """The fake-quant network of a traceable float `model` (eval mode) made of the lowering's
-    SUPPORTED ops, with every coding initialized by the MSE observer on the float tensors of
-    `images`."""
+    SUPPORTED ops, with every coding initialized by `observer` on the float tensors of `images`
+    and every weight scale by `weight_observer` (pyioso.quant.observers.OBSERVERS)."""
     low = lower(model, images, w_bits, a_bits)
-    coding = lambda n: observe_coding(low.floats[n], low.act_bits(n))  # noqa: E731
+    coding = lambda n: observe_coding(low.floats[n], low.act_bits(n), observer)  # noqa: E731
     nodes, ops = [], {}
     for op in low.ops:
         key = f"op{len(nodes)}"
         if op.kind in ("conv", "fc"):
-            ops[key] = _conv(low, op, coding(op.output))
+            ops[key] = _conv(low, op, coding(op.output), weight_observer)
         elif op.kind == "add":
             ops[key] = QAdd(ActQuant(coding(op.output), "relu" if op.output is not op.node else "none"))
         elif op.kind == "max_pool":
@@ -292,7 +293,7 @@ def _scope(node: fx.Node) -> tuple[tuple[str, str], ...]:
     return tuple((path, cls.__name__) for path, cls in node.meta.get("nn_module_stack", {}).values())
 
 
-def _conv(low: Lowered, op: Op, out: Coding) -> QConv:
+def _conv(low: Lowered, op: Op, out: Coding, observer: str) -> QConv:
     module, bn, x_float = low.module(op), low.bn(op), low.floats[op.inputs[0]]
     if op.kind == "fc":
         check_fc_input(op.node.target, x_float)
@@ -309,7 +310,7 @@ def _conv(low: Lowered, op: Op, out: Coding) -> QConv:
                         dilation=tuple(module.dilation), groups=module.groups)
     bias = torch.zeros(weight.shape[0]) if bias is None else bias
     return QConv(weight.detach().float().contiguous(), bias.detach().float(), geometry, low.weight_bits(op),
-                 ActQuant(out, op.tail.activation), op.tail.activation)
+                 ActQuant(out, op.tail.activation), op.tail.activation, observer)
 
 
 def without_dead_channels(weight: torch.Tensor, x: torch.Tensor, groups: int) -> torch.Tensor:

@@ -59,7 +59,8 @@ def _device(name: str) -> torch.device:
 
 def build_network(run: Run, config: calibrate.Config, images: torch.Tensor, model=None) -> qnet.QNet:
     model = model if model is not None else run.model(config.seed)
-    return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8, config.isg_shift)
+    return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8, config.isg_shift,
+                      config.observer, config.weight_observer)
 
 
 def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str = "cpu",

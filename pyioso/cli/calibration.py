@@ -11,6 +11,7 @@ from pyioso import output
 from pyioso.calib import calibrate, workflow
 from pyioso.data.datasets import FASHION
 from pyioso.models import train
+from pyioso.quant.observers import OBSERVERS
 
 _RAW = argparse.RawDescriptionHelpFormatter
 
@@ -34,6 +35,7 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         round_weight=args.round_weight, group_weight=args.group_weight, drop=args.drop,
         input_scale=args.input_scale, oso_scale=not args.no_oso_scale,
         oso_offset=not args.no_oso_offset, granularity=args.granularity, isg_shift=args.isg_shift,
+        observer=args.observer, weight_observer=args.weight_observer,
         legalize_at=args.legalize_at, seed=args.seed, **iters)
 
 
@@ -112,6 +114,11 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-oso-scale", action="store_true", help="do not learn gamma^z (ablation)")
     p.add_argument("--no-oso-offset", action="store_true", help="do not learn phi^z (ablation)")
     p.add_argument("--granularity", type=int, default=GRANULARITY, help=f"ISG group sizes in multiples of this (array rows, default: {GRANULARITY})")
+    p.add_argument("--observer", default="mse", choices=OBSERVERS,
+                   help="activation clipping range: minmax, ema (moving average over the images), "
+                        "mse (Lp-optimal, default), kl (TensorRT's entropy), percentile (99.99)")
+    p.add_argument("--weight-observer", default="mse", choices=OBSERVERS,
+                   help="weight clipping range per output channel, same choices (default: mse)")
     p.add_argument("--isg-shift", type=int, default=ISG_SHIFT, help=f"n of the ISG scales 1 + s 2^-n (default: {ISG_SHIFT}, the engine's)")
     p.add_argument("--legalize-at", type=float, default=0.9, help="fraction of the weight stage after which groups are fixed (default: 0.9)")
     p.add_argument("--seed", type=int, default=0, help="seed of image choice, batches and drops (default: 0)")

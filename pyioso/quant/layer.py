@@ -2,7 +2,7 @@
 
 Shared by the single-layer cases (pyioso/integer/layer_case.py) and the integer network
 (pyioso/integer/intnet.py): BN folded into the weights, weights per-channel symmetric and activations per
-tensor asymmetric with the MSE observer, a valid hardware ISG split on dense layers.
+tensor asymmetric with an observer (MSE by default), a valid hardware ISG split on dense layers.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from golden.errors import PyiosoError
 from golden.meaning import FloatConv
 from golden.spec import GRANULARITY, ISG_SHIFT, PAPER_GROUP_CODES
 from pyioso.quant.bn import fold_conv_bn, fold_linear_bn
-from pyioso.quant.observers import MSEObserver
+from pyioso.quant.observers import make_observer
 from pyioso.quant.uniform import qrange, quantize
 
 
@@ -34,19 +34,22 @@ ACT_SAMPLES = 2 ** 18     # values an activation range search scores (a determin
 
 
 def qparams(x: torch.Tensor, bits: int, signed: bool, ch_axis: int | None = None,
-            max_samples: int | None = None):
-    """(scale, zero_point) from the MSE observer."""
-    observer = MSEObserver(ch_axis=ch_axis, max_samples=max_samples)
-    observer(x)
-    return observer.calculate_qparams(bits, signed)
+            max_samples: int | None = None, observer: str = "mse"):
+    """(scale, zero_point) from the named observer. A per-tensor one sees a batch image by
+    image (the EMA's batches; every other observer sees the same values either way)."""
+    obs = make_observer(observer, ch_axis, max_samples)
+    for part in (x.split(1) if ch_axis is None and x.dim() > 1 else (x,)):
+        obs(part)
+    return obs.calculate_qparams(bits, signed)
 
 
 def codes(x: torch.Tensor, scale, zero_point, bits: int, signed: bool, ch_axis=None) -> torch.Tensor:
     return quantize(x.detach(), scale, zero_point, *qrange(bits, signed), ch_axis).to(torch.int64)
 
 
-def observe_coding(x: torch.Tensor, bits: int) -> Coding:
-    scale, zero_point = qparams(x, bits, signed=False, max_samples=ACT_SAMPLES)
+def observe_coding(x: torch.Tensor, bits: int, observer: str = "mse") -> Coding:
+    """A tensor's coding from the named observer on its float values (NCHW)."""
+    scale, zero_point = qparams(x, bits, signed=False, max_samples=ACT_SAMPLES, observer=observer)
     return Coding(float(scale), int(zero_point), bits)
 
 

@@ -221,3 +221,18 @@ class PercentileObserver(Observer):
     def clip_data(self, data, qmin, qmax):
         k = max(1, math.ceil(self.percentile / 100 * data.shape[1]))
         return -(-data).kthvalue(k, dim=1).values, data.kthvalue(k, dim=1).values
+
+
+# The clipping methods by name (pyioso calibrate --observer, --weight-observer).
+OBSERVERS = {"minmax": MinMaxObserver, "ema": EMAMinMaxObserver, "mse": MSEObserver,
+             "kl": KLObserver, "percentile": PercentileObserver}
+
+
+def make_observer(name: str, ch_axis: int | None = None,
+                  max_samples: int | None = None) -> Observer:
+    """The observer called `name` with its defaults (MSE scores at most `max_samples` values)."""
+    if name not in OBSERVERS:
+        raise PyiosoError(f"observer {name!r} is unknown: use one of {', '.join(OBSERVERS)}")
+    if name == "mse":
+        return MSEObserver(ch_axis=ch_axis, max_samples=max_samples)
+    return OBSERVERS[name](ch_axis=ch_axis)

@@ -15,15 +15,13 @@ symmetric about zero, so ``(qmin, qmax) == (-1, 1)`` always means binary, never 
 
 Granularity is carried by the shape of ``scale`` / ``zero_point``: a scalar (per tensor), a
 vector along ``ch_axis`` (per channel), or any tensor that broadcasts against ``x`` with
-``ch_axis=None`` (e.g. the per-element effective scale of :func:`group_scale`).
+``ch_axis=None``. The calibrator's fake quantizers (pyioso.calib.qnet: ActQuant for activations,
+the rounding modules of pyioso.quant.rounding for weights) build on these functions.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-from torch import nn
 
 from golden.errors import PyiosoError
 
@@ -147,96 +145,3 @@ def fake_quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int,
     """dequantize(quantize(x)): the float value the integer pipeline represents."""
     return dequantize(quantize(x, scale, zero_point, qmin, qmax, ch_axis), scale, zero_point,
                       ch_axis)
-
-
-def grad_scale(t: torch.Tensor, g: float) -> torch.Tensor:
-    """``t`` in the forward pass, gradient multiplied by ``g`` in the backward pass (LSQ)."""
-    return t.detach() + (t * g - (t * g).detach())
-
-
-def lsq_grad_factor(numel_per_scale: int, qmax: int) -> float:
-    """LSQ's step-size gradient scale g = 1 / sqrt(numel_per_scale * qmax) (Esser et al. 2019)."""
-    return 1.0 / math.sqrt(numel_per_scale * qmax)
-
-
-def group_qparams(x: torch.Tensor, bits: int, signed: bool, group_size: int, scale_bits: int,
-                  ch_axis: int = 0, group_axis: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """VS-Quant two-level scales (Dai et al. 2021) from the max |x| of each vector.
-
-    Layout: ``x.shape[group_axis]`` is cut into G = length / group_size vectors of
-    ``group_size`` consecutive elements (vector k holds indices k * group_size to
-    (k + 1) * group_size - 1); every other axis keeps its index. Returns
-
-    - ``gamma``: float per-channel scale, shape (x.shape[ch_axis],);
-    - ``sq``: unsigned ``scale_bits``-bit integer per-vector scale (float dtype, values in
-      1..2^scale_bits - 1), shape of ``x`` with ``group_axis`` shortened to G.
-
-    The effective scale of an element is gamma[c] * sq[vector] (:func:`group_scale`). Each
-    vector's ideal scale max|v| / qmax is rounded to a multiple of gamma = its channel's largest
-    ideal scale / (2^scale_bits - 1), floored at 1 so that all-zero vectors keep a valid scale.
-    Zero points are 0 (VS-Quant is scale only; on unsigned grids negative values clip to 0).
-    """
-    _, qmax = qrange(bits, signed)
-    _, sq_max = qrange(scale_bits, signed=False)
-    ch, gx = channel_axis(ch_axis, x.dim()), channel_axis(group_axis, x.dim())
-    if ch == gx:
-        raise PyiosoError(f"ch_axis and group_axis are both {ch}: vectors run along another axis "
-                          "than the channel (e.g. ch_axis=0, group_axis=1)")
-    if group_size < 1 or x.shape[gx] % group_size:
-        raise PyiosoError(f"group_size={group_size} does not divide axis {gx} of length "
-                          f"{x.shape[gx]}: use a divisor of it")
-    shape = list(x.shape)
-    shape[gx:gx + 1] = [x.shape[gx] // group_size, group_size]
-    ideal = x.detach().abs().reshape(shape).amax(dim=gx + 1) / qmax
-    per_channel = ideal.movedim(ch, 0).flatten(1).amax(dim=1)
-    gamma = safe_scale(per_channel / sq_max)
-    sq = torch.clamp(torch.round(ideal / broadcast_qparam(gamma, ideal, ch, "gamma")), 1, sq_max)
-    return gamma, sq
-
-
-def group_scale(gamma: torch.Tensor, sq: torch.Tensor, group_size: int, ch_axis: int = 0,
-                group_axis: int = 1) -> torch.Tensor:
-    """Per-element effective scale gamma[c] * sq[vector], shaped like the quantized tensor."""
-    gx = channel_axis(group_axis, sq.dim())
-    return broadcast_qparam(gamma, sq, ch_axis, "gamma") * sq.repeat_interleave(group_size, dim=gx)
-
-
-class FakeQuantizer(nn.Module):
-    """Fake quantization with a fixed scale (buffer) or an LSQ-learned one (parameter).
-
-    With ``learn_scale`` the scale's gradient is multiplied by LSQ's
-    g = 1 / sqrt(numel_per_scale * qmax), which keeps step-size updates commensurate with weight
-    updates; the input gets the clipped STE either way. The zero point is never learned.
-    """
-
-    def __init__(self, bits: int, signed: bool, scale, zero_point=0, ch_axis: int | None = None,
-                 learn_scale: bool = False):
-        super().__init__()
-        self.bits, self.signed, self.ch_axis = bits, signed, ch_axis
-        self.qmin, self.qmax = qrange(bits, signed)
-        scale = torch.as_tensor(scale).detach()
-        scale = scale.to(torch.promote_types(scale.dtype, torch.get_default_dtype())).clone()
-        zero_point = torch.as_tensor(zero_point, dtype=scale.dtype).detach().clone()
-        check_qparams(scale, zero_point, self.qmin, self.qmax)
-        if learn_scale:
-            self.scale = nn.Parameter(scale)
-        else:
-            self.register_buffer("scale", scale)
-        self.register_buffer("zero_point", zero_point)
-
-    @classmethod
-    def from_observer(cls, observer, bits: int, signed: bool,
-                      learn_scale: bool = False) -> FakeQuantizer:
-        """A quantizer calibrated by ``observer``, per channel along its ``ch_axis`` if set."""
-        scale, zero_point = observer.calculate_qparams(bits, signed)
-        return cls(bits, signed, scale, zero_point, observer.ch_axis, learn_scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.scale
-        if isinstance(scale, nn.Parameter):
-            scale = grad_scale(scale, lsq_grad_factor(x.numel() // scale.numel(), self.qmax))
-        return fake_quantize(x, scale, self.zero_point, self.qmin, self.qmax, self.ch_axis)
-
-    def extra_repr(self) -> str:
-        return (f"bits={self.bits}, signed={self.signed}, ch_axis={self.ch_axis}, "
-                f"learn_scale={isinstance(self.scale, nn.Parameter)}")
