@@ -40,12 +40,13 @@ from golden.layers import conv_output_size
 from hw.accumulator import Accumulator
 from hw.array import SystolicArray
 from hw.driver import Shape, Slice, slices
-from hw.engine import REQUANT_UNITS, TABLE_LATENCY
+from hw.engine import REQUANT_UNITS
 from hw.host import Depths
 from hw.ioso import IosoUnit
 from hw.lanes import Widen
 from hw.params import EngineParams
 from hw.postproc import ActUnit
+from hw.tables import TableStage
 
 CLOCK_MHZ = 400         # the paper's synthesis clock, for microseconds next to its Table 11
 
@@ -55,7 +56,7 @@ def datapath_depth(params: EngineParams) -> int:
     accumulator, table stage, BN (or FP16) unit, activation unit, and the width converter's
     register with fewer lanes than columns."""
     units = (SystolicArray.latency_of(params) + IosoUnit.latency + Accumulator.latency
-             + TABLE_LATENCY + REQUANT_UNITS[params.requant].latency + ActUnit.latency)
+             + TableStage.latency + REQUANT_UNITS[params.requant].latency + ActUnit.latency)
     return units + (Widen.latency if params.lanes < params.cols else 0)
 
 

@@ -80,4 +80,5 @@ class Depths:
         return dict(vars(self))
 
 
-descriptor_layout = data.StructLayout({c.name.lower(): 16 for c in DESCRIPTOR})
+DESC_FIELD_BITS = 16
+descriptor_layout = data.StructLayout({c.name.lower(): DESC_FIELD_BITS for c in DESCRIPTOR})
