@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bench.hardware import __main__ as cli, area, latency, page, variants
+from bench.hardware import __main__ as cli, area, blocks, latency, liberty, page, variants, yosys
 from golden.errors import PyiosoError
 from hw import cycles
 from hw.driver import Shape
@@ -99,7 +99,7 @@ def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     (root / "tiny.lib").write_text(tiny_liberty())
     work = root / "synth"
-    libs = area.libraries(work, liberty=str(root / "tiny.lib"))
+    libs = liberty.libraries(work, liberty=str(root / "tiny.lib"))
     engines = variants.engines(4, 4, 2)
     doc = area.area_report(engines, SMALL, libs, work, jobs=2, baseline=variants.BASELINE,
                            progress=False)
@@ -110,7 +110,7 @@ def test_every_variant_has_every_block(smoke):
     doc = smoke[0]
     assert list(doc["variants"]) == list(variants.VARIANTS)
     for v in doc["variants"].values():
-        assert list(v["blocks"]) == [b.name for b in area.BLOCKS]
+        assert list(v["blocks"]) == [b.name for b in blocks.BLOCKS]
         for block in v["blocks"].values():
             assert set(block) == {"generic", "tiny"}
         assert v["total"]["tiny"]["area"] == pytest.approx(
@@ -164,7 +164,7 @@ def test_page_shows_table11(smoke, tmp_path):
     assert "## Table 11, side by side" in text and "429,342" in text and "1,129.2775" in text
     for v in variants.VARIANTS.values():
         assert v.title in text
-    assert str(area.ROOT) not in text and "/tmp" not in text
+    assert str(liberty.ROOT) not in text and "/tmp" not in text
     assert "cycle model" in page.summary(doc, lat)
     page.plot(doc, str(tmp_path / "area.png"))
     assert (tmp_path / "area.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -229,22 +229,22 @@ def test_bad_engine_sizes_are_refused_before_any_work(argv, why, tmp_path, capsy
 def test_a_file_that_is_not_liberty_is_refused(tmp_path):
     (tmp_path / "x.lib").write_text("module m; endmodule\n")
     with pytest.raises(PyiosoError, match="is not a liberty file"):
-        area.libraries(tmp_path / "synth", liberty=str(tmp_path / "x.lib"))
+        liberty.libraries(tmp_path / "synth", liberty=str(tmp_path / "x.lib"))
 
 
 def test_no_pdk_means_generic(tmp_path):
-    assert area.libraries(tmp_path, pdk="no/such/pdk") == []
+    assert liberty.libraries(tmp_path, pdk="no/such/pdk") == []
 
 
 def test_renumbering_is_a_bijection():
     text = "connect \\port$851$0 \\a$3\ncell $add $851\nconnect \\port$9$0 \\b"
-    assert area._renumber(text) == "connect \\port$0$1 \\a$2\ncell $add $0\nconnect \\port$3$1 \\b"
+    assert blocks._renumber(text) == "connect \\port$0$1 \\a$2\ncell $add $0\nconnect \\port$3$1 \\b"
 
 
 def test_blocks_by_longest_prefix():
-    assert area.block_of("engine.array.pe_3_1").name == "array"
-    assert area.block_of("engine").name == area.block_of("engine.feed").name == "controller"
-    assert area.block_of("engine.widen").name == "lanes"
+    assert blocks.block_of("engine.array.pe_3_1").name == "array"
+    assert blocks.block_of("engine").name == blocks.block_of("engine.feed").name == "controller"
+    assert blocks.block_of("engine.widen").name == "lanes"
 
 
 def test_yosys_runs_once_alone_before_runs_side_by_side(monkeypatch, tmp_path):
@@ -252,10 +252,10 @@ def test_yosys_runs_once_alone_before_runs_side_by_side(monkeypatch, tmp_path):
     import subprocess
 
     calls = []
-    monkeypatch.setattr(area.subprocess, "run",
+    monkeypatch.setattr(yosys.subprocess, "run",
                         lambda argv, **_: calls.append(argv) or subprocess.CompletedProcess(argv, 0, "", ""))
-    area._prepare_yosys.cache_clear()
+    yosys.prepare_yosys.cache_clear()
     for _ in range(2):
         with area.Synthesis([], tmp_path, jobs=2, progress=False) as synthesis:
-            assert calls == [[area._yosys(), "-V"]] and not synthesis.running
-    area._prepare_yosys.cache_clear()
+            assert calls == [[yosys._yosys(), "-V"]] and not synthesis.running
+    yosys.prepare_yosys.cache_clear()

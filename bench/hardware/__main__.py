@@ -16,21 +16,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.hardware import area, latency, page
+from bench.hardware import area, latency, liberty, page
 from bench.hardware.variants import BASELINE, engines
 from golden.errors import PyiosoError
 from hw.host import Depths
 from hw.params import EngineParams
 from pyioso import output
 
-ROOT = area.ROOT
+ROOT = liberty.ROOT
 
 
 def build(args: argparse.Namespace, depths: Depths = Depths()) -> tuple[dict, dict]:
     """(area.json, latency.json) for the command line's engine size and libraries."""
     out = ROOT / args.out
     variants = engines(args.rows, args.cols, args.lanes)     # refuses a bad size before any work
-    libs = area.libraries(out / "synth", args.liberty, args.pdk)
+    libs = liberty.libraries(out / "synth", args.liberty, args.pdk)
     if not libs:
         print(f"no liberty file: neither --liberty nor {args.pdk}/ holds one; areas fall back to "
               "Yosys's generic cell and transistor counts", file=sys.stderr)

