@@ -8,9 +8,9 @@ import shutil
 import pytest
 import torch
 
-from bench import accuracy
+from bench.accuracy import __main__ as cli, cells as grid_cells, records
 from golden.errors import PyiosoError
-from pyioso.models import tv
+from pyioso.models import train, tv
 
 TINY = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images", "100",
         "--iters", "2", "--act-iters", "1", "--seeds", "2", "--bits", "W2A4,W2A32",
@@ -20,8 +20,8 @@ TINY = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images"
 def test_benchmark_writes_every_table_and_resumes(tmp_path):
     out, docs = tmp_path / "out", tmp_path / "docs"
     argv = [*TINY, "--out", str(out), "--docs", str(docs)]
-    accuracy.main(argv)
-    cells = accuracy.grid({"resnet18": ((2, 4), (2, None))}, 2, ("rtn", "brecq+ioso"))
+    cli.main(argv)
+    cells = grid_cells.grid({"resnet18": ((2, 4), (2, None))}, 2, ("rtn", "brecq+ioso"))
     # rtn and brecq+ioso at W2A4 and weight-only, and the five other ablation rows, two seeds each.
     assert len(cells) == 2 * 2 * 2 + 5 * 2
     rows = list(csv.DictReader((docs / "results.csv").open()))
@@ -43,13 +43,13 @@ def test_benchmark_writes_every_table_and_resumes(tmp_path):
         assert (docs / png).stat().st_size > 1000
     # A second run finds every cell recorded, runs none, and writes the same report.
     stamps = {p.name: p.stat().st_mtime_ns for p in (out.glob("*/cells/*.json"))}
-    accuracy.main(argv)
+    cli.main(argv)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")} == stamps
     assert (docs / "RESULTS.md").read_text() == text
     # A fresh output folder reusing that report runs nothing: the Fig. 11 plots come from the data
     # the report carried, and the same rows come out.
     fresh = tmp_path / "fresh"
-    accuracy.main([*TINY, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(docs)])
+    cli.main([*TINY, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(docs)])
     assert not list(fresh.glob("*/runs/*"))
     assert (fresh / "results.csv").read_text() == (docs / "results.csv").read_text()
     assert (fresh / "results_fig11.json").read_text() == (docs / "results_fig11.json").read_text()
@@ -57,10 +57,10 @@ def test_benchmark_writes_every_table_and_resumes(tmp_path):
     # A report from before the Fig. 11 data were carried hands on its Fig. 11 plots instead.
     old, carried = tmp_path / "old", tmp_path / "carried"
     shutil.copytree(docs, old)
-    (old / accuracy.FIG11_JSON).unlink()
-    accuracy.main([*TINY, "--out", str(carried), "--docs", str(carried), "--reuse", str(old)])
+    (old / records.FIG11_JSON).unlink()
+    cli.main([*TINY, "--out", str(carried), "--docs", str(carried), "--reuse", str(old)])
     assert not list(carried.glob("*/runs/*"))
-    assert all((carried / png).read_bytes() == (docs / png).read_bytes() for png in accuracy.FIG11_PNGS)
+    assert all((carried / png).read_bytes() == (docs / png).read_bytes() for png in records.FIG11_PNGS)
     assert _uncommanded(carried / "RESULTS.md") == _uncommanded(docs / "RESULTS.md")
     # With neither (a results.csv copied alone), that cell runs again and comes out as before:
     # the same rows but for the timing.
@@ -68,15 +68,15 @@ def test_benchmark_writes_every_table_and_resumes(tmp_path):
     alone.mkdir()
     (alone / "results.csv").write_text((docs / "results.csv").read_text())
     again = tmp_path / "again"
-    accuracy.main([*TINY, "--out", str(again), "--docs", str(again), "--reuse", str(alone / "results.csv")])
-    assert [p.name for p in again.glob("*/runs/*")] == [accuracy.FIG11_CELL.key]
+    cli.main([*TINY, "--out", str(again), "--docs", str(again), "--reuse", str(alone / "results.csv")])
+    assert [p.name for p in again.glob("*/runs/*")] == [grid_cells.FIG11_CELL.key]
 
     def untimed(path):
         return [{k: v for k, v in r.items() if k != "calib_seconds"} for r in csv.DictReader(path.open())]
     assert untimed(again / "results.csv") == untimed(docs / "results.csv")
     with pytest.raises(SystemExit, match="not a results.csv of this version"):
         (tmp_path / "old.csv").write_text("net,bits\nresnet18,W2A4\n")
-        accuracy.main([*TINY, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(tmp_path / "old.csv")])
+        cli.main([*TINY, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(tmp_path / "old.csv")])
 
 
 def _uncommanded(path):
@@ -86,7 +86,7 @@ def _uncommanded(path):
 
 def test_report_only_renders_what_is_recorded(tmp_path):
     out, docs = tmp_path / "out", tmp_path / "docs"
-    accuracy.main([*TINY, "--report-only", "--out", str(out), "--docs", str(docs)])
+    cli.main([*TINY, "--report-only", "--out", str(out), "--docs", str(docs)])
     text = (docs / "RESULTS.md").read_text()
     assert "0 of the 18 planned calibrations are recorded; cells not run are left out or show –" in text
 
@@ -96,42 +96,42 @@ def test_reports_of_other_input_sizes_and_budgets_link_each_other(tmp_path):
     deeper = sub / "i600"
     only = [*TINY, "--report-only", "--out", str(tmp_path / "out")]
     for folder in (sub, deeper):
-        accuracy.main([*only, "--docs", str(folder)])
-    (sub / accuracy.MODELS_JSON).write_text(json.dumps({"resnet18": {"size": 64, "top1": 93.05}}))
+        cli.main([*only, "--docs", str(folder)])
+    (sub / records.MODELS_JSON).write_text(json.dumps({"resnet18": {"size": 64, "top1": 93.05}}))
     (sub / "results.csv").write_text("net,budget\nresnet18,i200-a50-n1024-s64\n")
-    accuracy.main([*only, "--docs", str(docs)])
+    cli.main([*only, "--docs", str(docs)])
     assert ("The same benchmark on other inputs or budgets:\n\n- [64px/RESULTS.md](64px/RESULTS.md): resnet18 at "
             "64 px, float 93.05%; 200/50 iterations\n- [64px/i600/RESULTS.md](64px/i600/RESULTS.md)\n"
             ) in (docs / "RESULTS.md").read_text()
-    accuracy.main([*only, "--docs", str(sub)])
+    cli.main([*only, "--docs", str(sub)])
     assert "- [../RESULTS.md](../RESULTS.md)\n- [i600/RESULTS.md](i600/RESULTS.md)\n" in (sub / "RESULTS.md").read_text()
 
 
 def test_each_network_can_have_its_own_bits():
-    plan = accuracy.parse_plan("resnet18, mobilenet_v2:W4A4+w2a32", ((2, 4), (3, 3)))
+    plan = cli.parse_plan("resnet18, mobilenet_v2:W4A4+w2a32", ((2, 4), (3, 3)))
     assert plan == {"resnet18": ((2, 4), (3, 3)), "mobilenet_v2": ((4, 4), (2, None))}
-    cells = accuracy.grid(plan, 1, ("rtn", "qdrop"), ablation=False)
+    cells = grid_cells.grid(plan, 1, ("rtn", "qdrop"), ablation=False)
     assert [(c.net, c.bits, c.method) for c in cells if c.net == "mobilenet_v2"] == [
         ("mobilenet_v2", "W4A4", "rtn"), ("mobilenet_v2", "W4A4", "qdrop"), ("mobilenet_v2", "W2A32", "rtn")]
     with pytest.raises(PyiosoError, match="W2A4"):
-        accuracy.parse_plan("resnet18:4bit", ((2, 4),))
+        cli.parse_plan("resnet18:4bit", ((2, 4),))
 
 
 def test_reused_benchmark_trains_nothing_and_keeps_its_models(tmp_path, monkeypatch):
     """A fresh clone extending the committed benchmark (--weights trained, every cell recorded)
     trains no network: the Models table shows the training records the report carried."""
     docs = tmp_path / "docs"
-    accuracy.main([*TINY, "--out", str(tmp_path / "out"), "--docs", str(docs)])
+    cli.main([*TINY, "--out", str(tmp_path / "out"), "--docs", str(docs)])
     record = {"net": "resnet18", "size": 16, "epochs": 8, "seed": 0, "top1": 91.25, "train_seconds": 600.0,
               "threads": 2}
-    (docs / accuracy.MODELS_JSON).write_text(json.dumps({"resnet18": record}))
+    (docs / records.MODELS_JSON).write_text(json.dumps({"resnet18": record}))
     monkeypatch.setenv("PYIOSO_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr(accuracy.train, "train", lambda *a, **k: pytest.fail("trained a network"))
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained a network"))
     fresh = tmp_path / "fresh"
     trained = [a if a != "random" else "trained" for a in TINY]
-    accuracy.main([*trained, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(docs)])
+    cli.main([*trained, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(docs)])
     assert "| resnet18 | 16 px | 8 | 0 | 10.0 | 2 | 91.25 |" in (fresh / "RESULTS.md").read_text()
-    assert json.loads((fresh / accuracy.MODELS_JSON).read_text()) == {"resnet18": record}
+    assert json.loads((fresh / records.MODELS_JSON).read_text()) == {"resnet18": record}
 
 
 def test_reused_cells_stay_with_the_checkpoint_they_were_calibrated_on(tmp_path, monkeypatch, capsys):
@@ -141,32 +141,32 @@ def test_reused_cells_stay_with_the_checkpoint_they_were_calibrated_on(tmp_path,
     one = ["--size", "16", "--images", "32", "--eval-images", "100", "--iters", "2", "--act-iters", "1",
            "--bits", "W2A32", "--methods", "rtn", "--no-ablation", "--jobs", "1", "--quiet", "--weights", "trained"]
     monkeypatch.setenv("PYIOSO_CACHE", str(tmp_path / "cache"))
-    recipe = accuracy.train.Recipe("resnet18", size=16)
-    ours = accuracy.train.cache_dir() / f"{recipe.stem()}.pt"
+    recipe = train.Recipe("resnet18", size=16)
+    ours = train.cache_dir() / f"{recipe.stem()}.pt"
     ours.parent.mkdir(parents=True)
     torch.save(tv.build_model("resnet18", 10, seed=0).state_dict(), ours)
     mine = {"net": "resnet18", "size": 16, "epochs": 8, "seed": 0, "top1": 12.34, "train_seconds": 60.0,
             "threads": 1, "sha256": hashlib.sha256(ours.read_bytes()).hexdigest()}
     ours.with_suffix(".json").write_text(json.dumps(mine))
     docs = tmp_path / "docs"
-    accuracy.main([*one, "--seeds", "1", "--out", str(tmp_path / "out"), "--docs", str(docs)])
+    cli.main([*one, "--seeds", "1", "--out", str(tmp_path / "out"), "--docs", str(docs)])
     theirs = {**mine, "top1": 91.25, "sha256": "0" * 64}
-    (docs / accuracy.MODELS_JSON).write_text(json.dumps({"resnet18": theirs}))
+    (docs / records.MODELS_JSON).write_text(json.dumps({"resnet18": theirs}))
 
     kept = tmp_path / "kept"
-    accuracy.main([*one, "--seeds", "1", "--out", str(kept), "--docs", str(kept), "--reuse", str(docs)])
+    cli.main([*one, "--seeds", "1", "--out", str(kept), "--docs", str(kept), "--reuse", str(docs)])
     assert not list(kept.glob("*/runs/*"))
     assert "| resnet18 | 16 px | 8 | 0 | 1.0 | 1 | 91.25 |" in (kept / "RESULTS.md").read_text()
 
     rerun = tmp_path / "rerun"
-    accuracy.main([*one, "--seeds", "2", "--out", str(rerun), "--docs", str(rerun), "--reuse", str(docs)])
+    cli.main([*one, "--seeds", "2", "--out", str(rerun), "--docs", str(rerun), "--reuse", str(docs)])
     assert "resnet18: the checkpoint here is not the one" in capsys.readouterr().err
     assert sorted(p.name for p in rerun.glob("*/runs/*")) == sorted(
-        c.key for c in accuracy.grid({"resnet18": ((2, None),)}, 2, ("rtn",), ablation=False))
+        c.key for c in grid_cells.grid({"resnet18": ((2, None),)}, 2, ("rtn",), ablation=False))
     assert "| resnet18 | 16 px | 8 | 0 | 1.0 | 1 | 12.34 |" in (rerun / "RESULTS.md").read_text()
 
-    (docs / accuracy.MODELS_JSON).write_text(json.dumps({"resnet18": {**theirs, "sha256": None}}))
+    (docs / records.MODELS_JSON).write_text(json.dumps({"resnet18": {**theirs, "sha256": None}}))
     unknown = tmp_path / "unknown"
-    accuracy.main([*one, "--seeds", "2", "--out", str(unknown), "--docs", str(unknown), "--reuse", str(docs)])
+    cli.main([*one, "--seeds", "2", "--out", str(unknown), "--docs", str(unknown), "--reuse", str(docs)])
     assert "recorded no SHA-256 of resnet18's checkpoint" in capsys.readouterr().err
     assert len(list(unknown.glob("*/runs/*"))) == 1

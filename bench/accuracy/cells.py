@@ -1,0 +1,171 @@
+"""The benchmark grid: settings, budgets, cells, and running them side by side."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from pyioso import output
+from pyioso.calib import calibrate, workflow
+from pyioso.data.datasets import FASHION
+from pyioso.models import train
+
+WEIGHT_ONLY = ((4, None), (3, None), (2, None))
+WEIGHT_ACT = ((4, 4), (2, 4), (3, 3), (2, 2))
+METHODS = ("rtn", "adaround", "brecq", "qdrop", "brecq+ioso", "qdrop+ioso")
+# QDrop drops quantized activations; with float activations it is BRECQ's weight stage, so the
+# weight-only table leaves it out (as the paper's Table 2 does).
+WEIGHT_ONLY_METHODS = ("rtn", "adaround", "brecq", "brecq+ioso")
+IOSO_METHODS = ("brecq+ioso", "qdrop+ioso")
+# Paper Table 4 on resnet18 W2A4: label, method, options, learned (V, gamma^z, phi^z, gamma^y, R).
+ABLATION = (
+    ("rounding only", "brecq", (), "V"),
+    ("+ output offset", "brecq+ioso", (("input_scale", "none"), ("oso_scale", False)), "V phi"),
+    ("+ output scale", "brecq+ioso", (("input_scale", "none"), ("oso_offset", False)), "V gamma"),
+    ("+ output offset & scale", "brecq+ioso", (("input_scale", "none"),), "V gamma phi"),
+    ("+ input scale, ungrouped", "brecq+ioso", (("input_scale", "free"),), "V gamma phi gamma_y"),
+    ("+ input scale grouped (ISG)", "brecq+ioso", (), "V gamma phi gamma_y R"),
+)
+ABLATION_NET, ABLATION_BITS = "resnet18", (2, 4)
+
+
+def bits_label(w_bits: int, a_bits: int | None) -> str:
+    return f"W{w_bits}A{a_bits or 32}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every cell gets (the same for every method, so rows compare)."""
+
+    iters: int = workflow.QUICK["iters"]            # weight stage (QDrop: its joint stage) per segment
+    act_iters: int = workflow.QUICK["act_iters"]    # BRECQ's activation stage per segment
+    images: int = 1024          # calibration images
+    eval_images: int | None = None      # test images (None: the whole test split)
+    size: int = 32
+    data: str = FASHION         # or an ImageFolder directory (train/ and val/ inside)
+    classes: int = train.CLASSES
+
+    @property
+    def folder(self) -> str:
+        """The records' directory name: cells recorded under another budget or data never mix."""
+        data = "" if self.data == FASHION else f"-{Path(self.data).name}"
+        return f"i{self.iters}-a{self.act_iters}-n{self.images}-s{self.size}{data}"
+
+    @staticmethod
+    def iterations_of(folder: str) -> tuple[int, int] | None:
+        """(weight, activation) iterations of a name `folder` wrote (results.csv's budget column)."""
+        found = re.match(r"i(\d+)-a(\d+)-", folder)
+        return (int(found[1]), int(found[2])) if found else None
+
+
+@dataclass(frozen=True)
+class Cell:
+    net: str
+    w_bits: int
+    a_bits: int | None
+    method: str
+    seed: int
+    options: tuple[tuple[str, object], ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        opts = "".join(f"_{k}-{v}" for k, v in self.options)
+        return f"{self.net}_{bits_label(self.w_bits, self.a_bits)}_{self.method}{opts}_s{self.seed}"
+
+    @property
+    def bits(self) -> str:
+        return bits_label(self.w_bits, self.a_bits)
+
+    def record(self, out: Path) -> Path:
+        return out / "cells" / f"{self.key}.json"
+
+    def recorded(self, budget: Budget, **results) -> dict:
+        """The cell's JSON record: what it is, its budget, and its results."""
+        return {**asdict(self), "options": dict(self.options), "key": self.key, "bits": self.bits,
+                "budget": asdict(budget), **results}
+
+    def config(self, budget: Budget) -> calibrate.Config:
+        return calibrate.Config.named(self.method, w_bits=self.w_bits, a_bits=self.a_bits,
+                                      iters=budget.iters, act_iters=budget.act_iters, seed=self.seed,
+                                      **dict(self.options))
+
+
+# The calibration whose history draws the Fig. 11 plots (input scales, group sizes).
+FIG11_CELL = Cell(ABLATION_NET, *ABLATION_BITS, "brecq+ioso", 0)
+# Written by `report` next to results.csv and taken back by `reuse`: the legalized tensor classes
+# of the Fig. 11 cell, and the training record of each network's checkpoint.
+def grid(plan: dict[str, tuple[tuple[int, int | None], ...]], seeds: int, methods: tuple[str, ...] = METHODS,
+         ablation: bool = True) -> list[Cell]:
+    """Every cell of the tables, each once: per network (plan: its bit settings), the bits in the
+    order given (those that matter most first, so a benchmark cut short has them); the ablation
+    runs with its bit setting."""
+    cells = []
+    for net, bits in plan.items():
+        for w, a in bits:
+            cells += [Cell(net, w, a, method, seed) for method in methods
+                      if a is not None or method in WEIGHT_ONLY_METHODS for seed in range(seeds)]
+            if ablation and (net, (w, a)) == (ABLATION_NET, ABLATION_BITS):
+                cells += [Cell(net, w, a, method, seed, options)
+                          for _, method, options, _ in ABLATION for seed in range(seeds)]
+    return list(dict.fromkeys(cells))
+
+
+def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int = 1) -> dict:
+    """Calibrate and evaluate one cell; its record, also written to OUT/cells/KEY.json."""
+    import torch
+
+    torch.set_num_threads(threads)
+    directory = out / "runs" / cell.key
+    config = cell.config(budget)
+    run = workflow.Run(cell.net, weights, budget.data, budget.size, budget.images, budget.classes)
+    began = time.perf_counter()
+    summary = workflow.calibrate_network(run, config, directory, progress=False, checkpoints=False)
+    seconds = time.perf_counter() - began
+    integer = cell.method in IOSO_METHODS and workflow.exportable(config)
+    result = workflow.evaluate(directory, budget.eval_images, progress=False, integer=integer,
+                               net=summary["network"])
+    record = cell.recorded(budget, calib_seconds=round(seconds, 1), threads=threads, images=result["images"],
+                           float=result["top1"]["float"], fake_quant=result["top1"]["fake-quant"],
+                           integer=result["top1"].get("integer"), agreement=result["integer_agreement"],
+                           max_logit_code_diff=result["max_logit_code_diff"])
+    (directory / workflow.FINAL).unlink()            # the records and plots stay; the weights go
+    shutil.rmtree(directory / workflow.ARTIFACT, ignore_errors=True)
+    output.write_json(str(cell.record(out)), record)
+    return record
+
+
+def run_grid(cells: list[Cell], budget: Budget, weights: dict[str, str], out: Path,
+             jobs: int = 1, progress: bool = True, run: bool = True) -> list[dict]:
+    """Run the cells not yet recorded, `jobs` processes of one thread each (with `run` False,
+    only collect the recorded ones)."""
+    from tqdm import tqdm
+
+    records = {}
+    bar = tqdm(total=len(cells), desc="bench-accuracy", unit="cell", disable=not progress)
+    todo = []
+    for cell in cells:
+        if cell.record(out).is_file():
+            records[cell] = json.loads(cell.record(out).read_text())
+            bar.update()
+        else:
+            todo.append(cell)
+    if not run:
+        bar.close()
+        return [records[cell] for cell in cells if cell in records]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_cell, cell, budget, weights[cell.net], out): cell for cell in todo}
+        for future in as_completed(futures):
+            cell = futures[future]
+            records[cell] = future.result()
+            bar.set_postfix_str(f"{cell.key}: {records[cell]['fake_quant']:.2f}%")
+            bar.update()
+    bar.close()
+    return [records[cell] for cell in cells]
+
+

@@ -1,0 +1,315 @@
+"""docs/RESULTS.md from the records: accuracy, integer, ablation, time and cost tables, the
+targets, the training records, the plots and links to the reports beside it."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import statistics
+from pathlib import Path
+
+from bench.accuracy.cells import (ABLATION, ABLATION_BITS, ABLATION_NET, IOSO_METHODS, METHODS, WEIGHT_ACT, WEIGHT_ONLY,
+                                 WEIGHT_ONLY_METHODS, Budget, bits_label)
+from bench.accuracy.records import CARRIED_PLOTS, FIG11_JSON, FIG11_PNGS, MODELS_JSON, fig11_legal, read_json, write_csv
+from pyioso import output
+from pyioso.calib import calibrate
+from pyioso.models import train
+from pyioso.models.train import TRAINED
+from pyioso.models.weights import RANDOM
+from pyioso.output import md_table
+
+
+def _stats(records: list[dict], key: str) -> tuple[float, float] | None:
+    values = [r[key] for r in records if r.get(key) is not None]
+    if not values:
+        return None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _fmt(stat: tuple[float, float] | None) -> str:
+    return "–" if stat is None else f"{stat[0]:.2f} ± {stat[1]:.2f}"
+
+
+def _select(records: list[dict], **match) -> list[dict]:
+    return [r for r in records if all(r[k] == v for k, v in match.items())]
+
+
+def _main(records: list[dict]) -> list[dict]:
+    """The records of the main grid (no ablation options)."""
+    return [r for r in records if not r["options"]]
+
+
+def accuracy_tables(records: list[dict], nets: list[str]) -> str:
+    parts = []
+    for net in nets:
+        main = _select(_main(records), net=net)
+        if not main:
+            continue
+        for title, bits, methods in (("Weight-only (paper Table 2)", WEIGHT_ONLY, WEIGHT_ONLY_METHODS),
+                                     ("Weights and activations (paper Tables 3 and 6)", WEIGHT_ACT, METHODS)):
+            labels = [bits_label(*b) for b in bits if _select(main, bits=bits_label(*b))]
+            rows = [[method, *(_fmt(_stats(_select(main, method=method, bits=b), "fake_quant")) for b in labels)]
+                    for method in methods if any(_select(main, method=method, bits=b) for b in labels)]
+            if rows:
+                fp = _stats(main, "float")
+                parts.append(f"**{net}, {title}**, top-1 % (mean ± std over seeds); float {fp[0]:.2f}\n\n"
+                             + md_table(["method", *labels], rows))
+    return "\n\n".join(parts)
+
+
+def _setting(r: dict) -> tuple:
+    """What a row of the tables is: everything of a record but its seed."""
+    return r["net"], r["bits"], r["method"], tuple(r["options"].items())
+
+
+def integer_table(records: list[dict]) -> str:
+    checked = [r for r in records if r.get("integer") is not None]
+    rows = []
+    for setting in dict.fromkeys(map(_setting, checked)):
+        net, bits, method, options = setting
+        group = [r for r in checked if _setting(r) == setting]
+        rows.append([net, bits, method + "".join(f" {k}={v}" for k, v in options),
+                     _fmt(_stats(group, "fake_quant")), _fmt(_stats(group, "integer")),
+                     f"{max(abs(r['fake_quant'] - r['integer']) for r in group):.2f}",
+                     f"{min(r['agreement'] for r in group):.2f}", max(r["max_logit_code_diff"] for r in group)])
+    return md_table(["net", "bits", "method", "fake-quant", "integer (golden)", "max |diff| pp",
+                     "min agreement %", "max logit code diff"], rows, left=3)
+
+
+def ablation_rows(records: list[dict]) -> list[tuple[str, str, tuple[float, float] | None]]:
+    w, a = ABLATION_BITS
+    rows = []
+    for label, method, options, learned in ABLATION:
+        group = [r for r in records if r["net"] == ABLATION_NET and r["bits"] == bits_label(w, a)
+                 and r["method"] == method and r["options"] == dict(options)]
+        rows.append((label, learned, _stats(group, "fake_quant")))
+    return rows
+
+
+def ablation_table(records: list[dict]) -> str:
+    rows = ablation_rows(records)
+    base = rows[0][2]
+    symbols = ("V", "gamma", "phi", "gamma_y", "R")
+    return md_table(["method", "V", "γ^z", "φ^z", "γ^y", "R", "W2A4 top-1 %", "vs rounding only"],
+                     [[label, *("✓" if s in learned.split() else "" for s in symbols), _fmt(stat),
+                       "–" if stat is None or base is None else f"{stat[0] - base[0]:+.2f}"]
+                      for label, learned, stat in rows])
+
+
+def time_table(records: list[dict], nets: list[str]) -> str:
+    rows = []
+    for net in nets:
+        for method in METHODS:
+            group = _select(_main(records), net=net, method=method)
+            if group:
+                secs = [r["calib_seconds"] for r in group]
+                rows.append([net, method, len(group), f"{statistics.fmean(secs):.0f}", f"{max(secs):.0f}"])
+    return md_table(["net", "method", "cells", "mean s per calibration", "max s"], rows)
+
+
+def cost_table() -> str:
+    from pyioso.models import cost
+
+    rows = []
+    for net, paper in cost.PAPER_TABLE5.items():
+        ours = cost.network_cost(net)
+        rows.append([net, output.giga(ours.ops), output.giga(ours.isg_ops), output.percent(ours.ratio),
+                     f"{paper.baseline:.3f}", f"{paper.isg:.3f}", f"{paper.ratio_percent:.2f}%"])
+    return md_table(["network (224 px, 3 groups)", "ours: baseline G", "ours: ISG G", "ours: ratio",
+                      "paper: baseline G", "paper: ISG G", "paper: ratio"], rows)
+
+
+def targets(records: list[dict]) -> list[str]:
+    """The issue's targets, each as a measured sentence."""
+    main = _select(_main(records), net=ABLATION_NET)
+    lines = []
+
+    def mean(method: str, bits: str) -> float | None:
+        stat = _stats(_select(main, method=method, bits=bits), "fake_quant")
+        return None if stat is None else stat[0]
+
+    brecq, qdrop = mean("brecq", "W2A4"), mean("qdrop", "W2A4")
+    for method in IOSO_METHODS:
+        ioso = mean(method, "W2A4")
+        if None not in (ioso, brecq, qdrop):
+            met = ioso - brecq >= 0.5 and ioso >= qdrop
+            lines.append(f"resnet18 W2A4, {method}: {ioso:.2f}% vs brecq {brecq:.2f}% ({ioso - brecq:+.2f} pp, "
+                         f"target >= +0.5) and qdrop {qdrop:.2f}% ({ioso - qdrop:+.2f} pp, target >= 0): "
+                         f"**{'met' if met else 'not met'}**")
+    fp = _stats(main, "float")
+    for method in IOSO_METHODS:
+        w4a4 = mean(method, "W4A4")
+        if w4a4 is not None and fp:
+            lines.append(f"resnet18 W4A4, {method}: {w4a4:.2f}% vs float {fp[0]:.2f}% "
+                         f"({w4a4 - fp[0]:+.2f} pp, target within 0.5): "
+                         f"**{'met' if abs(w4a4 - fp[0]) <= 0.5 else 'not met'}**")
+    checked = [r for r in records if r.get("integer") is not None]
+    if checked:
+        worst = max(abs(r["fake_quant"] - r["integer"]) for r in checked)
+        lines.append(f"integer (golden) vs fake-quant top-1 over {len(checked)} IOSO calibrations: largest "
+                     f"difference {worst:.2f} pp (target <= 0.1): **{'met' if worst <= 0.1 else 'not met'}**")
+    return lines
+
+
+FLOAT_AIM = 92.0        # 1 pp under the 93-95% these architectures reach on Fashion-MNIST elsewhere
+
+
+def trained_records(nets: list[str], weights: dict[str, str], size: int, out: Path) -> dict[str, dict]:
+    """The training record of each network that runs on the project's own checkpoint: the cached
+    one the cells run here use, else the one a reused benchmark carried."""
+    carried = read_json(out / MODELS_JSON) or {}
+    records = {}
+    for net in nets:
+        if weights[net] == RANDOM:
+            continue
+        done = train.cached(train.Recipe(net, size=size))
+        if done and str(done[0]) == weights[net]:
+            records[net] = done[1]
+        elif weights[net] == TRAINED and net in carried:
+            records[net] = carried[net]
+    return records
+
+
+def models_table(nets: list[str], trained: dict[str, dict], weights: dict[str, str]) -> str:
+    rows = []
+    for net in nets:
+        if net in trained:
+            r = trained[net]
+            rows.append([net, f"{r['size']} px", r["epochs"], r["seed"], f"{r['train_seconds'] / 60:.1f}",
+                         r["threads"], f"{r['top1']:.2f}"])
+        else:
+            rows.append([net, "–", "–", "–", "–", "–", "untrained (random)" if weights[net] == RANDOM
+                         else "not trained here" if weights[net] == TRAINED
+                         else f"given: {Path(weights[net]).name}"])
+    table = md_table(["network", "input", "epochs", "seed", "train min", "threads", "float top-1 %"], rows)
+    below = [f"{net} {r['top1']:.2f}% ({r['epochs']} epochs at {r['size']} px)"
+             for net, r in trained.items() if r["top1"] < FLOAT_AIM]
+    if below:
+        table += (f"\n\nThe aim is float top-1 within 1 pp of the 93-95% these architectures reach on "
+                  f"Fashion-MNIST elsewhere (at least {FLOAT_AIM:.0f}%), **not met** by {', '.join(below)}. "
+                  "The recipe is sized for this CPU: at 32 px torchvision's stride-32 networks see a 1x1 map "
+                  "in their last stage. `pyioso train --epochs N --size 64` trains longer on larger inputs "
+                  "(the benchmark then runs with `--size 64`; `make bench-accuracy-64` does so for resnet18).")
+    return table
+
+
+def other_reports(docs: Path) -> str:
+    """Links to the benchmark's reports beside this one (other input sizes or budgets): those in
+    folders below DOCS and the one in its parent, each with the networks, float top-1 and
+    iterations it ran with."""
+    found = sorted(p for p in docs.rglob("RESULTS.md") if p.parent != docs)
+    found = ([docs.parent / "RESULTS.md"] if (docs.parent / "RESULTS.md").is_file() else []) + found
+    lines = []
+    for path in found:
+        models = read_json(path.parent / MODELS_JSON) or {}
+        link = Path(os.path.relpath(path, docs)).as_posix()
+        ran = [f"{net} at {r['size']} px, float {r['top1']:.2f}%" for net, r in models.items()]
+        ran += [f"{i}/{a} iterations" for i, a in _iterations(path.parent / "results.csv")]
+        lines.append(f"- [{link}]({link}){': ' + '; '.join(ran) if ran else ''}")
+    return "\n".join(lines)
+
+
+def _iterations(csv_path: Path) -> list[tuple[int, int]]:
+    """The (weight, activation) iterations of the budgets a results.csv holds."""
+    if not csv_path.is_file():
+        return []
+    with csv_path.open() as f:
+        budgets = {Budget.iterations_of(row["budget"]) for row in csv.DictReader(f)}
+    return sorted(budgets - {None})
+
+
+def report(records: list[dict], nets: list[str], weights: dict[str, str], budget: Budget,
+           docs: Path, command: str, out: Path, planned: int) -> Path:
+    """docs/RESULTS.md, docs/results.csv and the plots, from the records alone."""
+    from pyioso.calib import plots
+
+    docs.mkdir(parents=True, exist_ok=True)
+    write_csv(records, docs / "results.csv")
+    plots.accuracy_vs_bits(_main(records), nets, [bits_label(*b) for b in WEIGHT_ONLY + WEIGHT_ACT], METHODS,
+                           docs / "results_bits.png")
+    figures = ["results_bits.png"]
+    ablation = ablation_rows(records)
+    if any(stat for _, _, stat in ablation):
+        plots.ablation([(label, stat) for label, _, stat in ablation], docs / "results_ablation.png")
+        figures.append("results_ablation.png")
+    legal = fig11_legal(out)
+    if legal is not None:
+        output.write_json(str(docs / FIG11_JSON), legal)
+        plots.input_scales(legal, docs / FIG11_PNGS[0])
+        plots.group_sizes(legal, docs / FIG11_PNGS[1])
+        figures += FIG11_PNGS
+    elif (out / CARRIED_PLOTS).is_dir():
+        for png in FIG11_PNGS:
+            shutil.copyfile(out / CARRIED_PLOTS / png, docs / png)
+        figures += FIG11_PNGS
+    trained = trained_records(nets, weights, budget.size, out)
+    if trained:
+        output.write_json(str(docs / MODELS_JSON), trained)
+    seeds = len({r["seed"] for r in records})
+    eval_images = records[0]["images"] if records else 0
+    sections = [
+        "# Results: the paper's tables on Fashion-MNIST",
+        "These are **not ImageNet numbers**. Fashion-MNIST (the official 60k/10k split, Debian package "
+        "dataset-fashion-mnist) is the real dataset available offline here; its 28x28 grayscale images are "
+        f"resized to {budget.size} px, repeated to 3 channels and ImageNet-normalized, and run through the "
+        "unchanged torchvision architectures with a 10-class head, trained by `pyioso train`. Ten easy "
+        "classes leave far less headroom than ImageNet's 1000: the float and 4-bit rows sit close together, "
+        "and the gaps open at 2 and 3 bits.",
+        f"Produced by `{command}` (bench/accuracy/); every number below is in "
+        "[results.csv](results.csv), one row per calibration.",
+        "## Models",
+        models_table(nets, trained, weights),
+    ]
+    others = other_reports(docs)
+    if others:
+        sections += ["The same benchmark on other inputs or budgets:", others]
+    sections += [
+        "## Budget",
+        f"Calibration: {budget.images} Fashion-MNIST training images drawn by the seed, batch 32, "
+        f"**{budget.iters} weight-stage iterations and {budget.act_iters} activation-stage iterations per "
+        "block** (QDrop: one joint stage of the weight-stage length) for every method, instead of the paper's "
+        "20000 and 5000: the full budget does not fit this 2-core CPU. Every method gets the same budget. "
+        f"Mean ± sample standard deviation over {seeds} seed(s) of the calibration draw (which also fixes "
+        f"batch order and drops); top-1 on {eval_images} test images. First and last layers 8-bit. "
+        f"{len(records)} of the {planned} planned calibrations are recorded"
+        + ("." if len(records) == planned else "; cells not run are left out or show –.")
+        + (f" With {budget.iters} Adam steps at lr 1e-3, AdaRound's rounding variables move at most about "
+           f"{budget.iters * 1e-3:.2g} from their initialization, so rounding-only methods stay close to their "
+           "starting point while IOSO's per-channel output scale (gamma^z) can already correct coarse "
+           "low-bit grids: expect larger gaps to IOSO than the paper's (not measured here at its budget)."
+           if budget.iters < calibrate.Config.iters else ""),
+        "## Accuracy",
+        accuracy_tables(records, nets),
+        "![accuracy versus bits](results_bits.png)",
+        "## Integer inference next to fake-quant (every IOSO row)",
+        "The integer column runs golden on the exported artifact alone (integer ops only); agreement is the "
+        "share of test images where its prediction equals the fake-quant model's.",
+        integer_table(records),
+    ]
+    if "results_ablation.png" in figures:
+        sections += ["## Ablation (paper Table 4), resnet18 W2A4, BRECQ base",
+                     "The ungrouped row learns one free input scale per channel, which the hardware cannot "
+                     "run (fake-quant only); the grouped row is the exported IOSO result.",
+                     ablation_table(records), "![ablation](results_ablation.png)"]
+    if FIG11_PNGS[0] in figures:
+        sections += ["## Learned input scales and groups (paper Fig. 11)",
+                     "resnet18 W2A4 brecq+ioso, seed 0: the soft input-channel scales when the groups were "
+                     "fixed, and the group sizes after legalization (multiples of 16 channels).",
+                     "![input scales](results_input_scales.png)", "![group sizes](results_groups.png)"]
+    sections += ["## Targets", "\n".join(f"- {line}" for line in targets(records)) or "- no resnet18 rows",
+                 "## Integer-op cost (paper Table 5, from `pyioso cost --net all`)",
+                 cost_table(),
+                 "Ours counts every conv and FC layer; the paper's Tables 12/13 leave out ResNet's stem and "
+                 "downsample convs and MobileNetV2's stem and projection convs, so our baselines are higher. "
+                 "Depthwise convs have one input channel per group and need no ISG, which is why the ratio "
+                 "is largest for the networks with many dense 1x1 convs on small maps.",
+                 "## Calibration time on this CPU",
+                 "Seconds per calibration (one thread, two calibrations side by side on the 2 cores), "
+                 "including building the network and the per-block caches:",
+                 time_table(records, nets)]
+    path = docs / "RESULTS.md"
+    output.atomic_write(str(path), lambda f: f.write(("\n\n".join(sections) + "\n").encode()))
+    return path
+
+
