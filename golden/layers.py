@@ -98,6 +98,15 @@ def check_accumulator(scaled: torch.Tensor, in_bits: int, acc_width: int) -> Non
                           "accumulator")
 
 
+def check_bn_product(scaled: torch.Tensor, in_bits: int, requant: "Requant", t_width: int) -> None:
+    """§7: refuses tables whose t = S*M + B can leave a signed `t_width`-bit product."""
+    s_min, s_max = sum_bounds(scaled, in_bits)
+    s_abs = torch.maximum(-s_min, s_max)
+    if (s_abs * requant.multiplier.abs() + requant.offset.abs()).max() >= 2 ** (t_width - 1):
+        raise PyiosoError(f"t = S*M + B overflows {t_width} bits (ARCHITECTURE §7): the offset "
+                          "table is too large; check the bias and zero-point of this layer")
+
+
 def _check_perm(perm: torch.Tensor, size: int) -> None:
     if perm.shape != (size,) or not torch.equal(perm.sort().values, torch.arange(size)):
         raise PyiosoError(f"a channel permutation of {size} channels must hold each of "

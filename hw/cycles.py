@@ -39,7 +39,7 @@ from golden.errors import PyiosoError
 from golden.layers import conv_output_size
 from hw.accumulator import Accumulator
 from hw.array import SystolicArray
-from hw.driver import Shape, Slice, slices
+from hw.driver import Shape, Slice, parts, slices
 from hw.engine import REQUANT_UNITS
 from hw.host import Depths
 from hw.ioso import IosoUnit
@@ -108,16 +108,18 @@ class LayerCycles:
 
 
 def ideal_cycles(shape: Shape, params: EngineParams) -> int:
-    """Cycles of a perfect R x C array: output pixels * K-tiles * N-tiles."""
+    """Cycles of a perfect R x C array on the driver's dense parts: output pixels * K-tiles *
+    N-tiles (a grouped layer's block-diagonal tiles count whole)."""
     ho, wo = conv_output_size((shape.h, shape.w), shape)
-    k_tiles = shape.kernel[0] * shape.kernel[1] * -(-shape.c_in // params.rows)
-    return ho * wo * k_tiles * -(-shape.c_out // params.cols)
+    taps = shape.kernel[0] * shape.kernel[1]
+    return sum(ho * wo * taps * -(-p.shape.c_in // params.rows) * -(-p.shape.c_out // params.cols)
+               for p in parts(shape, params))
 
 
 def layer_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths()) -> LayerCycles:
     """The model's cycles of one layer, over the passes the driver splits it into."""
-    passes = slices(shape, params, depths)
+    passes = [s for part in parts(shape, params) for s in slices(part.shape, params, depths)]
     ho, wo = conv_output_size((shape.h, shape.w), shape)
-    macs = ho * wo * shape.kernel[0] * shape.kernel[1] * shape.c_in * shape.c_out
+    macs = ho * wo * shape.kernel[0] * shape.kernel[1] * shape.c_in // shape.groups * shape.c_out
     return LayerCycles(sum(pass_cycles(s, params) for s in passes), ideal_cycles(shape, params),
                        macs, len(passes), params.rows * params.cols)

@@ -1,20 +1,23 @@
 """Host driver: a golden layer and its input as engine passes (descriptor, memory images,
 command stream), and the engine's responses back into output codes.
 
-The driver refuses what the hardware cannot run, with a message, before any simulation; a layer
+The driver refuses what the hardware cannot run, with a message, before any simulation. A
+grouped or depthwise layer runs as dense parts with block-diagonal weight tiles; a layer (part)
 larger than the scratchpads is split into passes over output rows and output-channel tiles.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 import golden
 from golden.errors import PyiosoError
-from golden.layers import check_accumulator, conv_output_size, scaled_weights
+from golden.layers import (check_accumulator, check_bn_product, conv_output_size, scaled_weights,
+                           weight_input_channels)
+from golden.spec import MAX_SHIFT
 from hw.host import LANE_BITS, TABLE_B, TABLE_M, WORD_BITS, Csr, Depths, Space
 
 MAX_KERNEL = 7
@@ -115,13 +118,13 @@ class Slice:
         return g[Csr.KH] * g[Csr.KW] * g[Csr.CT]
 
 
-def check_shape(shape: Shape, depths: Depths = Depths()) -> None:
+def check_shape(shape: Shape) -> None:
     """Every shape the engine cannot run, refused before a simulation starts (ARCHITECTURE §6)."""
     kh, kw = shape.kernel
     if max(kh, kw) > MAX_KERNEL:
         raise PyiosoError(f"kernel {kh}x{kw} is larger than the engine's {MAX_KERNEL}x{MAX_KERNEL}")
-    if shape.groups != 1:
-        raise PyiosoError(f"groups={shape.groups}: the array runs dense convs and FC layers only")
+    if shape.groups < 1 or shape.c_in % shape.groups or shape.c_out % shape.groups:
+        raise PyiosoError(f"groups={shape.groups} must divide C_in={shape.c_in} and C_out={shape.c_out}")
     if tuple(shape.dilation) != (1, 1):
         raise PyiosoError(f"dilation {tuple(shape.dilation)} is not supported by the engine: use 1")
     if shape.stride[0] != shape.stride[1] or shape.stride[0] > MAX_KERNEL:
@@ -130,8 +133,74 @@ def check_shape(shape: Shape, depths: Depths = Depths()) -> None:
     conv_output_size((shape.h, shape.w), shape)
 
 
-def check_layer(layer: golden.Conv, params, x_shape) -> None:
-    """Everything the engine cannot run, refused before a simulation starts."""
+@dataclass(frozen=True)
+class Part:
+    """A dense piece of a layer that the array runs as one conv: output channels [k0, k1) (the
+    N-tiles from nt0) from input channels [c0, c1) (whole K-tiles from c0). A dense layer is
+    one part; a grouped one is a part per run of N-tiles that read the same input tiles, its
+    weight tiles block-diagonal (zeros between groups, ARCHITECTURE §6)."""
+
+    nt0: int
+    k0: int
+    k1: int
+    c0: int
+    c1: int
+    shape: Shape                # the part as a dense layer (groups = 1)
+
+
+def parts(shape: Shape, params) -> list[Part]:
+    """The dense parts of `shape`, in output-channel order."""
+    check_shape(shape)
+    rows, cols = params.rows, params.cols
+    c_in_g, c_out_g = shape.c_in // shape.groups, shape.c_out // shape.groups
+    spans = []                  # [k0, k1, c0, c1]: consecutive N-tiles with one input window
+    for k0 in range(0, shape.c_out, cols):
+        k1 = min(shape.c_out, k0 + cols)
+        first, last = k0 // c_out_g, (k1 - 1) // c_out_g
+        c0 = first * c_in_g // rows * rows
+        c1 = min(shape.c_in, _tiles((last + 1) * c_in_g, rows) * rows)
+        if spans and spans[-1][2:] == [c0, c1]:
+            spans[-1][1] = k1
+        else:
+            spans.append([k0, k1, c0, c1])
+    return [Part(k0 // cols, k0, k1, c0, c1, replace(shape, c_in=c1 - c0, c_out=k1 - k0, groups=1))
+            for k0, k1, c0, c1 in spans]
+
+
+def dense_part(layer: golden.Conv, part: Part) -> golden.Conv:
+    """`layer`'s output channels [k0, k1) as a dense conv over input channels [c0, c1): each
+    output channel's weights at its group's inputs, zeros elsewhere."""
+    if layer.groups == 1 and (part.k0, part.c0) == (0, 0) and part.k1 == layer.weight.shape[0]:
+        return layer
+    _, kh, kw, c_in_g = layer.weight.shape
+    reads = weight_input_channels(layer.weight.shape, layer.groups)[part.k0:part.k1] - part.c0
+    weight = torch.zeros(part.k1 - part.k0, kh, kw, part.c1 - part.c0, dtype=layer.weight.dtype)
+    weight.scatter_(3, reads[:, None, None, :].expand(-1, kh, kw, c_in_g), layer.weight[part.k0:part.k1])
+    rq = layer.requant
+    return replace(layer, weight=weight, groups=1, isg_codes=layer.isg_codes[part.c0:part.c1],
+                   requant=replace(rq, multiplier=rq.multiplier[part.k0:part.k1],
+                                   offset=rq.offset[part.k0:part.k1]))
+
+
+def at_engine_shift(layer: golden.Conv, params) -> golden.Conv:
+    """`layer` with the IOSO unit's shift n of the build. A layer without ISG codes (a
+    depthwise conv, §2) built with a smaller shift n' is the same layer with S scaled by
+    2^d, d = n - n', and F and B raised to match: u = (2^d*(S*M + B) + 2^(F+d-1)) >> (F+d)
+    is the layer's own u (§3), so golden's outputs do not change. Any other shift is refused."""
+    shift = params.isg_shift if params.isg else 0
+    gap = shift - layer.isg_shift
+    if gap == 0 and (params.isg or not layer.isg_codes.any()):
+        return layer
+    rq = layer.requant
+    if gap < 0 or layer.isg_codes.any() or rq.shift + gap > MAX_SHIFT:
+        raise PyiosoError(f"the layer uses ISG shift n={layer.isg_shift}, the engine was built with "
+                          f"{'n=' + str(shift) if params.isg else 'no IOSO unit (n=0, all codes 0)'}")
+    return replace(layer, isg_shift=shift, requant=replace(rq, shift=rq.shift + gap, offset=rq.offset << gap))
+
+
+def check_layer(layer: golden.Conv, params, x_shape) -> golden.Conv:
+    """Everything the engine cannot run, refused before a simulation starts; returns the layer
+    as the engine runs it (at_engine_shift)."""
     if not params.runs_golden:
         raise PyiosoError(f"an engine built with isg_unit={params.isg_unit!r}, "
                           f"requant={params.requant!r}, a {params.rows}x{params.cols} array is an "
@@ -141,13 +210,12 @@ def check_layer(layer: golden.Conv, params, x_shape) -> None:
     if layer.w_bits > params.w_bits or layer.in_bits > params.a_bits or layer.requant.bits > params.a_bits:
         raise PyiosoError(f"bit widths W{layer.w_bits}A{layer.in_bits}->A{layer.requant.bits} exceed "
                           f"the engine's {params.w_bits}-bit weight and {params.a_bits}-bit code ports")
-    shift = params.isg_shift if params.isg else 0
-    if layer.isg_shift != shift or (not params.isg and layer.isg_codes.any()):
-        raise PyiosoError(f"the layer uses ISG shift n={layer.isg_shift}, the engine was built with "
-                          f"{'n=' + str(shift) if params.isg else 'no IOSO unit (n=0, all codes 0)'}")
-    check_accumulator(scaled_weights(layer.weight, layer.isg_codes, layer.isg_shift, 1),
-                      layer.in_bits, params.acc_width)
+    layer = at_engine_shift(layer, params)
+    scaled = scaled_weights(layer.weight, layer.isg_codes, layer.isg_shift, layer.groups)
+    check_accumulator(scaled, layer.in_bits, params.acc_width)
+    check_bn_product(scaled, layer.in_bits, layer.requant, params.t_width)
     tile_codes(layer, params.rows)
+    return layer
 
 
 def _pack(codes: np.ndarray) -> list[int]:
@@ -207,13 +275,15 @@ def overflows(s: Slice, params, depths: Depths) -> dict[str, int]:
 
 
 def slices(shape: Shape, params, depths: Depths = Depths()) -> list[Slice]:
-    """How the engine runs `shape`: passes over chunks of N-tiles (outer) and output rows
+    """How the engine runs a dense `shape` (one part): passes over chunks of N-tiles (outer) and output rows
     (inner). The chunk sizes are the largest whose every pass fits the scratchpads: the most
     N-tiles for which one output row fits, then the most output rows. Every slice is checked,
     not only the first: a slice below the top padding needs more input rows for as many output
     rows (each slice carries its own `pad_top`; bottom and right padding follow from the
     bounds check)."""
-    check_shape(shape, depths)
+    check_shape(shape)
+    if shape.groups != 1:
+        raise ValueError("slices() takes a dense shape: split a grouped one with parts()")
     h, w = shape.h, shape.w
     (kh, kw), stride, (ph, pw) = shape.kernel, shape.stride[0], shape.padding
     ho, wo = conv_output_size((h, w), shape)
@@ -250,20 +320,23 @@ def slices(shape: Shape, params, depths: Depths = Depths()) -> list[Slice]:
 
 def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths()) -> list[Pass]:
     """The passes that run `layer` on one NHWC image `x` (codes) on the engine."""
-    check_layer(layer, params, x.shape)
+    layer = check_layer(layer, params, x.shape)
     rows, cols = params.rows, params.cols
-    codes = [c & 3 for c in tile_codes(layer, rows)]
     rq = layer.requant
     values = {Csr.Z_IN: layer.in_zero_point, Csr.SHIFT: rq.shift, Csr.Z_OUT: rq.zero_point,
               Csr.LO: rq.lo, Csr.HI: rq.hi}
-    passes, weights = [], {}
-    for s in slices(Shape.of(layer, x.shape), params, depths):
-        if s.nt0 not in weights:        # one weight image per channel chunk, shared by its passes
-            weights[s.nt0] = (_weight_rows(layer.weight, s.nt0, s.nt1, rows, cols),
-                              _table(rq, s.nt0 * cols, s.nt1 * cols))
-        act = _act_words(x[0, s.top:s.bottom], rows, layer.in_zero_point)
-        passes.append(Pass(s.row0, s.row1, s.nt0, s.nt1, {**s.geometry, **values}, act,
-                           *weights[s.nt0], codes))
+    passes = []
+    for part in parts(Shape.of(layer, x.shape), params):
+        dense = dense_part(layer, part)
+        codes = [c & 3 for c in tile_codes(dense, rows)]
+        weights = {}            # one weight image per channel chunk, shared by its passes
+        for s in slices(part.shape, params, depths):
+            if s.nt0 not in weights:
+                weights[s.nt0] = (_weight_rows(dense.weight, s.nt0, s.nt1, rows, cols),
+                                  _table(dense.requant, s.nt0 * cols, s.nt1 * cols))
+            act = _act_words(x[0, s.top:s.bottom, :, part.c0:part.c1], rows, layer.in_zero_point)
+            passes.append(Pass(s.row0, s.row1, part.nt0 + s.nt0, part.nt0 + s.nt1,
+                               {**s.geometry, **values}, act, *weights[s.nt0], codes))
     return passes
 
 
@@ -274,7 +347,7 @@ def commands(p: Pass, previous: Pass | None = None) -> list[tuple[int, int, int,
     if previous is None or previous.weight is not p.weight:
         cmds += [(1, Space.WEIGHT, a, v) for a, v in enumerate(p.weight)]
         cmds += [(1, Space.TABLE, a, v) for a, v in enumerate(p.table)]
-    if previous is None:
+    if previous is None or previous.codes != p.codes:
         cmds += [(1, Space.CODE, a, v) for a, v in enumerate(p.codes)]
     return cmds + [(1, Space.CSR, int(Csr.START), 0)]
 

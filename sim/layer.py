@@ -122,7 +122,8 @@ def report(name: str, layer: golden.Conv, x: torch.Tensor, result: Result, sim: 
     return {
         "layer": name,
         "shape": {"h": x.shape[1], "w": x.shape[2], "c_in": layer.c_in, "c_out": layer.weight.shape[0],
-                  "kernel": list(layer.kernel), "stride": list(layer.stride), "padding": list(layer.padding)},
+                  "kernel": list(layer.kernel), "stride": list(layer.stride), "padding": list(layer.padding),
+                  "groups": layer.groups},
         "bits": {"weights": layer.w_bits, "activations": layer.in_bits, "outputs": layer.requant.bits},
         "outputs_checked": want.numel(), "mismatches": mismatches,
         "first_mismatch": first_mismatch(result.output, want),
@@ -156,12 +157,13 @@ def _case(args, shift: int) -> tuple[str, golden.Conv, torch.Tensor]:
     from pyioso.integer.layer_case import build_case, random_case
 
     if args.shape:
-        try:
-            h, w, c_in, c_out, k, stride, pad = (int(v) for v in args.shape.split(","))
-        except ValueError:
-            raise PyiosoError(f"SHAPE={args.shape!r}: give seven integers H,W,CIN,COUT,K,STRIDE,PAD") from None
+        values = args.shape.split(",")
+        if len(values) not in (7, 8) or not all(v.strip().isdigit() for v in values):
+            raise PyiosoError(f"SHAPE={args.shape!r}: give seven or eight integers "
+                              "H,W,CIN,COUT,K,STRIDE,PAD[,GROUPS]")
+        h, w, c_in, c_out, k, stride, pad, *groups = (int(v) for v in values)
         x, layer = random_case(h, w, c_in, c_out, k, stride, pad, args.wbits, args.abits, args.seed,
-                               shift)
+                               shift, *groups)
         return f"shape_{args.shape.replace(',', 'x')}", layer, x
     if args.artifact:
         doc, runs = artifact.layer_runs(args.artifact, args.seed + 1)
@@ -209,7 +211,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.layer", description=__doc__)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--layer", help="a layer name from `pyioso layers` (alias or NET:PATH)")
-    what.add_argument("--shape", help="H,W,CIN,COUT,K,STRIDE,PAD of a seeded random conv")
+    what.add_argument("--shape", help="H,W,CIN,COUT,K,STRIDE,PAD[,GROUPS] of a seeded random conv "
+                      "(GROUPS=CIN=COUT: depthwise)")
     parser.add_argument("--wbits", type=int, default=4)
     parser.add_argument("--abits", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)

@@ -90,6 +90,7 @@ def summary_table(reports: list[dict], total: dict) -> str:
     for r in reports:
         s, b = r["shape"], r["bits"]
         shape = f"{s['h']}x{s['w']}x{s['c_in']}->{s['c_out']} k{s['kernel'][0]} s{s['stride'][0]}"
+        shape += f" g{s['groups']}" if s["groups"] > 1 else ""
         rows.append(_row(r["layer"], shape, f"W{b['weights']}A{b['activations']}->A{b['outputs']}",
                          r["outputs_checked"], r["mismatches"], r["cycles"], _model(r),
                          r["ideal_cycles"], r["utilization"], r["sim_wall_seconds"]))

@@ -11,6 +11,7 @@ and the default build runs a layer at 240 px that needs four row slices.
 
 import pytest
 
+from hw import driver
 from hw.params import EngineParams
 from pyioso.integer.layer_case import random_case
 from sim import layer as sim_layer
@@ -40,6 +41,15 @@ SMALL_CASES = {
     "5x5_s3_p2_cin33_cout20_w2a8": ((17, 11, 33, 20, 5, 3, 2, 2, 8), 6, 1),
 }
 
+# id: (shape as in CASES, groups, the layer's ISG shift): grouped and depthwise layers run as
+# dense parts with block-diagonal weight tiles (hw/driver.py parts); a depthwise layer built
+# with n = 0 runs on the n = 4 engine with F and B rescaled (driver.at_engine_shift).
+GROUPED_CASES = {
+    "depthwise_3x3_s2_c40_n0_w4a4": ((11, 11, 40, 40, 3, 2, 1, 4, 4), 40, 0),
+    "depthwise_5x5_c24_w8a8": ((8, 8, 24, 24, 5, 1, 2, 8, 8), 24, 4),
+    "grouped_width24_c72_w4a2": ((9, 9, 72, 72, 3, 1, 1, 4, 2), 3, 4),
+}
+
 # Measured: from START to the last output word the engine spends ideal + 55 cycles (filling and
 # draining array, accumulator and post-processing, loading the first weight tile) when every
 # weight tile is in the array for at least 32 output pixels; with 31 each later tile swap stalls
@@ -47,11 +57,11 @@ SMALL_CASES = {
 OVERHEAD = 55
 
 
-def _run(sim, shape, shift):
+def _run(sim, shape, shift, groups=1):
     """Simulates a seeded random layer of `shape` and checks every output against golden and
     the engine's CYCLES counter against the analytical cycle model (hw/cycles.py)."""
     *geometry, w_bits, a_bits = shape
-    x, conv = random_case(*geometry, w_bits, a_bits, seed=3, isg_shift=shift)
+    x, conv = random_case(*geometry, w_bits, a_bits, seed=3, isg_shift=shift, groups=groups)
     result, seconds = sim_layer.simulate(sim, conv, x)
     rep = sim_layer.report("case", conv, x, result, sim, seconds)
     assert rep["mismatches"] == 0, sim_layer.verdict(rep)
@@ -85,6 +95,14 @@ def steady(isg_sim):
                          ids=[k for k in CASES if k != STEADY])
 def test_layer(isg_sim, shape):
     _run(isg_sim, shape, isg_sim.params.isg_shift)
+
+
+@pytest.mark.parametrize("case", GROUPED_CASES.values(), ids=GROUPED_CASES.keys())
+def test_grouped_layer(isg_sim, case):
+    shape, groups, shift = case
+    rep = _run(isg_sim, shape, shift, groups)
+    assert rep["passes"] == len(driver.parts(driver.Shape(*shape[:4], (shape[4],) * 2, (shape[5],) * 2,
+                                                          (shape[6],) * 2, groups=groups), isg_sim.params))
 
 
 def test_constant_overhead(steady):

@@ -38,11 +38,31 @@ def test_kernel_8x8():
     _refused(r"kernel 8x8 is larger than the engine's 7x7", *_case(h=8, w=8, k=8, pad=0))
 
 
-@pytest.mark.parametrize("groups", [2, 16], ids=["grouped", "depthwise"])
-def test_groups(groups):
-    x, layer = _case()
-    grouped = replace(layer, weight=layer.weight[..., :16 // groups], groups=groups)
-    _refused(rf"groups={groups}: the array runs dense convs and FC layers only", x, grouped)
+def test_parts_of_a_grouped_layer():
+    """RegNet's group width 24 on 16-channel tiles: each N-tile reads the input tiles that
+    hold its groups' channels (2 or 3 of them); a depthwise layer reads one tile per N-tile;
+    a layer whose groups are whole tiles runs each run of N-tiles over one input window."""
+    shape = lambda c, g: driver.Shape(4, 4, c, c, (3, 3), (1, 1), (1, 1), groups=g)  # noqa: E731
+    windows = [(p.k0, p.k1, p.c0, p.c1) for p in driver.parts(shape(72, 3), ENGINE)]
+    assert windows == [(0, 16, 0, 32), (16, 32, 0, 48), (32, 48, 16, 48), (48, 72, 48, 72)]
+    assert [(p.c0, p.c1) for p in driver.parts(shape(40, 40), ENGINE)] == [(0, 16), (16, 32), (32, 40)]
+    assert [(p.k0, p.k1, p.c0, p.c1) for p in driver.parts(shape(64, 2), ENGINE)] == [(0, 32, 0, 32), (32, 64, 32, 64)]
+    assert [p.shape.groups for p in driver.parts(shape(72, 3), ENGINE)] == [1] * 4
+
+
+def test_groups_must_divide_channels():
+    with pytest.raises(PyiosoError, match=r"groups=3 must divide C_in=16 and C_out=24"):
+        driver.parts(driver.Shape(4, 4, 16, 24, (1, 1), (1, 1), (0, 0), groups=3), ENGINE)
+
+
+def test_a_smaller_shift_without_codes_keeps_golden():
+    """A depthwise layer calibrated with n = 0 runs on the n = 4 engine: S grows 16-fold, F by
+    4 and B 16-fold, and golden of the rescaled layer equals golden of the layer (§3)."""
+    x, layer = random_case(7, 7, 24, 24, 3, 1, 1, 4, 4, seed=5, isg_shift=0, groups=24)
+    engine_layer = driver.at_engine_shift(layer, ENGINE)
+    assert engine_layer.isg_shift == 4 and engine_layer.requant.shift == layer.requant.shift + 4
+    assert torch.equal(golden.conv(x, engine_layer), golden.conv(x, layer))
+    _check_passes(x, layer, Depths(act=40))
 
 
 def test_dilation_2():
@@ -65,10 +85,12 @@ def test_bits_above_ports(w_bits, a_bits):
 
 
 @pytest.mark.parametrize("shift, params, built", [
-    (3, ENGINE, "n=4"), (0, ENGINE, "n=4"),
+    (3, ENGINE, "n=4"), (5, ENGINE, "n=4"),
     (4, EngineParams(isg=False), r"no IOSO unit \(n=0, all codes 0\)")])
 def test_isg_shift_mismatch(shift, params, built):
-    x, layer = _case(shift=shift)
+    """A layer with ISG codes runs only at the build's shift (48 channels: all three codes)."""
+    x, layer = _case(c_in=48, shift=shift)
+    assert layer.isg_codes.unique().numel() == 3
     _refused(rf"the layer uses ISG shift n={shift}, the engine was built with {built}", x, layer, params)
 
 
@@ -127,17 +149,18 @@ def _words_to_codes(words, shape):
     return torch.from_numpy(raw.reshape(shape).astype(np.int64))
 
 
-def _pass_output(p, layer):
+def _pass_output(p, part, layer):
     """Golden on the pass's own input: its ACT words with PAD_TOP rows of zero-point above and
-    as many below as its last window needs; the pass's channel tiles of the result."""
-    d = p.descriptor
+    as many below as its last window needs, through the pass's dense part of the layer; the
+    pass's channel tiles of the result."""
+    dense, d = driver.dense_part(layer, part), p.descriptor
     x = _words_to_codes(p.act, (d[Csr.H], d[Csr.W], d[Csr.CT] * 16))
-    assert (x[:, :, layer.c_in:] == layer.in_zero_point).all()      # pad channels hold z (§4)
+    assert (x[:, :, dense.c_in:] == layer.in_zero_point).all()      # pad channels hold z (§4)
     rows = (d[Csr.HO] - 1) * d[Csr.STRIDE] + d[Csr.KH]
     bottom = max(0, rows - d[Csr.PAD_TOP] - d[Csr.H])
-    x = F.pad(x[None, :, :, :layer.c_in], (0, 0, 0, 0, d[Csr.PAD_TOP], bottom), value=layer.in_zero_point)
-    y = golden.conv(x, replace(layer, padding=(0, layer.padding[1])))
-    return y[:, :d[Csr.HO], :, p.nt0 * 16:p.nt1 * 16]
+    x = F.pad(x[None, :, :, :dense.c_in], (0, 0, 0, 0, d[Csr.PAD_TOP], bottom), value=layer.in_zero_point)
+    y = golden.conv(x, replace(dense, padding=(0, layer.padding[1])))
+    return y[:, :d[Csr.HO], :, (p.nt0 - part.nt0) * 16:(p.nt1 - part.nt0) * 16]
 
 
 SPLITS = {   # id: (H, W, C_in, C_out, K, stride, pad), Depths forcing row and channel-tile passes
@@ -154,6 +177,8 @@ def _check_passes(x, layer, depths):
     ACT slice, assemble into golden of the whole layer. Returns the passes."""
     passes = driver.plan(layer, x, ENGINE, depths)
     want = golden.conv(x, layer)
+    parts = driver.parts(driver.Shape.of(layer, x.shape), ENGINE)
+    engine_layer = driver.at_engine_shift(layer, ENGINE)
     ho, wo, c_out = want.shape[1:]
     nt = -(-c_out // 16)
     for p in passes:
@@ -166,7 +191,8 @@ def _check_passes(x, layer, depths):
     for p in passes:
         assert p.descriptor[Csr.HO] == p.row1 - p.row0 and p.descriptor[Csr.WO] == wo
         assert 0 <= p.descriptor[Csr.PAD_TOP] <= layer.padding[0]
-        got[:, p.row0:p.row1, :, p.nt0 * 16:p.nt1 * 16] = _pass_output(p, layer)
+        part = next(q for q in parts if q.k0 <= p.nt0 * 16 < q.k1)
+        got[:, p.row0:p.row1, :, p.nt0 * 16:p.nt1 * 16] = _pass_output(p, part, engine_layer)
     assert torch.equal(got, want)
     return passes
 
@@ -199,6 +225,8 @@ def split_layers(draw):
     h = draw(st.integers(max(1, k - 2 * pad), 24))
     w = draw(st.integers(max(1, k - 2 * pad), 8))
     c_in, c_out = draw(st.integers(1, 40)), draw(st.integers(1, 50))
+    groups = draw(st.sampled_from([1, 1, c_in] + [g for g in range(2, c_in) if c_in % g == 0]))
+    c_out = c_in if groups == c_in else c_out - c_out % groups or groups
     ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     ct, nt = -(-c_in // 16), -(-c_out // 16)
     kt = k * k * ct
@@ -206,16 +234,18 @@ def split_layers(draw):
                     weight=draw(st.integers(kt * 16, nt * kt * 16)),
                     acc=draw(st.integers(wo, ho * wo)), out=draw(st.integers(wo, ho * wo * nt)),
                     channels=draw(st.integers(16, nt * 16)), tiles=ct)
-    return (h, w, c_in, c_out, k, stride, pad), depths, draw(st.integers(0, 2 ** 16))
+    return (h, w, c_in, c_out, k, stride, pad), groups, depths, draw(st.integers(0, 2 ** 16))
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(split_layers())
 def test_any_split_fits_and_assembles_golden(case):
     """Every layer that one output row of one channel tile can run is split into passes that
-    fit the scratchpads and give golden's output, for any slice and chunk counts."""
-    shape, depths, seed = case
-    x, layer = random_case(*shape, 4, 4, seed=seed, isg_shift=4)
+    fit the scratchpads and give golden's output, for any slice and chunk counts, dense,
+    grouped (any group width) and depthwise."""
+    shape, groups, depths, seed = case
+    x, layer = random_case(*shape, 4, 4, seed=seed, isg_shift=4, groups=groups)
     passes = _check_passes(x, layer, depths)
+    event("dense" if groups == 1 else "depthwise" if layer.depthwise else "grouped")
     n = len({p.row0 for p in passes})
     event(f"row slices: {n if n < 4 else '4+'}")

@@ -36,26 +36,26 @@ class LayerCase:
 
 
 def random_case(h: int, w: int, c_in: int, c_out: int, kernel: int, stride: int, padding: int,
-                w_bits: int = 4, a_bits: int = 4, seed: int = 0, isg_shift: int = ISG_SHIFT):
+                w_bits: int = 4, a_bits: int = 4, seed: int = 0, isg_shift: int = ISG_SHIFT,
+                groups: int = 1):
     """(input codes, integer layer) of any conv shape: seeded codes, scales, BN-like bias, ReLU
-    and a valid hardware ISG split; for testing the engine on shapes no network has."""
+    and a valid hardware ISG split (none for a depthwise conv, §2); for testing the engine on
+    shapes no network has."""
     gen = torch.Generator().manual_seed(seed)
     unit = lambda n: torch.rand(n, generator=gen, dtype=torch.float64)  # noqa: E731
-    k = (kernel, kernel)
+    k, c_in_g = (kernel, kernel), c_in // groups
+    depthwise = groups > 1 and groups == c_in == c_out
+    codes = (torch.zeros(c_in, dtype=torch.int64) if depthwise else
+             golden.channel_codes(hw_group_sizes(c_in), PAPER_GROUP_CODES)) if isg_shift else None
     fc = FloatConv(
-        weight=torch.randint(-2 ** (w_bits - 1), 2 ** (w_bits - 1), (c_out, *k, c_in), generator=gen),
-        w_scale=(0.5 + unit(c_out)) / (2 ** (w_bits - 1) * (kernel * kernel * c_in) ** 0.5), w_bits=w_bits,
+        weight=torch.randint(-2 ** (w_bits - 1), 2 ** (w_bits - 1), (c_out, *k, c_in_g), generator=gen),
+        w_scale=(0.5 + unit(c_out)) / (2 ** (w_bits - 1) * (kernel * kernel * c_in_g) ** 0.5), w_bits=w_bits,
         in_scale=1.0 / 2 ** a_bits, in_zero_point=int(torch.randint(0, 2 ** a_bits, (1,), generator=gen)),
         in_bits=a_bits, out_scale=0.4 / 2 ** a_bits, out_zero_point=0, out_bits=a_bits,
-        bias=unit(c_out) - 0.3, isg_shift=isg_shift,
-        isg_codes=golden.channel_codes(hw_group_sizes(c_in), PAPER_GROUP_CODES) if isg_shift else None,
-        activation="relu", stride=(stride, stride), padding=(padding, padding))
+        bias=unit(c_out) - 0.3, isg_shift=isg_shift, isg_codes=codes, activation="relu",
+        stride=(stride, stride), padding=(padding, padding), groups=groups)
     x = torch.randint(0, 2 ** a_bits, (1, h, w, c_in), generator=gen)
     return x, integer_conv(fc)
-
-
-
-
 
 
 def _capture(model: torch.nn.Module, path: str, images: torch.Tensor):

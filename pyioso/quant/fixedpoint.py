@@ -12,7 +12,7 @@ import torch
 
 import golden
 from golden.errors import PyiosoError
-from golden.layers import check_accumulator, sum_bounds
+from golden.layers import check_accumulator, check_bn_product
 from golden.meaning import FloatConv
 from golden.spec import MAX_ROUNDING_SLACK, MAX_SHIFT, W_ACC, W_M
 
@@ -74,18 +74,14 @@ def conv_requant(fc: FloatConv, acc_width: int = W_ACC) -> golden.Requant:
     scaled = scaled_weights(fc)
     offset = (offset_table(fc.beta_prime() / fc.out_scale, shift, fc.out_zero_point)
               - fc.in_zero_point * scaled.sum(1) * multiplier)   # z * C_k * M_k folded in
-    _check_widths(fc, scaled, multiplier, offset, shift, acc_width)
-    return golden.Requant(multiplier, offset, shift, fc.out_zero_point, fc.out_bits, lo, hi)
-
-
-def _check_widths(fc, scaled, multiplier, offset, shift, acc_width) -> None:
+    requant = golden.Requant(multiplier, offset, shift, fc.out_zero_point, fc.out_bits, lo, hi)
     check_accumulator(scaled, fc.in_bits, acc_width)
-    s_min, s_max = sum_bounds(scaled, fc.in_bits)
-    t_width = acc_width + W_M + 1
-    s_abs = torch.maximum(-s_min, s_max)
-    if (s_abs * multiplier.abs() + offset.abs()).max() >= 2 ** (t_width - 1):
-        raise PyiosoError(f"t = S*M + B overflows {t_width} bits (ARCHITECTURE §7): the offset "
-                          "table is too large; check the bias and zero-point of this layer")
+    check_bn_product(scaled, fc.in_bits, requant, acc_width + W_M + 1)
+    _check_rounding(fc, shift)
+    return requant
+
+
+def _check_rounding(fc: FloatConv, shift: int) -> None:
     slack = rounding_slack(fc, shift).max().item()
     if slack > MAX_ROUNDING_SLACK:
         raise PyiosoError(f"fixed-point tables would add up to {slack:.3g} codes of error "
