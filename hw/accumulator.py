@@ -1,4 +1,5 @@
-"""Accumulator memory: S[m] += q for every K-tile, S out on the layer's last K-tile (§6)."""
+"""Accumulator memory: S[m] += q for every K-tile (or the larger of the two in max mode), S out
+on the layer's last K-tile (§6)."""
 
 from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
@@ -9,8 +10,8 @@ from amaranth.lib.wiring import In, Out
 class Accumulator(wiring.Component):
     """One C-lane row per output pixel `tag.m`.
 
-    The first K-tile overwrites, later ones add; the last one emits the sum instead of writing
-    it back. The read port is transparent to the write port, so a pixel read in the cycle its
+    The first K-tile overwrites, later ones add (with `maximum`, a static config, keep the
+    larger: a max pool); the last one emits the result instead of writing it back. The read port is transparent to the write port, so a pixel read in the cycle its
     previous sum is written (a one-pixel layer such as FC) sees the new sum. Latency 1.
     """
 
@@ -24,6 +25,7 @@ class Accumulator(wiring.Component):
             "i": In(stream.Signature(data.StructLayout({
                 "q": data.ArrayLayout(signed(params.ioso_width), params.cols), "tag": tag_layout}))),
             "o": Out(stream.Signature(data.StructLayout({"s": self._row, "tag": out_tag_layout}))),
+            "maximum": In(1),
         })
 
     def elaborate(self, platform):
@@ -41,7 +43,9 @@ class Accumulator(wiring.Component):
 
         total = Signal(self._row)
         for c in range(self._cols):
-            m.d.comb += total[c].eq(Mux(held.tag.first, 0, rd.data[c]) + held.q[c])
+            old, new = rd.data[c], held.q[c]
+            keep = self.maximum & (old > new)
+            m.d.comb += total[c].eq(Mux(held.tag.first, new, Mux(keep, old, Mux(self.maximum, new, old + new))))
         m.d.comb += [
             wr.addr.eq(held.tag.m), wr.data.eq(total), wr.en.eq(valid & ~held.tag.last),
             self.o.valid.eq(valid & held.tag.last), self.o.payload.s.eq(total),

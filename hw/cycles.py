@@ -33,11 +33,14 @@ Checked equal to the RTL counter for every layer the testbenches simulate (sim/t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import golden
 from golden.errors import PyiosoError
 from golden.layers import conv_output_size
+from hw import ops
 from hw.accumulator import Accumulator
+from hw.add_unit import AddFeed, AddUnit
 from hw.array import SystolicArray
 from hw.driver import Shape, Slice, parts, slices
 from hw.engine import REQUANT_UNITS
@@ -45,7 +48,7 @@ from hw.host import Depths
 from hw.ioso import IosoUnit
 from hw.lanes import Widen
 from hw.params import EngineParams
-from hw.postproc import ActUnit
+from hw.postproc import ActUnit, BnUnit
 from hw.tables import TableStage
 
 CLOCK_MHZ = 400         # the paper's synthesis clock, for microseconds next to its Table 11
@@ -123,3 +126,40 @@ def layer_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths()) 
     macs = ho * wo * shape.kernel[0] * shape.kernel[1] * shape.c_in // shape.groups * shape.c_out
     return LayerCycles(sum(pass_cycles(s, params) for s in passes), ideal_cycles(shape, params),
                        macs, len(passes), params.rows * params.cols)
+
+
+def add_pass_cycles(items: int, params: EngineParams) -> int:
+    """CYCLES of one ADD pass of `items` = pixels * CT words per input: the add feed reads the
+    two words of an item in two cycles, the last item's second word arrives 2*items cycles
+    after START; the feed's output register, add unit, BN and activation units follow, and
+    the OUT write is the last cycle counted. With L < C lanes the converters would stall the
+    feed at C/L beats per item; the model does not cover that build."""
+    if params.lanes != params.cols:
+        raise PyiosoError(f"the cycle model covers residual adds with as many post-processing "
+                          f"lanes as columns ({params.cols}), not {params.lanes}")
+    return 2 * items + AddFeed.latency + AddUnit.latency + BnUnit.latency + ActUnit.latency + 1
+
+
+def op_cycles(op, x_shape, params: EngineParams, depths: Depths = Depths()) -> LayerCycles:
+    """The model's cycles of any integer-network op on one NHWC input of `x_shape` (hw/ops.py):
+    convs and pools over the driver's passes, residual adds over their row slices. Pools and
+    adds count no MACs (the MAC bound is the convs' and FC layers')."""
+    if isinstance(op, golden.Conv):
+        return layer_cycles(Shape.of(op, x_shape), params, depths)
+    if isinstance(op, (golden.AvgPool, golden.MaxPool)):
+        return replace(layer_cycles(ops.op_shape(op, x_shape), params, depths), macs=0)
+    if isinstance(op, golden.Add):
+        _, h, w, c = x_shape
+        ct = -(-c // params.rows)
+        slices = ops.add_slices(h, w, c, params, depths)
+        return LayerCycles(sum(add_pass_cycles((r1 - r0) * w * ct, params) for r0, r1 in slices),
+                           h * w * ct, 0, len(slices), params.rows * params.cols)
+    raise PyiosoError(f"the cycle model has no mode for a {type(op).__name__}")
+
+
+def op_ideal(op, x_shape, params: EngineParams) -> int:
+    """A perfect engine's cycles for the op: one array vector (ADD: one item) per cycle."""
+    shape = ops.op_shape(op, x_shape)
+    if isinstance(op, golden.Add):
+        return shape.h * shape.w * -(-shape.c_in // params.rows)
+    return ideal_cycles(shape, params)

@@ -18,7 +18,7 @@ from golden.errors import PyiosoError
 from golden.layers import (check_accumulator, check_bn_product, conv_output_size, scaled_weights,
                            weight_input_channels)
 from golden.spec import MAX_SHIFT
-from hw.host import LANE_BITS, TABLE_B, TABLE_M, WORD_BITS, Csr, Depths, Space
+from hw.host import LANE_BITS, TABLE_B, TABLE_M, WORD_BITS, Csr, Depths, Mode, Space
 
 MAX_KERNEL = 7
 
@@ -229,7 +229,7 @@ def _field(value: int, field: slice) -> int:
     return (value & ((1 << (field.stop - field.start)) - 1)) << field.start
 
 
-def _act_words(x: torch.Tensor, rows: int, pad_value: int) -> list[int]:
+def act_words(x: torch.Tensor, rows: int, pad_value: int) -> list[int]:
     h, w, c = x.shape
     ct = _tiles(c, rows)
     padded = np.full((h, w, ct * rows), pad_value, dtype=np.int64)
@@ -318,13 +318,15 @@ def slices(shape: Shape, params, depths: Depths = Depths()) -> list[Slice]:
     return layout(_split(ho, lambda r: all_fit(r, n_chunk)), n_chunk)
 
 
-def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths()) -> list[Pass]:
-    """The passes that run `layer` on one NHWC image `x` (codes) on the engine."""
+def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths(),
+         mode: Mode = Mode.CONV) -> list[Pass]:
+    """The passes that run `layer` on one NHWC image `x` (codes) on the engine; in MAX mode the
+    accumulator keeps the largest product instead of the sum (a max pool, hw/ops.py)."""
     layer = check_layer(layer, params, x.shape)
     rows, cols = params.rows, params.cols
     rq = layer.requant
-    values = {Csr.Z_IN: layer.in_zero_point, Csr.SHIFT: rq.shift, Csr.Z_OUT: rq.zero_point,
-              Csr.LO: rq.lo, Csr.HI: rq.hi}
+    values = {Csr.MODE: mode, Csr.Z_IN: layer.in_zero_point, Csr.SHIFT: rq.shift,
+              Csr.Z_OUT: rq.zero_point, Csr.LO: rq.lo, Csr.HI: rq.hi}
     passes = []
     for part in parts(Shape.of(layer, x.shape), params):
         dense = dense_part(layer, part)
@@ -334,7 +336,7 @@ def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths())
             if s.nt0 not in weights:
                 weights[s.nt0] = (_weight_rows(dense.weight, s.nt0, s.nt1, rows, cols),
                                   _table(dense.requant, s.nt0 * cols, s.nt1 * cols))
-            act = _act_words(x[0, s.top:s.bottom, :, part.c0:part.c1], rows, layer.in_zero_point)
+            act = act_words(x[0, s.top:s.bottom, :, part.c0:part.c1], rows, layer.in_zero_point)
             passes.append(Pass(s.row0, s.row1, part.nt0 + s.nt0, part.nt0 + s.nt1,
                                {**s.geometry, **values}, act, *weights[s.nt0], codes))
     return passes

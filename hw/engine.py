@@ -1,18 +1,19 @@
 """The IOSO layer engine (ARCHITECTURE §6): scratchpads, host port, sequencers, array, IOSO
-unit, accumulator, table stage, BN and activation units, lane converters, run counters.
+unit, accumulator, table stage, add path, BN and activation units, lane converters, run counters.
 """
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import Accumulator
+from hw.add_unit import AddFeed, AddUnit
 from hw.array import SystolicArray
 from hw.controller import ActivationFeed, WeightFeed, array_tag_layout
 from hw.counters import RunCounters
 from hw.fp16 import Fp16Scale
-from hw.host import LANE_BITS, WORD_BITS, Depths, Space, command_layout
+from hw.host import LANE_BITS, WORD_BITS, Depths, Mode, Space, command_layout
 from hw.host_port import HostPort
 from hw.ioso import IosoUnit
 from hw.lanes import Narrow, Widen
@@ -64,17 +65,23 @@ class Engine(wiring.Component):
             port = mem.write_port()
             m.d.comb += [port.addr.eq(write.addr), port.data.eq(write.data), port.en.eq(to(space))]
 
-        # ---- sequencers, and the ISG code of each input-channel tile (CODE space)
+        # ---- sequencers (the add feed in ADD mode), and the ISG code of each K-tile (CODE space)
         m.submodules.feed = feed = ActivationFeed(p, dp)
         m.submodules.wfeed = wfeed = WeightFeed(p, dp)
+        out_tag = data.StructLayout({"out": range(dp.out)})
+        m.submodules.add_feed = add_feed = AddFeed(p, dp, out_tag)
         codes = Signal(2 * dp.tiles)
         act_rd, w_rd = act_mem.read_port(), w_mem.read_port()
         kt = desc.kh * desc.kw * desc.ct
+        adding = desc.mode == Mode.ADD
         m.d.comb += [
-            feed.start.eq(host.start), feed.desc.eq(desc), feed.codes.eq(codes),
+            feed.start.eq(host.start & ~adding), feed.desc.eq(desc), feed.codes.eq(codes),
             feed.tiles_loaded.eq(wfeed.tiles_loaded),
-            act_rd.addr.eq(feed.mem_addr), act_rd.en.eq(feed.mem_en), feed.mem_data.eq(act_rd.data),
-            wfeed.start.eq(host.start), wfeed.rows_total.eq(desc.nt * kt * p.rows),
+            add_feed.start.eq(host.start & adding), add_feed.desc.eq(desc),
+            act_rd.addr.eq(Mux(adding, add_feed.mem_addr, feed.mem_addr)),
+            act_rd.en.eq(Mux(adding, add_feed.mem_en, feed.mem_en)),
+            feed.mem_data.eq(act_rd.data), add_feed.mem_data.eq(act_rd.data),
+            wfeed.start.eq(host.start & ~adding), wfeed.rows_total.eq(desc.nt * kt * p.rows),
             wfeed.swapped.eq(feed.swapped),
             w_rd.addr.eq(wfeed.mem_addr), w_rd.en.eq(wfeed.mem_en), wfeed.mem_data.eq(w_rd.data),
         ]
@@ -82,10 +89,10 @@ class Engine(wiring.Component):
         # ---- datapath: array -> IOSO -> accumulator -> tables -> BN -> activation -> OUT
         tag = array_tag_layout(dp)
         post_tag = data.StructLayout({"out": range(dp.out), "nt": tag.members["nt"]})
-        out_tag = data.StructLayout({"out": range(dp.out)})
         m.submodules.array = array = SystolicArray(p, tag)
         m.submodules.ioso = ioso = IosoUnit(p, tag)
         m.submodules.acc = acc = Accumulator(p, dp.acc, tag, post_tag)
+        m.d.comb += acc.maximum.eq(desc.mode == Mode.MAX)
         code_write = to(Space.CODE)
         if ioso.multiplier:     # CODE words tiles.. hold the group scales (hw/ioso.py)
             scale_write = code_write & (write.addr >= dp.tiles)
@@ -105,12 +112,20 @@ class Engine(wiring.Component):
         m.d.comb += [tables.write.en.eq(to(Space.TABLE)), tables.write.addr.eq(write.addr),
                      tables.write.data.eq(write.data)]
         wiring.connect(m, acc.o, tables.i)
+        lane = tables.o.payload.v.shape().elem_shape
+        m.submodules.add = add = AddUnit(p, lane, out_tag)
+        wiring.connect(m, add_feed.o, add.i)
+        m.d.comb += [add.z1.eq(desc.z_in), add.z2.eq(desc.z_in2), add.m1.eq(desc.m1), add.m2.eq(desc.m2)]
+        # tables (conv, pools) or add unit (ADD): one pass uses one of them, the other is idle
+        lanes_in = stream.Signature(tables.o.payload.shape()).create()
+        m.d.comb += [lanes_in.valid.eq(tables.o.valid | add.o.valid), tables.o.ready.eq(lanes_in.ready),
+                     add.o.ready.eq(lanes_in.ready),
+                     lanes_in.payload.eq(Mux(add.o.valid, add.o.payload, tables.o.payload))]
         m.submodules.act = act = ActUnit(p, out_tag)
-        narrow = tables.o
+        narrow = lanes_in
         if p.lanes < cols:
-            m.submodules.narrow = narrowing = Narrow(tables.o.payload.v.shape().elem_shape, cols,
-                                                     p.lanes, out_tag)
-            _connect(m, tables.o, narrowing.i, v=tables.o.payload.v, tag=tables.o.payload.tag)
+            m.submodules.narrow = narrowing = Narrow(lane, cols, p.lanes, out_tag)
+            _connect(m, lanes_in, narrowing.i, v=lanes_in.payload.v, tag=lanes_in.payload.tag)
             narrow = narrowing.o
         _connect(m, narrow, bn.i, tag=narrow.payload.tag)
         for lane in range(p.lanes):
@@ -127,7 +142,8 @@ class Engine(wiring.Component):
             result, codes_out = widen.o, widen.o.payload.v
         out_wr = out_mem.write_port()
         m.d.comb += [result.ready.eq(1), out_wr.addr.eq(result.payload.tag.out), out_wr.en.eq(result.valid),
-                     counters.accepted.eq(array.i.valid & array.i.ready), counters.written.eq(result.valid),
+                     counters.accepted.eq((array.i.valid & array.i.ready) | (add.i.valid & add.i.ready)),
+                     counters.written.eq(result.valid),
                      counters.total.eq(desc.ho * desc.wo * desc.nt)]
         for lane in range(cols):
             m.d.comb += out_wr.data.word_select(lane, LANE_BITS).eq(codes_out[lane])

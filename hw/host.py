@@ -50,12 +50,23 @@ class Csr(IntEnum):
     Z_OUT = 15
     LO = 16
     HI = 17
+    MODE = 18        # Mode: what the pass computes
+    Z_IN2 = 19       # ADD: the second input's zero-point
+    M1 = 20          # ADD: the multipliers of the two inputs (§5), two's complement
+    M2 = 21
     CYCLES = 32      # read: cycles from start to done
     BUSY = 33        # read: cycles the array accepted an activation vector (useful MACs)
     STALL = 34       # read: cycles running without the array accepting a vector
 
 
-DESCRIPTOR = tuple(c for c in Csr if Csr.H <= c <= Csr.HI)
+class Mode(IntEnum):
+    """What a pass computes (CSR MODE, ARCHITECTURE §6)."""
+    CONV = 0         # conv/FC, average pool: the accumulator adds the K-tiles
+    MAX = 1          # max pool: the accumulator keeps the largest
+    ADD = 2          # residual add: ACT holds both inputs, the add unit feeds the BN unit
+
+
+DESCRIPTOR = tuple(c for c in Csr if Csr.H <= c <= Csr.M2)
 
 command_layout = data.StructLayout({
     "write": 1,
@@ -81,4 +92,7 @@ class Depths:
 
 
 DESC_FIELD_BITS = 16
-descriptor_layout = data.StructLayout({c.name.lower(): DESC_FIELD_BITS for c in DESCRIPTOR})
+MULTIPLIER_FIELD_BITS = 32              # M1, M2: as TABLE_M
+descriptor_layout = data.StructLayout({
+    c.name.lower(): MULTIPLIER_FIELD_BITS if c in (Csr.M1, Csr.M2) else DESC_FIELD_BITS
+    for c in DESCRIPTOR})

@@ -30,7 +30,7 @@ def run(name: str) -> dict:
     case = build_case(name, batch=1)
     start = time.perf_counter()
     result, sim_seconds = sim_layer.simulate(sim, case.layer, case.x)
-    rep = sim_layer.report(name, case.layer, case.x, result, sim, sim_seconds)
+    rep = sim_layer.report(name, case.layer, [case.x], result, sim, sim_seconds)
     total = time.perf_counter() - start
     return {"layer": name, "clean_build_seconds": build_seconds, "layer_wall_seconds": total,
             "simulator_seconds": sim_seconds, "cycles": rep["cycles"],

@@ -19,12 +19,12 @@ import torch
 
 import golden
 from golden.errors import PyiosoError
-from hw import cycles as cycle_model, driver
+from hw import cycles as cycle_model, driver, ops
 from hw.engine import Engine
 from hw.host import Csr, Depths
 from hw.params import EngineParams
 from pyioso import output
-from pyioso.integer import artifact
+from pyioso.integer import artifact, intnet
 from sim import runner
 
 HARNESS = Path(__file__).resolve().parent / "engine_harness.sv"
@@ -93,10 +93,10 @@ def collect(passes: list[driver.Pass], responses: list[int], c_out: int, cols: i
     return Result(out, cycles, busy, stalls, len(passes))
 
 
-def model_cycles(shape: driver.Shape, params: EngineParams, depths: Depths) -> tuple[int | None, str | None]:
-    """(the cycle model's CYCLES, None), or (None, why the model does not cover the layer)."""
+def model_cycles(op, x_shape, params: EngineParams, depths: Depths) -> tuple[int | None, str | None]:
+    """(the cycle model's CYCLES, None), or (None, why the model does not cover the op)."""
     try:
-        return cycle_model.layer_cycles(shape, params, depths).cycles, None
+        return cycle_model.op_cycles(op, x_shape, params, depths).cycles, None
     except PyiosoError as err:
         return None, str(err)
 
@@ -109,22 +109,28 @@ def first_mismatch(got: torch.Tensor, want: torch.Tensor) -> dict | None:
     return {"n": n, "h": h, "w": w, "c": c, "rtl": int(got[n, h, w, c]), "golden": int(want[n, h, w, c])}
 
 
-def report(name: str, layer: golden.Conv, x: torch.Tensor, result: Result, sim: runner.Simulator,
+def report(name: str, op, inputs: list[torch.Tensor], result: Result, sim: runner.Simulator,
            seconds: float) -> dict:
-    """The layer's outcome on `sim`: outputs against golden, the RTL counters next to the cycle
+    """The op's outcome on `sim`: outputs against golden, the RTL counters next to the cycle
     model of the same build (parameters and scratchpads)."""
     params, depths = sim.params, sim.depths
-    want = golden.conv(x, layer)
+    want = intnet.run_op(op, *inputs)
     mismatches = int((result.output != want).sum())
-    shape = driver.Shape.of(layer, x.shape)
-    ideal = cycle_model.ideal_cycles(shape, params)
-    model, model_note = model_cycles(shape, params, depths)
+    x = inputs[0]
+    shape = ops.op_shape(op, x.shape)
+    ideal = cycle_model.op_ideal(op, x.shape, params)
+    model, model_note = model_cycles(op, x.shape, params, depths)
+    if isinstance(op, golden.Conv):
+        bits = {"weights": op.w_bits, "activations": op.in_bits, "outputs": op.requant.bits}
+    else:
+        bits = {"weights": None, "activations": getattr(op, "bits", None) or getattr(op, "in_bits", None),
+                "outputs": getattr(op, "bits", None) or op.requant.bits}
     return {
-        "layer": name,
-        "shape": {"h": x.shape[1], "w": x.shape[2], "c_in": layer.c_in, "c_out": layer.weight.shape[0],
-                  "kernel": list(layer.kernel), "stride": list(layer.stride), "padding": list(layer.padding),
-                  "groups": layer.groups},
-        "bits": {"weights": layer.w_bits, "activations": layer.in_bits, "outputs": layer.requant.bits},
+        "layer": name, "op": ops.KINDS[type(op)],
+        "shape": {"h": x.shape[1], "w": x.shape[2], "c_in": shape.c_in, "c_out": shape.c_out,
+                  "kernel": list(shape.kernel), "stride": list(shape.stride),
+                  "padding": list(shape.padding), "groups": shape.groups},
+        "bits": bits,
         "outputs_checked": want.numel(), "mismatches": mismatches,
         "first_mismatch": first_mismatch(result.output, want),
         "passes": result.passes, "cycles": result.cycles, "ideal_cycles": ideal,
@@ -142,7 +148,13 @@ def engine_simulator(params: EngineParams, depths: Depths = Depths()) -> runner.
 
 def simulate(sim: runner.Simulator, layer: golden.Conv, x: torch.Tensor) -> tuple[Result, float]:
     """Runs one layer on one image through the RTL; returns the result and the wall seconds."""
-    passes = driver.plan(layer, x, sim.params, sim.depths)
+    return simulate_op(sim, layer, [x])
+
+
+def simulate_op(sim: runner.Simulator, op, inputs: list[torch.Tensor]) -> tuple[Result, float]:
+    """Runs one integer-network op (hw/ops.py) on its input codes through the RTL."""
+    passes = ops.plan(op, inputs, sim.params, sim.depths)
+    channels = ops.output_shape(op, inputs[0])[3]
     with tempfile.TemporaryDirectory(prefix="run-", dir=sim.build_dir) as work:
         cmds, resps = Path(work) / "commands.hex", Path(work) / "responses.hex"
         write_hex(cmds, command_file(passes), COMMAND_DIGITS)
@@ -150,7 +162,7 @@ def simulate(sim: runner.Simulator, layer: golden.Conv, x: torch.Tensor) -> tupl
         runner.run(sim, "sim.tb_engine", plusargs=(f"+cmds={cmds}", f"+resps={resps}"), quiet=True)
         seconds = time.perf_counter() - start
         responses = read_hex(resps)
-    return collect(passes, responses, layer.weight.shape[0], sim.params.cols), seconds
+    return collect(passes, responses, channels, sim.params.cols), seconds
 
 
 def _case(args, shift: int) -> tuple[str, golden.Conv, torch.Tensor]:
@@ -233,7 +245,7 @@ def main(argv=None) -> int:
         print(f"sim: error: {err}", file=sys.stderr)
         return 2
     name += "" if params.isg else "_no_isg"
-    rep = report(name, layer, x, result, sim, seconds)
+    rep = report(name, layer, [x], result, sim, seconds)
     path = runner.ROOT / "build" / "sim" / name / "report.json"
     output.write_json(str(path), rep)
     print(verdict(rep))

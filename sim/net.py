@@ -59,7 +59,7 @@ def simulate_runs(runs: list[intnet.LayerRun], params: EngineParams,
         for run in (bar := tqdm(todo, desc="engine RTL", unit="layer", disable=not progress)):
             bar.set_postfix_str(run.path)
             result, seconds = layer.simulate(sim, run.layer, run.x)
-            reports.append(layer.report(run.path, run.layer, run.x, result, sim, seconds))
+            reports.append(layer.report(run.path, run.layer, [run.x], result, sim, seconds))
     return reports, skipped
 
 

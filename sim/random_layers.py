@@ -90,7 +90,7 @@ def main(argv=None) -> int:
             failed += 1
             print(f"FAIL {name}: {err}")
             continue
-        rep = report(name, conv, x, result, sim, seconds)
+        rep = report(name, conv, [x], result, sim, seconds)
         print(verdict(rep), flush=True)
         ok = layer_passed(rep)
         passed, failed = passed + ok, failed + (not ok)

@@ -63,7 +63,7 @@ def _run(sim, shape, shift, groups=1):
     *geometry, w_bits, a_bits = shape
     x, conv = random_case(*geometry, w_bits, a_bits, seed=3, isg_shift=shift, groups=groups)
     result, seconds = sim_layer.simulate(sim, conv, x)
-    rep = sim_layer.report("case", conv, x, result, sim, seconds)
+    rep = sim_layer.report("case", conv, [x], result, sim, seconds)
     assert rep["mismatches"] == 0, sim_layer.verdict(rep)
     assert result.output.unique().numel() > 1, "all outputs equal: the case checks nothing"
     assert rep["model_cycles"] == rep["cycles"] >= rep["ideal_cycles"], sim_layer.verdict(rep)

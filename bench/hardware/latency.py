@@ -79,7 +79,7 @@ def simulate_layer(alias: str, variant: str, params: EngineParams) -> dict:
     case = build_case(alias, w_bits=CASE_BITS, a_bits=CASE_BITS, seed=CASE_SEED, isg_shift=shift)
     sim = sim_layer.engine_simulator(params)
     result, seconds = sim_layer.simulate(sim, case.layer, case.x)
-    rep = sim_layer.report(alias, case.layer, case.x, result, sim, seconds)
+    rep = sim_layer.report(alias, case.layer, [case.x], result, sim, seconds)
     return _rtl_entry(f"{case.net}:{case.info.path}", variant, describe(case.info), rep)
 
 

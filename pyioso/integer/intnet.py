@@ -21,6 +21,11 @@ _RUN = {
 }
 
 
+def run_op(op, *inputs: torch.Tensor) -> torch.Tensor:
+    """golden's result of one integer-network op on its input code tensors."""
+    return _RUN[type(op)](op, *inputs)
+
+
 @dataclass(frozen=True)
 class Step:
     """One integer op: golden runs `op` on the tensors named `inputs` and names the result `output`."""
@@ -32,7 +37,7 @@ class Step:
 
     def run(self, *inputs: torch.Tensor) -> torch.Tensor:
         """golden's op on the input code tensors."""
-        return _RUN[type(self.op)](self.op, *inputs)
+        return run_op(self.op, *inputs)
 
 
 @dataclass(frozen=True)
