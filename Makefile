@@ -16,6 +16,10 @@ SEED  ?= 0
 # make sim-random: the engine's scratchpads (default, or small: every layer split into many passes)
 SCRATCHPADS ?= default
 ARTIFACT ?=
+# make sim-net CHAIN=1: test images through every op on the RTL; RUN: a calibration directory
+CHAIN ?=
+IMAGES ?= 10
+RUN   ?=
 WEIGHTS ?= trained
 EPOCHS ?=
 # make bench-accuracy: networks (NET:WxAy+WxAy: on those bits only), iterations per block (weight /
@@ -41,7 +45,8 @@ PDK   ?= ../shared/pdk
 help:
 	@echo "make sim LAYER=$(LAYER)            one layer through the engine RTL, every output vs golden (main job)"
 	@echo "make sim SHAPE=H,W,CIN,COUT,K,STRIDE,PAD   any conv shape (seeded random layer)"
-	@echo "make sim-net NET=resnet18 SIZE=32   every conv/FC of a network through the RTL"
+	@echo "make sim-net NET=resnet18 SIZE=32   every conv/FC of a network through the RTL (golden inputs)"
+	@echo "make sim-net CHAIN=1 RUN=DIR [IMAGES=10]   test images through every op on the RTL, chained"
 	@echo "make sim-random N=30 SEED=0 [SCRATCHPADS=small]  random layers through the RTL (small: many passes each)"
 	@echo "make verilog                        build/verilog/engine.v (+ no-IOSO variant), linted"
 	@echo "make bench-sim                      Verilator build time and simulation speed"
@@ -70,7 +75,11 @@ sim: $(STAMP) $(DATA)
 	$(PY) -m sim.layer $(if $(SHAPE),--shape $(SHAPE),--layer $(LAYER)) $(if $(ARTIFACT),--artifact $(ARTIFACT))
 
 sim-net: $(STAMP) $(DATA)
+ifeq ($(CHAIN),1)
+	$(PY) -m sim.chain $(if $(RUN),--run $(RUN),$(if $(ARTIFACT),--artifact $(ARTIFACT),--net $(NET) --size $(SIZE))) --images $(IMAGES)
+else
 	$(PY) -m sim.net $(if $(ARTIFACT),--artifact $(ARTIFACT),--net $(NET) --size $(SIZE))
+endif
 
 sim-random: $(STAMP) $(DATA)
 	$(PY) -m sim.random_layers --n $(N) --seed $(SEED) --scratchpads $(SCRATCHPADS)
