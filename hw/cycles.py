@@ -163,3 +163,15 @@ def op_ideal(op, x_shape, params: EngineParams) -> int:
     if isinstance(op, golden.Add):
         return shape.h * shape.w * -(-shape.c_in // params.rows)
     return ideal_cycles(shape, params)
+
+
+def network_cycles(steps, input_name: str, input_shape, params: EngineParams,
+                   depths: Depths = Depths()) -> list[LayerCycles]:
+    """The model's cycles of every op of an integer network (steps with op, inputs, output:
+    pyioso.integer.intnet.Step) on one image of `input_shape`, in step order."""
+    shapes, out = {input_name: tuple(input_shape)}, []
+    for step in steps:
+        x_shape = shapes[step.inputs[0]]
+        out.append(op_cycles(step.op, x_shape, params, depths))
+        shapes[step.output] = ops.output_shape(step.op, x_shape)
+    return out

@@ -124,9 +124,9 @@ def plan(op, inputs: list[torch.Tensor], params, depths: Depths = Depths()) -> l
     raise PyiosoError(f"the engine has no mode for a {type(op).__name__}")
 
 
-def output_shape(op, x: torch.Tensor) -> tuple[int, int, int, int]:
-    """NHWC shape of the op's output for one input image `x`."""
+def output_shape(op, x_shape) -> tuple[int, int, int, int]:
+    """NHWC shape of the op's output for one input image of `x_shape`."""
     if isinstance(op, golden.Add):
-        return tuple(x.shape)
-    ho, wo = conv_output_size(x.shape[1:3], op)
-    return (1, ho, wo, op.weight.shape[0] if isinstance(op, golden.Conv) else x.shape[3])
+        return tuple(x_shape)
+    ho, wo = conv_output_size(x_shape[1:3], op)
+    return (1, ho, wo, op.weight.shape[0] if isinstance(op, golden.Conv) else x_shape[3])

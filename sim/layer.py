@@ -154,7 +154,7 @@ def simulate(sim: runner.Simulator, layer: golden.Conv, x: torch.Tensor) -> tupl
 def simulate_op(sim: runner.Simulator, op, inputs: list[torch.Tensor]) -> tuple[Result, float]:
     """Runs one integer-network op (hw/ops.py) on its input codes through the RTL."""
     passes = ops.plan(op, inputs, sim.params, sim.depths)
-    channels = ops.output_shape(op, inputs[0])[3]
+    channels = ops.output_shape(op, inputs[0].shape)[3]
     with tempfile.TemporaryDirectory(prefix="run-", dir=sim.build_dir) as work:
         cmds, resps = Path(work) / "commands.hex", Path(work) / "responses.hex"
         write_hex(cmds, command_file(passes), COMMAND_DIGITS)

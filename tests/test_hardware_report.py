@@ -92,6 +92,11 @@ def tiny_liberty() -> str:
     return "\n".join(text) + "\n}\n"
 
 
+# One network at 32 px: the 4x4 engine with 2 lanes is outside the cycle model's residual adds,
+# so the page names the refusal (test_whole_network covers the product build).
+WHOLE = {"whole_networks": ("resnet18",), "whole_size": 32}
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """All four variants of a 4x4 engine with 2 post-processing lanes (lane converters too) and
@@ -103,7 +108,8 @@ def smoke(tmp_path_factory):
     engines = variants.engines(4, 4, 2)
     doc = area.area_report(engines, SMALL, libs, work, jobs=2, baseline=variants.BASELINE,
                            progress=False)
-    return doc, latency.latency_report(engines, with_rtl=False, progress=False), work, engines, libs
+    lat = latency.latency_report(engines, with_rtl=False, progress=False, **WHOLE)
+    return doc, lat, work, engines, libs
 
 
 def test_every_variant_has_every_block(smoke):
@@ -154,13 +160,13 @@ def test_generic_counts_without_a_library(smoke):
     generic = area.area_report(engines, SMALL, [], work, jobs=2, baseline=variants.BASELINE,
                                progress=False)
     assert generic["libraries"] == [] and set(generic["overhead"]) == {"generic"}
-    text = page.document(generic, lat, "hardware_area.png")
+    text = page.document(generic, lat, "hardware_area.png", "hardware_networks.png")
     assert "No liberty file was available" in text and "transistors" in text
 
 
 def test_page_shows_table11(smoke, tmp_path):
     doc, lat, *_ = smoke
-    text = page.document(doc, lat, "hardware_area.png")
+    text = page.document(doc, lat, "hardware_area.png", "hardware_networks.png")
     assert "## Table 11, side by side" in text and "429,342" in text and "1,129.2775" in text
     for v in variants.VARIANTS.values():
         assert v.title in text
@@ -168,6 +174,24 @@ def test_page_shows_table11(smoke, tmp_path):
     assert "cycle model" in page.summary(doc, lat)
     page.plot(doc, str(tmp_path / "area.png"))
     assert (tmp_path / "area.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_whole_network():
+    """mobilenet_v2's every op on the product build: the kinds add up to the totals, the
+    depthwise convs run at 1/16 of the array (block-diagonal), the page lists it."""
+    whole = latency.whole_network("mobilenet_v2", EngineParams(), size=32)
+    kinds, total = whole["kinds"], whole["total"]
+    assert list(kinds) == ["first conv", "dense conv", "depthwise conv", "FC", "residual add", "average pool"]
+    assert kinds["depthwise conv"]["ops"] == 17 and kinds["residual add"]["ops"] == 10
+    assert total["cycles"] == sum(k["cycles"] for k in kinds.values())
+    assert total["ratio"] == pytest.approx(total["cycles"] / (total["macs"] / 256))
+    assert kinds["residual add"]["macs"] == 0 and kinds["depthwise conv"]["cycles"] > 10 * kinds["depthwise conv"]["mac_bound"]
+    lat = {"whole_networks": {"mobilenet_v2": whole}, "clock_mhz": 400}
+    assert "| mobilenet_v2 | 64 |" in page.whole_network_table(lat)   # 53 convs and FC, 10 adds, 1 pool
+
+
+def test_smoke_page_names_the_uncovered_network(smoke):
+    assert "resnet18: the cycle model does not cover it" in page.whole_network_table(smoke[1])
 
 
 def test_rtl_runs_fill_the_network_tables(smoke, monkeypatch):
@@ -189,7 +213,7 @@ def test_rtl_runs_fill_the_network_tables(smoke, monkeypatch):
     monkeypatch.setattr(latency, "simulate_network", lambda net, params, variant, progress: [
         run(f"{net}:conv1", variant, params, mismatches=3 * (net == "resnet18")),
         run(f"{net}:layer1.0.conv2", variant, params)])
-    lat = latency.latency_report(engines, with_rtl=True, progress=False)
+    lat = latency.latency_report(engines, with_rtl=True, progress=False, **WHOLE)
     assert lat["agreement"] == {"runs": 5, "agree": 5, "bit_exact": 4}
     t11 = lat["table11"]["variants"][variants.BASELINE]
     assert t11["rtl_cycles"] == t11["cycles"]
@@ -197,7 +221,7 @@ def test_rtl_runs_fill_the_network_tables(smoke, monkeypatch):
     assert rows["conv1"]["rtl_mismatches"] == 3
     assert rows["layer1.0.conv2"]["rtl_cycles"] == rows["layer1.0.conv2"]["cycles"]
     assert rows["layer1.0.conv1"]["rtl_cycles"] is None
-    text = page.document(doc, lat, "hardware_area.png")
+    text = page.document(doc, lat, "hardware_area.png", "hardware_networks.png")
     assert "**NO** (3)" in text and "4 layers through the engine RTL on the product build" in text
     assert "4 of 5 are bit-exact against golden (50 output codes)" in text
 

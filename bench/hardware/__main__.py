@@ -46,12 +46,14 @@ def write(args: argparse.Namespace, area_doc: dict, latency_doc: dict) -> list[P
     out = ROOT / args.out
     page_path = ROOT / args.page
     plot_path = page_path.with_name(page_path.stem.lower() + "_area.png")
+    whole_path = page_path.with_name(page_path.stem.lower() + "_networks.png")
     output.write_json(str(out / "area.json"), area_doc)
     output.write_json(str(out / "latency.json"), latency_doc)
     page.plot(area_doc, str(plot_path))
-    text = page.document(area_doc, latency_doc, plot_path.name)
+    page.whole_network_plot(latency_doc, str(whole_path))
+    text = page.document(area_doc, latency_doc, plot_path.name, whole_path.name)
     output.atomic_write(str(page_path), lambda f: f.write(text.encode()))
-    return [out / "area.json", out / "latency.json", page_path, plot_path]
+    return [out / "area.json", out / "latency.json", page_path, plot_path, whole_path]
 
 
 def parse(argv) -> argparse.Namespace:

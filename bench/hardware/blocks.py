@@ -36,6 +36,7 @@ BLOCKS = (
     Block("accumulator", "accumulator logic", ("engine.acc",)),
     Block("requant", "BN unit", ("engine.bn",)),
     Block("activation", "activation unit", ("engine.act",)),
+    Block("add", "residual-add path", ("engine.add", "engine.add_feed")),
     Block("lanes", "lane converters", ("engine.narrow", "engine.widen")),
     Block("controller", "controller", ("engine",)),
 )

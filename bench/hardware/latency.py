@@ -11,14 +11,21 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bench.hardware.variants import BASELINE, PAPER, PRODUCT
+import golden
 from golden.errors import PyiosoError
 from hw import cycles, driver
 from hw.params import EngineParams
+from pyioso.integer import intnet, rtn
 from pyioso.integer.layer_case import build_case
 from pyioso.models import zoo
 
 TABLE11_LAYER = "resnet50_l2"       # the paper's 28x28x128 input, 3x3x128x128 kernel layer
 NETWORKS = ("resnet18", "resnet50")
+# Whole networks, every op on the engine (the cycle model on the integer network's graph).
+WHOLE_NETWORKS = ("resnet18", "resnet50", "mobilenet_v2", "mnasnet1_0", "regnet_x_600mf")
+# Op kinds of the whole-network table, in its row order.
+KINDS = ("first conv", "dense conv", "depthwise conv", "grouped conv", "FC", "residual add",
+         "max pool", "average pool")
 SIZE = 224
 # `make sim`'s defaults: the counters do not depend on the codes, only on the shape.
 CASE_BITS, CASE_SEED = 4, 0
@@ -62,6 +69,39 @@ def network(net: str, params: EngineParams, size: int = SIZE) -> dict:
                        "microseconds": total / cycles.CLOCK_MHZ}}
 
 
+def op_kind(step, net: intnet.IntNet) -> str:
+    """The whole-network table's row of one integer-network step."""
+    op = step.op
+    if isinstance(op, golden.Conv):
+        if step.inputs[0] == net.input_name:
+            return "first conv"
+        if step.output == net.output_name:
+            return "FC"
+        return "depthwise conv" if op.depthwise else "grouped conv" if op.groups > 1 else "dense conv"
+    return {golden.Add: "residual add", golden.MaxPool: "max pool", golden.AvgPool: "average pool"}[type(op)]
+
+
+def whole_network(net: str, params: EngineParams, size: int = SIZE) -> dict:
+    """Every op of `net`'s integer network at `size` px on the engine, by the cycle model, per
+    op kind: cycles, MACs, and the MAC bound (MACs / multipliers) they are measured against."""
+    int_net = rtn.build(net, size, CASE_BITS, CASE_BITS, CASE_SEED, images=1)
+    try:
+        counts = cycles.network_cycles(int_net.steps, int_net.input_name, (1, size, size, 3), params)
+    except PyiosoError as err:
+        return {"net": net, "size": size, "refused": str(err)}
+    kinds = {}
+    for step, c in zip(int_net.steps, counts):
+        row = kinds.setdefault(op_kind(step, int_net), {"ops": 0, "cycles": 0, "macs": 0})
+        row["ops"], row["cycles"], row["macs"] = row["ops"] + 1, row["cycles"] + c.cycles, row["macs"] + c.macs
+    multipliers = params.rows * params.cols
+    for row in kinds.values():
+        row["mac_bound"] = row["macs"] / multipliers
+    total = {k: sum(r[k] for r in kinds.values()) for k in ("ops", "cycles", "macs", "mac_bound")}
+    total["ratio"] = total["cycles"] / total["mac_bound"]
+    total["milliseconds"] = total["cycles"] / cycles.CLOCK_MHZ / 1000
+    return {"net": net, "size": size, "kinds": {k: kinds[k] for k in KINDS if k in kinds}, "total": total}
+
+
 def _rtl_entry(layer: str, variant: str, shape: str, rep: dict) -> dict:
     """One RTL run of the report from sim/layer.py's report of it."""
     return {"layer": layer, "variant": variant, "shape": shape,
@@ -94,10 +134,12 @@ def simulate_network(net: str, params: EngineParams, variant: str, progress: boo
     return [_rtl_entry(f"{net}:{r['layer']}", variant, shapes[r["layer"]], r) for r in reports]
 
 
-def latency_report(engines: dict[str, EngineParams], with_rtl: bool, progress: bool = True) -> dict:
+def latency_report(engines: dict[str, EngineParams], with_rtl: bool, progress: bool = True,
+                   whole_networks: tuple[str, ...] = WHOLE_NETWORKS, whole_size: int = SIZE) -> dict:
     """latency.json: Table 11's layer on every variant (model, and RTL on the builds that run
-    golden), the RTL runs with the model beside each, and the per-layer tables of NETWORKS on
-    the product and the baseline."""
+    golden), the RTL runs with the model beside each, the per-layer tables of NETWORKS on the
+    product and the baseline, and `whole_networks` at `whole_size` px with every op on the
+    product build."""
     runs = []
     if with_rtl:
         runs.append(simulate_layer(TABLE11_LAYER, BASELINE, engines[BASELINE]))
@@ -124,7 +166,9 @@ def latency_report(engines: dict[str, EngineParams], with_rtl: bool, progress: b
             row["rtl_cycles"], row["rtl_mismatches"] = run.get("rtl_cycles"), run.get("mismatches")
         product["totals"]["baseline_cycles"] = baseline["totals"]["cycles"]
         networks[net] = product
+    whole = {net: whole_network(net, engines[PRODUCT], whole_size) for net in whole_networks}
     return {"clock_mhz": cycles.CLOCK_MHZ, "product": PRODUCT, "baseline": BASELINE,
+            "whole_networks": whole,
             "table11": table11, "rtl": runs,
             "agreement": {"runs": len(runs), "agree": sum(r["agree"] for r in runs),
                           "bit_exact": sum(not r["mismatches"] for r in runs)},

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bench.hardware.variants import PAPER, VARIANTS
 from pyioso.output import fmt_int, md_table, save_png, table as table_text
 
-BLOCK_ORDER = ("array", "ioso", "accumulator", "requant", "activation", "lanes", "controller")
+BLOCK_ORDER = ("array", "ioso", "accumulator", "requant", "activation", "add", "lanes", "controller")
 LIBRARY_NOTES = {
     "asap7": "ASAP7 7 nm predictive PDK, RVT, TT corner",
     "sky130hd": "SkyWater 130 nm sky130_fd_sc_hd, tt, 25 C, 1.8 V",
@@ -164,6 +164,56 @@ def network_table(net: dict, clock: int) -> str:
             f"all: the IOSO unit adds {fmt_int(extra)} ({100 * extra / t['baseline_cycles']:.4f}%).")
 
 
+def whole_network_table(latency: dict) -> str:
+    """Per network: ops, cycles, MAC bound, ratio; then cycles per op kind, one column per network."""
+    clock = latency["clock_mhz"]
+    refused = [f"{name}: the cycle model does not cover it ({n['refused']})"
+               for name, n in latency["whole_networks"].items() if "refused" in n]
+    whole = {name: n for name, n in latency["whole_networks"].items() if "refused" not in n}
+    rows = [[name, n["total"]["ops"], fmt_int(n["total"]["cycles"]), fmt_int(round(n["total"]["mac_bound"])),
+             f"{n['total']['ratio']:.2f}", f"{n['total']['milliseconds']:.2f}"] for name, n in whole.items()]
+    totals = md_table(["network", "ops on the engine", "cycles", "MAC bound", "cycles / bound",
+                       f"ms at {clock} MHz"], rows, left=1)
+    kinds = [k for k in dict.fromkeys(k for n in whole.values() for k in n["kinds"])]
+    rows = []
+    for kind in kinds:
+        cells = []
+        for n in whole.values():
+            row = n["kinds"].get(kind)
+            bound = f" ({row['cycles'] / row['mac_bound']:.1f}x bound)" if row and row["macs"] else ""
+            cells.append(f"{fmt_int(row['cycles'])}{bound}" if row else "–")
+        rows.append([kind, *cells])
+    by_kind = md_table(["op kind", *whole], rows, left=1)
+    return "\n\n".join([totals, "Cycles per op kind (and their ratio to the kind's own MAC bound):",
+                         by_kind, *refused])
+
+
+def whole_network_plot(latency: dict, path: str) -> None:
+    """Cycles per network split by op kind, next to the MAC bound and 1.5x it."""
+    from matplotlib.figure import Figure
+
+    whole = {name: n for name, n in latency["whole_networks"].items() if "refused" not in n}
+    names = list(whole)
+    kinds = [k for k in dict.fromkeys(k for n in whole.values() for k in n["kinds"])]
+    figure = Figure(figsize=(8.5, 0.6 * len(names) + 2.2))
+    ax = figure.subplots()
+    left = [0.0] * len(names)
+    for kind in kinds:
+        values = [whole[n]["kinds"].get(kind, {}).get("cycles", 0) / 1e6 for n in names]
+        ax.barh(range(len(names)), values, left=left, label=kind)
+        left = [a + b for a, b in zip(left, values)]
+    bound = [whole[n]["total"]["mac_bound"] / 1e6 for n in names]
+    ax.scatter(bound, range(len(names)), marker="|", s=400, color="black", label="MAC bound", zorder=3)
+    ax.scatter([1.5 * b for b in bound], range(len(names)), marker="|", s=400, color="red",
+               label="1.5x MAC bound", zorder=3)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"million cycles per image at {next(iter(whole.values()))['size']} px")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    save_png(figure, path)
+
+
 def plot(area: dict, path: str) -> None:
     """Stacked area per block, one bar per variant, one panel per library (generic transistors
     when there is none)."""
@@ -286,7 +336,7 @@ def differences(area: dict, latency: dict) -> str:
     return "\n\n".join((flow, include, lanes, timing))
 
 
-def document(area: dict, latency: dict, plot_name: str) -> str:
+def document(area: dict, latency: dict, plot_name: str, whole_plot_name: str) -> str:
     clock = latency["clock_mhz"]
     nets = latency["networks"]
     parts = [
@@ -319,6 +369,16 @@ def document(area: dict, latency: dict, plot_name: str) -> str:
         "This report ran without RTL simulation (`--no-sim`): the latencies are the cycle model's.",
         rtl_table(latency) if latency["rtl"] else "",
     ]
+    size = next(iter(latency["whole_networks"].values()), {}).get("size")
+    parts += ["### Whole networks, every op on the engine",
+              "Each network's integer network (round to nearest, W4A4 inside, 8-bit first and last "
+              f"layers) at {size} px with every op on the product build: convs and FC layers on the "
+              "array (grouped and depthwise as block-diagonal dense parts), pools as depthwise "
+              "convs of ones (max pools in MAX mode), residual adds on the add path; cycles from "
+              "the cycle model, which equals the RTL counter on every op the tests and "
+              "`make sim-net CHAIN=1` run. MAC bound: the network's conv and FC "
+              "multiply-accumulates over the array's multipliers.",
+              whole_network_table(latency), f"![whole networks]({whole_plot_name})"] if latency["whole_networks"] else []
     for name, net in nets.items():
         parts += [f"### {name} at {net['size']} px",
                   "Every conv/FC layer on the product build: the cycle model, and the RTL counter "
