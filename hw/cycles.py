@@ -41,10 +41,11 @@ from golden.layers import conv_output_size
 from hw import ops
 from hw.accumulator import Accumulator
 from hw.add_unit import AddFeed, AddUnit
+from hw.depthwise import DepthwiseUnit, WindowFeed
 from hw.array import SystolicArray
-from hw.driver import Shape, Slice, parts, slices
+from hw.driver import Shape, Slice, on_depthwise_path, parts, slices
 from hw.engine import REQUANT_UNITS
-from hw.host import Depths
+from hw.host import Csr, Depths, Mode
 from hw.ioso import IosoUnit
 from hw.lanes import Widen
 from hw.params import EngineParams
@@ -68,8 +69,22 @@ def tile_interval(params: EngineParams) -> int:
     return params.rows + max(params.cols, 2)
 
 
+def depthwise_pass_cycles(s: Slice, params: EngineParams) -> int:
+    """CYCLES of one DW pass: per channel tile the window feed reads nine weight words, then
+    walks the tile's Hp x Wp padded input at one step per cycle; the last step's window leaves
+    the feed `WindowFeed.latency` cycles later and passes the depthwise unit, table stage, BN
+    and activation units; the OUT write is the last cycle counted."""
+    g = s.geometry
+    rows = (g[Csr.HO] - 1) * g[Csr.STRIDE] + g[Csr.KH]
+    steps = s.n_tiles * (WindowFeed.load_cycles + rows * s.padded_width)
+    return (steps + WindowFeed.latency + DepthwiseUnit.latency + TableStage.latency
+            + REQUANT_UNITS[params.requant].latency + ActUnit.latency)
+
+
 def pass_cycles(s: Slice, params: EngineParams) -> int:
     """CYCLES of one pass (see the module doc)."""
+    if s.depthwise:
+        return depthwise_pass_cycles(s, params)
     pixels, n_tiles, k_tiles = s.pixels, s.n_tiles, s.k_tiles
     gap = tile_interval(params)
     cycles = (params.rows + 1 + (n_tiles * k_tiles - 1) * max(pixels, gap) + pixels
@@ -110,22 +125,29 @@ class LayerCycles:
         return self.cycles / CLOCK_MHZ
 
 
-def ideal_cycles(shape: Shape, params: EngineParams) -> int:
+def ideal_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths(), mode: Mode = Mode.CONV) -> int:
     """Cycles of a perfect R x C array on the driver's dense parts: output pixels * K-tiles *
-    N-tiles (a grouped layer's block-diagonal tiles count whole)."""
+    N-tiles (a grouped layer's block-diagonal tiles count whole); in DW mode a perfect
+    depthwise path: output pixels * channel tiles."""
     ho, wo = conv_output_size((shape.h, shape.w), shape)
+    if on_depthwise_path(shape, params, depths, mode):
+        return ho * wo * -(-shape.c_in // params.cols)
     taps = shape.kernel[0] * shape.kernel[1]
     return sum(ho * wo * taps * -(-p.shape.c_in // params.rows) * -(-p.shape.c_out // params.cols)
                for p in parts(shape, params))
 
 
-def layer_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths()) -> LayerCycles:
+def layer_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths(),
+                 mode: Mode = Mode.CONV) -> LayerCycles:
     """The model's cycles of one layer, over the passes the driver splits it into."""
-    passes = [s for part in parts(shape, params) for s in slices(part.shape, params, depths)]
+    if on_depthwise_path(shape, params, depths, mode):
+        passes = slices(shape, params, depths, depthwise=True)
+    else:
+        passes = [s for part in parts(shape, params) for s in slices(part.shape, params, depths)]
     ho, wo = conv_output_size((shape.h, shape.w), shape)
     macs = ho * wo * shape.kernel[0] * shape.kernel[1] * shape.c_in // shape.groups * shape.c_out
-    return LayerCycles(sum(pass_cycles(s, params) for s in passes), ideal_cycles(shape, params),
-                       macs, len(passes), params.rows * params.cols)
+    return LayerCycles(sum(pass_cycles(s, params) for s in passes),
+                       ideal_cycles(shape, params, depths, mode), macs, len(passes), params.rows * params.cols)
 
 
 def add_pass_cycles(items: int, params: EngineParams) -> int:
@@ -147,7 +169,7 @@ def op_cycles(op, x_shape, params: EngineParams, depths: Depths = Depths()) -> L
     if isinstance(op, golden.Conv):
         return layer_cycles(Shape.of(op, x_shape), params, depths)
     if isinstance(op, (golden.AvgPool, golden.MaxPool)):
-        return replace(layer_cycles(ops.op_shape(op, x_shape), params, depths), macs=0)
+        return replace(layer_cycles(ops.op_shape(op, x_shape), params, depths, ops.mode_of(op)), macs=0)
     if isinstance(op, golden.Add):
         _, h, w, c = x_shape
         ct = -(-c // params.rows)
@@ -157,12 +179,12 @@ def op_cycles(op, x_shape, params: EngineParams, depths: Depths = Depths()) -> L
     raise PyiosoError(f"the cycle model has no mode for a {type(op).__name__}")
 
 
-def op_ideal(op, x_shape, params: EngineParams) -> int:
+def op_ideal(op, x_shape, params: EngineParams, depths: Depths = Depths()) -> int:
     """A perfect engine's cycles for the op: one array vector (ADD: one item) per cycle."""
     shape = ops.op_shape(op, x_shape)
     if isinstance(op, golden.Add):
         return shape.h * shape.w * -(-shape.c_in // params.rows)
-    return ideal_cycles(shape, params)
+    return ideal_cycles(shape, params, depths, ops.mode_of(op))
 
 
 def network_cycles(steps, input_name: str, input_shape, params: EngineParams,

@@ -103,6 +103,7 @@ class Slice:
     top: int
     bottom: int
     geometry: dict              # Csr -> value, the shape registers of the descriptor
+    depthwise: bool = False     # DW mode: input tiles = the pass's channel tiles
 
     @property
     def pixels(self) -> int:
@@ -116,6 +117,12 @@ class Slice:
     def k_tiles(self) -> int:
         g = self.geometry
         return g[Csr.KH] * g[Csr.KW] * g[Csr.CT]
+
+    @property
+    def padded_width(self) -> int:
+        """Wp: the columns a DW pass walks, padding included."""
+        g = self.geometry
+        return (g[Csr.WO] - 1) * g[Csr.STRIDE] + g[Csr.KW]
 
 
 def check_shape(shape: Shape) -> None:
@@ -262,27 +269,42 @@ def _split(total: int, fits) -> int | None:
 
 # What each scratchpad of Depths holds, for messages.
 SCRATCHPAD_UNITS = {"act": "ACT words", "weight": "WEIGHT rows", "channels": "TABLE entries",
-                    "acc": "accumulator rows", "out": "OUT words"}
+                    "acc": "accumulator rows", "out": "OUT words", "line": "line-buffer words"}
 
 
 def overflows(s: Slice, params, depths: Depths) -> dict[str, int]:
     """The scratchpads (Depths' names) that cannot hold what pass `s` loads or produces, with
     the words it needs (ARCHITECTURE §6); empty when the pass fits."""
     g = s.geometry
-    needs = {"act": g[Csr.H] * g[Csr.W] * g[Csr.CT], "weight": s.n_tiles * s.k_tiles * params.rows,
-             "channels": s.n_tiles * params.cols, "acc": s.pixels, "out": s.pixels * s.n_tiles}
+    needs = {"act": g[Csr.H] * g[Csr.W] * g[Csr.CT], "channels": s.n_tiles * params.cols,
+             "out": s.pixels * s.n_tiles}
+    if s.depthwise:             # nine weight words per tile, the line buffers, no accumulator
+        needs |= {"weight": s.k_tiles, "line": s.padded_width}
+    else:
+        needs |= {"weight": s.n_tiles * s.k_tiles * params.rows, "acc": s.pixels}
     return {name: need for name, need in needs.items() if need > getattr(depths, name)}
 
 
-def slices(shape: Shape, params, depths: Depths = Depths()) -> list[Slice]:
-    """How the engine runs a dense `shape` (one part): passes over chunks of N-tiles (outer) and output rows
+def on_depthwise_path(shape: Shape, params, depths: Depths = Depths(), mode: Mode = Mode.CONV) -> bool:
+    """Whether the driver runs `shape` in DW mode: a 3x3 depthwise conv (or average pool) on an
+    engine with a post-processing lane per column (the window feed does not stall), whose
+    padded rows fit the line buffers; other depthwise layers run as block-diagonal parts."""
+    if not (mode == Mode.CONV and shape.groups > 1 and shape.groups == shape.c_in == shape.c_out
+            and tuple(shape.kernel) == (3, 3) and params.lanes == params.cols):
+        return False
+    wo = conv_output_size((shape.h, shape.w), shape)[1]
+    return (wo - 1) * shape.stride[1] + 3 <= depths.line
+
+
+def slices(shape: Shape, params, depths: Depths = Depths(), depthwise: bool = False) -> list[Slice]:
+    """How the engine runs a dense `shape` (one part), or a depthwise one in DW mode: passes over chunks of N-tiles (outer) and output rows
     (inner). The chunk sizes are the largest whose every pass fits the scratchpads: the most
     N-tiles for which one output row fits, then the most output rows. Every slice is checked,
     not only the first: a slice below the top padding needs more input rows for as many output
     rows (each slice carries its own `pad_top`; bottom and right padding follow from the
     bounds check)."""
     check_shape(shape)
-    if shape.groups != 1:
+    if shape.groups != 1 and not depthwise:
         raise ValueError("slices() takes a dense shape: split a grouped one with parts()")
     h, w = shape.h, shape.w
     (kh, kw), stride, (ph, pw) = shape.kernel, shape.stride[0], shape.padding
@@ -293,10 +315,11 @@ def slices(shape: Shape, params, depths: Depths = Depths()) -> list[Slice]:
 
     def one(r0, r1, nt0, nt1):
         top, bottom = max(0, r0 * stride - ph), min(h, (r1 - 1) * stride - ph + kh)
-        geometry = {Csr.H: bottom - top, Csr.W: w, Csr.CT: ct, Csr.NT: nt1 - nt0, Csr.KH: kh,
-                    Csr.KW: kw, Csr.STRIDE: stride, Csr.PAD_TOP: top - (r0 * stride - ph),
-                    Csr.PAD_LEFT: pw, Csr.HO: r1 - r0, Csr.WO: wo}
-        return Slice(r0, r1, nt0, nt1, top, bottom, geometry)
+        geometry = {Csr.H: bottom - top, Csr.W: w, Csr.CT: nt1 - nt0 if depthwise else ct,
+                    Csr.NT: nt1 - nt0, Csr.KH: kh, Csr.KW: kw, Csr.STRIDE: stride,
+                    Csr.PAD_TOP: top - (r0 * stride - ph), Csr.PAD_LEFT: pw, Csr.HO: r1 - r0,
+                    Csr.WO: wo}
+        return Slice(r0, r1, nt0, nt1, top, bottom, geometry, depthwise)
 
     def layout(r_chunk, n_chunk):
         return [one(r0, min(ho, r0 + r_chunk), nt0, min(nt, nt0 + n_chunk))
@@ -327,8 +350,11 @@ def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths(),
     rq = layer.requant
     values = {Csr.MODE: mode, Csr.Z_IN: layer.in_zero_point, Csr.SHIFT: rq.shift,
               Csr.Z_OUT: rq.zero_point, Csr.LO: rq.lo, Csr.HI: rq.hi}
+    shape = Shape.of(layer, x.shape)
+    if on_depthwise_path(shape, params, depths, mode) and not layer.isg_codes.any():
+        return _depthwise_passes(layer, x, shape, params, depths, values)
     passes = []
-    for part in parts(Shape.of(layer, x.shape), params):
+    for part in parts(shape, params):
         dense = dense_part(layer, part)
         codes = [c & 3 for c in tile_codes(dense, rows)]
         weights = {}            # one weight image per channel chunk, shared by its passes
@@ -339,6 +365,26 @@ def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths(),
             act = act_words(x[0, s.top:s.bottom, :, part.c0:part.c1], rows, layer.in_zero_point)
             passes.append(Pass(s.row0, s.row1, part.nt0 + s.nt0, part.nt0 + s.nt1,
                                {**s.geometry, **values}, act, *weights[s.nt0], codes))
+    return passes
+
+
+def _depthwise_passes(layer: golden.Conv, x: torch.Tensor, shape: Shape, params, depths: Depths,
+                      values: dict) -> list[Pass]:
+    """A 3x3 depthwise layer in DW mode: each pass holds its channel tiles' input rows in ACT
+    and nine WEIGHT words per tile (word ct*9 + kh*3 + kw, lane k: channel ct*16 + k)."""
+    cols = params.cols
+    passes, weights = [], {}
+    for s in slices(shape, params, depths, depthwise=True):
+        k0, k1 = s.nt0 * cols, s.nt1 * cols
+        if s.nt0 not in weights:
+            w = np.zeros((s.n_tiles * cols, 3, 3), dtype=np.int64)
+            part = layer.weight[k0:k1, :, :, 0].numpy()
+            w[:len(part)] = part
+            words = w.reshape(s.n_tiles, cols, 9).transpose(0, 2, 1).reshape(-1, cols)
+            weights[s.nt0] = (_pack(words), _table(layer.requant, k0, k1))
+        act = act_words(x[0, s.top:s.bottom, :, k0:k1], params.rows, layer.in_zero_point)
+        passes.append(Pass(s.row0, s.row1, s.nt0, s.nt1, {**s.geometry, **values, Csr.MODE: Mode.DW},
+                           act, *weights[s.nt0], []))
     return passes
 
 

@@ -12,6 +12,7 @@ from hw.add_unit import AddFeed, AddUnit
 from hw.array import SystolicArray
 from hw.controller import ActivationFeed, WeightFeed, array_tag_layout
 from hw.counters import RunCounters
+from hw.depthwise import DepthwiseUnit, WindowFeed
 from hw.fp16 import Fp16Scale
 from hw.host import LANE_BITS, WORD_BITS, Depths, Mode, Space, command_layout
 from hw.host_port import HostPort
@@ -73,22 +74,27 @@ class Engine(wiring.Component):
         codes = Signal(2 * dp.tiles)
         act_rd, w_rd = act_mem.read_port(), w_mem.read_port()
         kt = desc.kh * desc.kw * desc.ct
-        adding = desc.mode == Mode.ADD
+        post_tag = data.StructLayout({"out": range(dp.out), "nt": range(max(2, dp.channels))})
+        m.submodules.window = window = WindowFeed(p, dp, post_tag)
+        adding, depthwise = desc.mode == Mode.ADD, desc.mode == Mode.DW
+        on_array = ~adding & ~depthwise
         m.d.comb += [
-            feed.start.eq(host.start & ~adding), feed.desc.eq(desc), feed.codes.eq(codes),
+            feed.start.eq(host.start & on_array), feed.desc.eq(desc), feed.codes.eq(codes),
             feed.tiles_loaded.eq(wfeed.tiles_loaded),
             add_feed.start.eq(host.start & adding), add_feed.desc.eq(desc),
-            act_rd.addr.eq(Mux(adding, add_feed.mem_addr, feed.mem_addr)),
-            act_rd.en.eq(Mux(adding, add_feed.mem_en, feed.mem_en)),
-            feed.mem_data.eq(act_rd.data), add_feed.mem_data.eq(act_rd.data),
-            wfeed.start.eq(host.start & ~adding), wfeed.rows_total.eq(desc.nt * kt * p.rows),
+            window.start.eq(host.start & depthwise), window.desc.eq(desc),
+            act_rd.addr.eq(Mux(adding, add_feed.mem_addr, Mux(depthwise, window.act_addr, feed.mem_addr))),
+            act_rd.en.eq(Mux(adding, add_feed.mem_en, Mux(depthwise, window.act_en, feed.mem_en))),
+            feed.mem_data.eq(act_rd.data), add_feed.mem_data.eq(act_rd.data), window.act_data.eq(act_rd.data),
+            wfeed.start.eq(host.start & on_array), wfeed.rows_total.eq(desc.nt * kt * p.rows),
             wfeed.swapped.eq(feed.swapped),
-            w_rd.addr.eq(wfeed.mem_addr), w_rd.en.eq(wfeed.mem_en), wfeed.mem_data.eq(w_rd.data),
+            w_rd.addr.eq(Mux(depthwise, window.w_addr, wfeed.mem_addr)),
+            w_rd.en.eq(Mux(depthwise, window.w_en, wfeed.mem_en)),
+            wfeed.mem_data.eq(w_rd.data), window.w_data.eq(w_rd.data),
         ]
 
         # ---- datapath: array -> IOSO -> accumulator -> tables -> BN -> activation -> OUT
         tag = array_tag_layout(dp)
-        post_tag = data.StructLayout({"out": range(dp.out), "nt": tag.members["nt"]})
         m.submodules.array = array = SystolicArray(p, tag)
         m.submodules.ioso = ioso = IosoUnit(p, tag)
         m.submodules.acc = acc = Accumulator(p, dp.acc, tag, post_tag)
@@ -111,7 +117,12 @@ class Engine(wiring.Component):
                                                   out_tag, bn)
         m.d.comb += [tables.write.en.eq(to(Space.TABLE)), tables.write.addr.eq(write.addr),
                      tables.write.data.eq(write.data)]
-        wiring.connect(m, acc.o, tables.i)
+        # accumulator (array passes) or depthwise unit (DW): one pass uses one of them
+        m.submodules.dw = dw = DepthwiseUnit(p, post_tag)
+        wiring.connect(m, window.o, dw.i)
+        m.d.comb += [dw.weights.eq(window.weights), tables.i.valid.eq(acc.o.valid | dw.o.valid),
+                     acc.o.ready.eq(tables.i.ready), dw.o.ready.eq(tables.i.ready),
+                     tables.i.payload.eq(Mux(dw.o.valid, dw.o.payload, acc.o.payload))]
         lane = tables.o.payload.v.shape().elem_shape
         m.submodules.add = add = AddUnit(p, lane, out_tag)
         wiring.connect(m, add_feed.o, add.i)
@@ -142,7 +153,8 @@ class Engine(wiring.Component):
             result, codes_out = widen.o, widen.o.payload.v
         out_wr = out_mem.write_port()
         m.d.comb += [result.ready.eq(1), out_wr.addr.eq(result.payload.tag.out), out_wr.en.eq(result.valid),
-                     counters.accepted.eq((array.i.valid & array.i.ready) | (add.i.valid & add.i.ready)),
+                     counters.accepted.eq((array.i.valid & array.i.ready) | (add.i.valid & add.i.ready)
+                                          | window.steps),
                      counters.written.eq(result.valid),
                      counters.total.eq(desc.ho * desc.wo * desc.nt)]
         for lane in range(cols):

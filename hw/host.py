@@ -64,6 +64,7 @@ class Mode(IntEnum):
     CONV = 0         # conv/FC, average pool: the accumulator adds the K-tiles
     MAX = 1          # max pool: the accumulator keeps the largest
     ADD = 2          # residual add: ACT holds both inputs, the add unit feeds the BN unit
+    DW = 3           # 3x3 depthwise conv on the depthwise path (window feed, 3x3 MAC unit)
 
 
 DESCRIPTOR = tuple(c for c in Csr if Csr.H <= c <= Csr.M2)
@@ -83,9 +84,11 @@ class Depths:
     kernel 9,216 WEIGHT rows; larger layers take several passes.
     """
 
-    def __init__(self, act=16384, weight=16384, acc=4096, out=16384, channels=2048, tiles=128):
+    def __init__(self, act=16384, weight=16384, acc=4096, out=16384, channels=2048, tiles=128,
+                 line=256):
         self.act, self.weight, self.acc, self.out = act, weight, acc, out
         self.channels, self.tiles = channels, tiles
+        self.line = line        # DW mode's line buffers: padded input columns
 
     def to_json(self) -> dict:
         return dict(vars(self))

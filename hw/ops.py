@@ -73,6 +73,11 @@ def op_shape(op, x_shape) -> driver.Shape:
     return driver.Shape(h, w, c, c, op.kernel, op.stride, op.padding, groups=c)
 
 
+def mode_of(op) -> Mode:
+    """The engine mode an op runs in."""
+    return {golden.MaxPool: Mode.MAX, golden.Add: Mode.ADD}.get(type(op), Mode.CONV)
+
+
 KINDS = {golden.Conv: "conv", golden.AvgPool: "avg_pool", golden.MaxPool: "max_pool", golden.Add: "add"}
 
 

@@ -118,7 +118,7 @@ def report(name: str, op, inputs: list[torch.Tensor], result: Result, sim: runne
     mismatches = int((result.output != want).sum())
     x = inputs[0]
     shape = ops.op_shape(op, x.shape)
-    ideal = cycle_model.op_ideal(op, x.shape, params)
+    ideal = cycle_model.op_ideal(op, x.shape, params, depths)
     model, model_note = model_cycles(op, x.shape, params, depths)
     if isinstance(op, golden.Conv):
         bits = {"weights": op.w_bits, "activations": op.in_bits, "outputs": op.requant.bits}

@@ -11,7 +11,6 @@ and the default build runs a layer at 240 px that needs four row slices.
 
 import pytest
 
-from hw import driver
 from hw.params import EngineParams
 from pyioso.integer.layer_case import random_case
 from sim import layer as sim_layer
@@ -41,14 +40,20 @@ SMALL_CASES = {
     "5x5_s3_p2_cin33_cout20_w2a8": ((17, 11, 33, 20, 5, 3, 2, 2, 8), 6, 1),
 }
 
-# id: (shape as in CASES, groups, the layer's ISG shift): grouped and depthwise layers run as
-# dense parts with block-diagonal weight tiles (hw/driver.py parts); a depthwise layer built
-# with n = 0 runs on the n = 4 engine with F and B rescaled (driver.at_engine_shift).
+# id: (shape as in CASES, groups, the layer's ISG shift, passes): 3x3 depthwise layers run in
+# DW mode (hw/depthwise.py), other grouped and depthwise layers as dense parts with
+# block-diagonal weight tiles (hw/driver.py parts); a depthwise layer built with n = 0 runs on
+# the n = 4 engine with F and B rescaled (driver.at_engine_shift).
 GROUPED_CASES = {
-    "depthwise_3x3_s2_c40_n0_w4a4": ((11, 11, 40, 40, 3, 2, 1, 4, 4), 40, 0),
-    "depthwise_5x5_c24_w8a8": ((8, 8, 24, 24, 5, 1, 2, 8, 8), 24, 4),
-    "grouped_width24_c72_w4a2": ((9, 9, 72, 72, 3, 1, 1, 4, 2), 3, 4),
+    "dw_3x3_s2_c40_n0_w4a4": ((11, 11, 40, 40, 3, 2, 1, 4, 4), 40, 0, 1),
+    "dw_3x3_s1_p1_c24_w8a8": ((7, 12, 24, 24, 3, 1, 1, 8, 8), 24, 4, 1),
+    "dw_3x3_s1_p0_c16_w2a2": ((5, 6, 16, 16, 3, 1, 0, 2, 2), 16, 4, 1),
+    "depthwise_5x5_c24_w8a8": ((8, 8, 24, 24, 5, 1, 2, 8, 8), 24, 4, 2),
+    "grouped_width24_c72_w4a2": ((9, 9, 72, 72, 3, 1, 1, 4, 2), 3, 4, 4),
 }
+# DW mode on SMALL_DEPTHS (ACT 256, OUT 96, TABLE 32 words): 20x12x40 3x3/2 splits into chunks of
+# 2 channel tiles (TABLE) and slices of 4 output rows (9 input rows x 12 x 2 tiles of ACT).
+SMALL_DW = ((20, 12, 40, 40, 3, 2, 1, 4, 4), 40, 4)
 
 # Measured: from START to the last output word the engine spends ideal + 55 cycles (filling and
 # draining array, accumulator and post-processing, loading the first weight tile) when every
@@ -99,10 +104,13 @@ def test_layer(isg_sim, shape):
 
 @pytest.mark.parametrize("case", GROUPED_CASES.values(), ids=GROUPED_CASES.keys())
 def test_grouped_layer(isg_sim, case):
-    shape, groups, shift = case
-    rep = _run(isg_sim, shape, shift, groups)
-    assert rep["passes"] == len(driver.parts(driver.Shape(*shape[:4], (shape[4],) * 2, (shape[5],) * 2,
-                                                          (shape[6],) * 2, groups=groups), isg_sim.params))
+    shape, groups, shift, passes = case
+    assert _run(isg_sim, shape, shift, groups)["passes"] == passes
+
+
+def test_depthwise_path_in_row_slices(small_sim):
+    shape, groups, shift = SMALL_DW
+    assert _run(small_sim, shape, shift, groups)["passes"] == 6     # 3 row slices x 2 tile chunks
 
 
 def test_constant_overhead(steady):

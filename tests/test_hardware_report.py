@@ -177,15 +177,17 @@ def test_page_shows_table11(smoke, tmp_path):
 
 
 def test_whole_network():
-    """mobilenet_v2's every op on the product build: the kinds add up to the totals, the
-    depthwise convs run at 1/16 of the array (block-diagonal), the page lists it."""
+    """mobilenet_v2's every op on the product build: the kinds add up to the totals, the 3x3
+    depthwise convs run on the depthwise path (a window per cycle: 144 MACs, 9/16 of the
+    array's rate, less the padding and weight loads of 1x1 to 16x16 maps), the page lists it."""
     whole = latency.whole_network("mobilenet_v2", EngineParams(), size=32)
     kinds, total = whole["kinds"], whole["total"]
     assert list(kinds) == ["first conv", "dense conv", "depthwise conv", "FC", "residual add", "average pool"]
     assert kinds["depthwise conv"]["ops"] == 17 and kinds["residual add"]["ops"] == 10
     assert total["cycles"] == sum(k["cycles"] for k in kinds.values())
     assert total["ratio"] == pytest.approx(total["cycles"] / (total["macs"] / 256))
-    assert kinds["residual add"]["macs"] == 0 and kinds["depthwise conv"]["cycles"] > 10 * kinds["depthwise conv"]["mac_bound"]
+    dw = kinds["depthwise conv"]
+    assert kinds["residual add"]["macs"] == 0 and 16 / 9 < dw["cycles"] / dw["mac_bound"] < 10
     lat = {"whole_networks": {"mobilenet_v2": whole}, "clock_mhz": 400}
     assert "| mobilenet_v2 | 64 |" in page.whole_network_table(lat)   # 53 convs and FC, 10 adds, 1 pool
 

@@ -37,6 +37,7 @@ BLOCKS = (
     Block("requant", "BN unit", ("engine.bn",)),
     Block("activation", "activation unit", ("engine.act",)),
     Block("add", "residual-add path", ("engine.add", "engine.add_feed")),
+    Block("depthwise", "depthwise path", ("engine.dw", "engine.window")),
     Block("lanes", "lane converters", ("engine.narrow", "engine.widen")),
     Block("controller", "controller", ("engine",)),
 )

@@ -6,7 +6,8 @@ from __future__ import annotations
 from bench.hardware.variants import PAPER, VARIANTS
 from pyioso.output import fmt_int, md_table, save_png, table as table_text
 
-BLOCK_ORDER = ("array", "ioso", "accumulator", "requant", "activation", "add", "lanes", "controller")
+BLOCK_ORDER = ("array", "ioso", "accumulator", "requant", "activation", "add", "depthwise", "lanes",
+               "controller")
 LIBRARY_NOTES = {
     "asap7": "ASAP7 7 nm predictive PDK, RVT, TT corner",
     "sky130hd": "SkyWater 130 nm sky130_fd_sc_hd, tt, 25 C, 1.8 V",
