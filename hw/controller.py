@@ -38,7 +38,8 @@ class ActivationFeed(wiring.Component):
     A read address is issued in the cycle a request is accepted; the word arrives in the next
     cycle with the request's tag (one register stage). Out-of-bounds taps become the input
     zero-point. The first vector of a weight tile carries `swap` and waits until the weight feed
-    has loaded that tile.
+    has loaded that tile (with REUSE, every tile after the first two is one of those two:
+    the banks alternate and hold the same weights).
     """
 
     def __init__(self, params, depths):
@@ -67,7 +68,9 @@ class ActivationFeed(wiring.Component):
         last_ow, last_oh = ow == d.wo - 1, oh == d.ho - 1
         last_ct, last_kw, last_kh, last_nt = ct == d.ct - 1, kw == d.kw - 1, kh == d.kh - 1, nt == d.nt - 1
         swap = (oh == 0) & (ow == 0)
-        request = running & (~swap | (self.tiles_loaded > tile))
+        # a tile's first vector waits for its weights; with REUSE tiles 2.. are tiles 0 and 1
+        needed = Mux(d.reuse & (tile > 1), 1, tile)
+        request = running & (~swap | (self.tiles_loaded > needed))
 
         held = Signal(self.o.payload.shape())
         held_pad = Signal()

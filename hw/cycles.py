@@ -43,7 +43,7 @@ from hw.accumulator import Accumulator
 from hw.add_unit import AddFeed, AddUnit
 from hw.depthwise import DepthwiseUnit, WindowFeed
 from hw.array import SystolicArray
-from hw.driver import Shape, Slice, on_depthwise_path, parts, slices
+from hw.driver import Shape, Slice, folded_shape, folds_columns, on_depthwise_path, parts, slices
 from hw.engine import REQUANT_UNITS
 from hw.host import Csr, Depths, Mode
 from hw.ioso import IosoUnit
@@ -87,8 +87,12 @@ def pass_cycles(s: Slice, params: EngineParams) -> int:
         return depthwise_pass_cycles(s, params)
     pixels, n_tiles, k_tiles = s.pixels, s.n_tiles, s.k_tiles
     gap = tile_interval(params)
-    cycles = (params.rows + 1 + (n_tiles * k_tiles - 1) * max(pixels, gap) + pixels
-              + datapath_depth(params) + 1)
+    tiles = n_tiles * k_tiles
+    # each tile holds the array max(P, G) cycles while the next one loads; with REUSE only the
+    # second tile loads, later tiles follow at once
+    held = (max(pixels, gap) + (tiles - 2) * pixels if tiles > 1 else 0) if s.geometry[Csr.REUSE] \
+        else (tiles - 1) * max(pixels, gap)
+    cycles = params.rows + 1 + held + pixels + datapath_depth(params) + 1
     if params.lanes == params.cols:
         return cycles
     if pixels < gap:
@@ -132,18 +136,22 @@ def ideal_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths(), 
     ho, wo = conv_output_size((shape.h, shape.w), shape)
     if on_depthwise_path(shape, params, depths, mode):
         return ho * wo * -(-shape.c_in // params.cols)
+    if folds_columns(shape, params, depths, mode):
+        shape = folded_shape(shape)
     taps = shape.kernel[0] * shape.kernel[1]
     return sum(ho * wo * taps * -(-p.shape.c_in // params.rows) * -(-p.shape.c_out // params.cols)
                for p in parts(shape, params))
 
 
 def layer_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths(),
-                 mode: Mode = Mode.CONV) -> LayerCycles:
-    """The model's cycles of one layer, over the passes the driver splits it into."""
+                 mode: Mode = Mode.CONV, reuse: bool = False) -> LayerCycles:
+    """The model's cycles of one layer, over the passes the driver splits it into (`reuse`: a
+    pool's identical weight tiles, driver.plan)."""
     if on_depthwise_path(shape, params, depths, mode):
         passes = slices(shape, params, depths, depthwise=True)
     else:
-        passes = [s for part in parts(shape, params) for s in slices(part.shape, params, depths)]
+        runs = folded_shape(shape) if folds_columns(shape, params, depths, mode) else shape
+        passes = [s for part in parts(runs, params) for s in slices(part.shape, params, depths, reuse=reuse)]
     ho, wo = conv_output_size((shape.h, shape.w), shape)
     macs = ho * wo * shape.kernel[0] * shape.kernel[1] * shape.c_in // shape.groups * shape.c_out
     return LayerCycles(sum(pass_cycles(s, params) for s in passes),
@@ -169,7 +177,8 @@ def op_cycles(op, x_shape, params: EngineParams, depths: Depths = Depths()) -> L
     if isinstance(op, golden.Conv):
         return layer_cycles(Shape.of(op, x_shape), params, depths)
     if isinstance(op, (golden.AvgPool, golden.MaxPool)):
-        return replace(layer_cycles(ops.op_shape(op, x_shape), params, depths, ops.mode_of(op)), macs=0)
+        shape = ops.op_shape(op, x_shape)
+        return replace(layer_cycles(shape, params, depths, ops.mode_of(op), reuse=True), macs=0)
     if isinstance(op, golden.Add):
         _, h, w, c = x_shape
         ct = -(-c // params.rows)

@@ -16,7 +16,6 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.controller import COUNT_BITS
 from hw.host import LANE_BITS, WORD_BITS, descriptor_layout
 from hw.pipeline import delay, stall_control
 

@@ -174,6 +174,45 @@ def parts(shape: Shape, params) -> list[Part]:
             for k0, k1, c0, c1 in spans]
 
 
+def folds_columns(shape: Shape, params, depths: Depths = Depths(), mode: Mode = Mode.CONV) -> bool:
+    """Whether the driver folds the kernel's columns into the channels: a dense layer with
+    fewer input channels than a K-tile (a network's stem; one ISG group by §4, so one code),
+    where KW x C_in channels fill fewer K-tiles than KW taps of one padded tile each do, and
+    the folded input still fits the scratchpads."""
+    kw = shape.kernel[1]
+    if not (mode == Mode.CONV and shape.groups == 1 and shape.c_in < params.rows
+            and _tiles(kw * shape.c_in, params.rows) < kw):
+        return False
+    try:
+        slices(folded_shape(shape), params, depths)
+    except PyiosoError:
+        return False
+    return True
+
+
+def folded_shape(shape: Shape) -> Shape:
+    """The shape of the column-folded layer (fold_columns)."""
+    (kh, kw), stride = shape.kernel, shape.stride[1]
+    wo = conv_output_size((shape.h, shape.w), shape)[1]
+    return replace(shape, w=(wo - 1) * stride + 1, c_in=kw * shape.c_in, kernel=(kh, 1),
+                   padding=(shape.padding[0], 0))
+
+
+def fold_columns(layer: golden.Conv, x: torch.Tensor) -> tuple[golden.Conv, torch.Tensor]:
+    """The same layer as a KH x 1 conv over KW x C_in channels: channel kw*C_in + c of column j
+    holds input column j + kw - pad_left (the zero-point outside), so output column ow reads
+    column ow*stride with all KW taps in its channels. S is unchanged (the same products), and
+    the stem's K-tiles fill: a 7x7x3 kernel takes 7 x 2 tiles instead of 49 (§6)."""
+    (kh, kw), stride, pad = layer.kernel, layer.stride[1], layer.padding[1]
+    shape = folded_shape(Shape.of(layer, x.shape))
+    wide = torch.nn.functional.pad(x, (0, 0, pad, pad), value=layer.in_zero_point)
+    columns = torch.arange(shape.w)[:, None] + torch.arange(kw)[None, :]        # [W', KW]
+    folded = wide[:, :, columns, :].flatten(3)                                  # (kw, c) order
+    weight = layer.weight.reshape(layer.weight.shape[0], kh, 1, shape.c_in)
+    return replace(layer, weight=weight, isg_codes=layer.isg_codes.repeat(kw),
+                   padding=(layer.padding[0], 0)), folded
+
+
 def dense_part(layer: golden.Conv, part: Part) -> golden.Conv:
     """`layer`'s output channels [k0, k1) as a dense conv over input channels [c0, c1): each
     output channel's weights at its group's inputs, zeros elsewhere."""
@@ -281,7 +320,8 @@ def overflows(s: Slice, params, depths: Depths) -> dict[str, int]:
     if s.depthwise:             # nine weight words per tile, the line buffers, no accumulator
         needs |= {"weight": s.k_tiles, "line": s.padded_width}
     else:
-        needs |= {"weight": s.n_tiles * s.k_tiles * params.rows, "acc": s.pixels}
+        tiles = min(2, s.n_tiles * s.k_tiles) if g[Csr.REUSE] else s.n_tiles * s.k_tiles
+        needs |= {"weight": tiles * params.rows, "acc": s.pixels}
     return {name: need for name, need in needs.items() if need > getattr(depths, name)}
 
 
@@ -296,7 +336,8 @@ def on_depthwise_path(shape: Shape, params, depths: Depths = Depths(), mode: Mod
     return (wo - 1) * shape.stride[1] + 3 <= depths.line
 
 
-def slices(shape: Shape, params, depths: Depths = Depths(), depthwise: bool = False) -> list[Slice]:
+def slices(shape: Shape, params, depths: Depths = Depths(), depthwise: bool = False,
+           reuse: bool = False) -> list[Slice]:
     """How the engine runs a dense `shape` (one part), or a depthwise one in DW mode: passes over chunks of N-tiles (outer) and output rows
     (inner). The chunk sizes are the largest whose every pass fits the scratchpads: the most
     N-tiles for which one output row fits, then the most output rows. Every slice is checked,
@@ -318,7 +359,7 @@ def slices(shape: Shape, params, depths: Depths = Depths(), depthwise: bool = Fa
         geometry = {Csr.H: bottom - top, Csr.W: w, Csr.CT: nt1 - nt0 if depthwise else ct,
                     Csr.NT: nt1 - nt0, Csr.KH: kh, Csr.KW: kw, Csr.STRIDE: stride,
                     Csr.PAD_TOP: top - (r0 * stride - ph), Csr.PAD_LEFT: pw, Csr.HO: r1 - r0,
-                    Csr.WO: wo}
+                    Csr.WO: wo, Csr.REUSE: int(reuse)}
         return Slice(r0, r1, nt0, nt1, top, bottom, geometry, depthwise)
 
     def layout(r_chunk, n_chunk):
@@ -342,9 +383,10 @@ def slices(shape: Shape, params, depths: Depths = Depths(), depthwise: bool = Fa
 
 
 def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths(),
-         mode: Mode = Mode.CONV) -> list[Pass]:
+         mode: Mode = Mode.CONV, reuse: bool = False) -> list[Pass]:
     """The passes that run `layer` on one NHWC image `x` (codes) on the engine; in MAX mode the
-    accumulator keeps the largest product instead of the sum (a max pool, hw/ops.py)."""
+    accumulator keeps the largest product instead of the sum (a max pool, hw/ops.py). `reuse`:
+    every weight tile of each part is the same (a pool's ones), so two are loaded (CSR REUSE)."""
     layer = check_layer(layer, params, x.shape)
     rows, cols = params.rows, params.cols
     rq = layer.requant
@@ -353,14 +395,18 @@ def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths(),
     shape = Shape.of(layer, x.shape)
     if on_depthwise_path(shape, params, depths, mode) and not layer.isg_codes.any():
         return _depthwise_passes(layer, x, shape, params, depths, values)
+    if folds_columns(shape, params, depths, mode):
+        layer, x = fold_columns(layer, x)
+        shape = Shape.of(layer, x.shape)
     passes = []
     for part in parts(shape, params):
         dense = dense_part(layer, part)
         codes = [c & 3 for c in tile_codes(dense, rows)]
         weights = {}            # one weight image per channel chunk, shared by its passes
-        for s in slices(part.shape, params, depths):
+        for s in slices(part.shape, params, depths, reuse=reuse):
             if s.nt0 not in weights:
-                weights[s.nt0] = (_weight_rows(dense.weight, s.nt0, s.nt1, rows, cols),
+                image = _weight_rows(dense.weight, s.nt0, s.nt1, rows, cols)
+                weights[s.nt0] = (image[:2 * rows] if reuse else image,
                                   _table(dense.requant, s.nt0 * cols, s.nt1 * cols))
             act = act_words(x[0, s.top:s.bottom, :, part.c0:part.c1], rows, layer.in_zero_point)
             passes.append(Pass(s.row0, s.row1, part.nt0 + s.nt0, part.nt0 + s.nt1,

@@ -86,7 +86,7 @@ class Engine(wiring.Component):
             act_rd.addr.eq(Mux(adding, add_feed.mem_addr, Mux(depthwise, window.act_addr, feed.mem_addr))),
             act_rd.en.eq(Mux(adding, add_feed.mem_en, Mux(depthwise, window.act_en, feed.mem_en))),
             feed.mem_data.eq(act_rd.data), add_feed.mem_data.eq(act_rd.data), window.act_data.eq(act_rd.data),
-            wfeed.start.eq(host.start & on_array), wfeed.rows_total.eq(desc.nt * kt * p.rows),
+            wfeed.start.eq(host.start & on_array), wfeed.rows_total.eq(Mux(desc.reuse, Mux(desc.nt * kt > 1, 2, 1), desc.nt * kt) * p.rows),
             wfeed.swapped.eq(feed.swapped),
             w_rd.addr.eq(Mux(depthwise, window.w_addr, wfeed.mem_addr)),
             w_rd.en.eq(Mux(depthwise, window.w_en, wfeed.mem_en)),

@@ -54,6 +54,7 @@ class Csr(IntEnum):
     Z_IN2 = 19       # ADD: the second input's zero-point
     M1 = 20          # ADD: the multipliers of the two inputs (§5), two's complement
     M2 = 21
+    REUSE = 22       # 1: every weight tile of the pass is the same (pools): two are loaded
     CYCLES = 32      # read: cycles from start to done
     BUSY = 33        # read: cycles the array accepted an activation vector (useful MACs)
     STALL = 34       # read: cycles running without the array accepting a vector
@@ -67,7 +68,7 @@ class Mode(IntEnum):
     DW = 3           # 3x3 depthwise conv on the depthwise path (window feed, 3x3 MAC unit)
 
 
-DESCRIPTOR = tuple(c for c in Csr if Csr.H <= c <= Csr.M2)
+DESCRIPTOR = tuple(c for c in Csr if Csr.H <= c <= Csr.REUSE)
 
 command_layout = data.StructLayout({
     "write": 1,

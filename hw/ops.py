@@ -1,6 +1,7 @@
 """Every op of an integer network as engine passes (ARCHITECTURE §5, §6): convs and FC layers
 as they are, pools as depthwise convs of ones (average: summed, max: the accumulator's MAX
-mode), residual adds on the add path (ADD mode). `plan` is the one entry point a network
+mode; every weight tile the same, so the engine loads two: REUSE), residual adds on the add
+path (ADD mode). `plan` is the one entry point a network
 runner needs; `cycles` the model's count for the same op.
 """
 
@@ -122,10 +123,10 @@ def plan(op, inputs: list[torch.Tensor], params, depths: Depths = Depths()) -> l
     if isinstance(op, golden.Conv):
         return driver.plan(op, x, params, depths)
     if isinstance(op, golden.AvgPool):
-        return driver.plan(avg_pool_conv(op, x.shape[3]), x, params, depths)
+        return driver.plan(avg_pool_conv(op, x.shape[3]), x, params, depths, reuse=True)
     if isinstance(op, golden.MaxPool):
         golden.max_pool(x, op.kernel, op.stride, op.padding, op.bits)   # golden's own refusals
-        return driver.plan(max_pool_conv(op, x.shape[3]), x, params, depths, Mode.MAX)
+        return driver.plan(max_pool_conv(op, x.shape[3]), x, params, depths, Mode.MAX, reuse=True)
     raise PyiosoError(f"the engine has no mode for a {type(op).__name__}")
 
 

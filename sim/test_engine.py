@@ -35,7 +35,7 @@ TWO_PASSES = (66, 64, 16, 16, 3, 1, 1, 4, 4)    # 4,224 output pixels > the 4,09
 FOUR_ROW_SLICES = (240, 240, 3, 16, 3, 2, 1, 4, 4)
 # On SMALL_DEPTHS, id: (shape as in CASES, row slices, channel-tile chunks).
 SMALL_CASES = {
-    "stem_7x7_s2_p3_cout40_w4a4": ((40, 16, 3, 40, 7, 2, 3, 4, 4), 4, 2),
+    "stem_7x7_s2_p3_cout40_w4a4": ((40, 8, 3, 40, 7, 2, 3, 4, 4), 4, 2),   # columns folded
     "3x3_cin20_cout40_w8a2": ((12, 12, 20, 40, 3, 1, 1, 8, 2), 3, 2),
     "5x5_s3_p2_cin33_cout20_w2a8": ((17, 11, 33, 20, 5, 3, 2, 2, 8), 6, 1),
 }

@@ -190,8 +190,13 @@ def _check_passes(x, layer, depths):
     ACT slice, assemble into golden of the whole layer. Returns the passes."""
     passes = driver.plan(layer, x, ENGINE, depths)
     want = golden.conv(x, layer)
-    parts = driver.parts(driver.Shape.of(layer, x.shape), ENGINE)
-    engine_layer = driver.at_engine_shift(layer, ENGINE)
+    engine_layer, shape = driver.at_engine_shift(layer, ENGINE), driver.Shape.of(layer, x.shape)
+    if driver.folds_columns(shape, ENGINE, depths):     # a stem: the passes run the folded layer
+        folded, x_folded = driver.fold_columns(engine_layer, x)
+        assert torch.equal(golden.conv(x_folded, folded), want)
+        engine_layer, shape = folded, driver.Shape.of(folded, x_folded.shape)
+        event("stem, columns folded")
+    parts = driver.parts(shape, ENGINE)
     ho, wo, c_out = want.shape[1:]
     nt = -(-c_out // 16)
     for p in passes:
