@@ -43,7 +43,8 @@ from hw.accumulator import Accumulator
 from hw.add_unit import AddFeed, AddUnit
 from hw.depthwise import DepthwiseUnit, WindowFeed
 from hw.array import SystolicArray
-from hw.driver import Shape, Slice, folded_shape, folds_columns, on_depthwise_path, parts, slices
+from hw.geometry import Shape, Slice, slices
+from hw.mapping import folded_shape, folds_columns, on_depthwise_path, parts
 from hw.engine import REQUANT_UNITS
 from hw.host import Csr, Depths, Mode
 from hw.ioso import IosoUnit

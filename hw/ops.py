@@ -12,7 +12,7 @@ import torch
 import golden
 from golden.errors import PyiosoError
 from golden.layers import conv_output_size
-from hw import driver
+from hw import driver, geometry
 from hw.host import Csr, Depths, Mode
 
 ONE = torch.ones((), dtype=torch.int64)
@@ -63,15 +63,15 @@ def add_slices(h: int, w: int, c: int, params, depths: Depths = Depths()) -> lis
     return [(r0, min(h, r0 + rows)) for r0 in range(0, h, rows)]
 
 
-def op_shape(op, x_shape) -> driver.Shape:
+def op_shape(op, x_shape) -> geometry.Shape:
     """The conv shape an op runs as on one NHWC input of `x_shape`: a conv's own, a pool's
     depthwise conv, a residual add's 1x1 depthwise view (one word per pixel and tile)."""
     if isinstance(op, golden.Conv):
-        return driver.Shape.of(op, x_shape)
+        return geometry.Shape.of(op, x_shape)
     _, h, w, c = x_shape
     if isinstance(op, golden.Add):
-        return driver.Shape(h, w, c, c, (1, 1), (1, 1), (0, 0), groups=c)
-    return driver.Shape(h, w, c, c, op.kernel, op.stride, op.padding, groups=c)
+        return geometry.Shape(h, w, c, c, (1, 1), (1, 1), (0, 0), groups=c)
+    return geometry.Shape(h, w, c, c, op.kernel, op.stride, op.padding, groups=c)
 
 
 def mode_of(op) -> Mode:

@@ -42,8 +42,8 @@ SMALL_CASES = {
 
 # id: (shape as in CASES, groups, the layer's ISG shift, passes): 3x3 depthwise layers run in
 # DW mode (hw/depthwise.py), other grouped and depthwise layers as dense parts with
-# block-diagonal weight tiles (hw/driver.py parts); a depthwise layer built with n = 0 runs on
-# the n = 4 engine with F and B rescaled (driver.at_engine_shift).
+# block-diagonal weight tiles (hw/mapping.py parts); a depthwise layer built with n = 0 runs on
+# the n = 4 engine with F and B rescaled (mapping.at_engine_shift).
 GROUPED_CASES = {
     "dw_3x3_s2_c40_n0_w4a4": ((11, 11, 40, 40, 3, 2, 1, 4, 4), 40, 0, 1),
     "dw_3x3_s1_p1_c24_w8a8": ((7, 12, 24, 24, 3, 1, 1, 8, 8), 24, 4, 1),

@@ -17,7 +17,7 @@ from hypothesis import event, given, settings, strategies as st
 
 import golden
 from golden.errors import PyiosoError
-from hw import driver
+from hw import driver, geometry, mapping
 from hw.host import Csr, Depths, Mode
 from hw.params import EngineParams
 from pyioso.integer.layer_case import random_case
@@ -42,24 +42,24 @@ def test_parts_of_a_grouped_layer():
     """RegNet's group width 24 on 16-channel tiles: each N-tile reads the input tiles that
     hold its groups' channels (2 or 3 of them); a depthwise layer reads one tile per N-tile;
     a layer whose groups are whole tiles runs each run of N-tiles over one input window."""
-    shape = lambda c, g: driver.Shape(4, 4, c, c, (3, 3), (1, 1), (1, 1), groups=g)  # noqa: E731
-    windows = [(p.k0, p.k1, p.c0, p.c1) for p in driver.parts(shape(72, 3), ENGINE)]
+    shape = lambda c, g: geometry.Shape(4, 4, c, c, (3, 3), (1, 1), (1, 1), groups=g)  # noqa: E731
+    windows = [(p.k0, p.k1, p.c0, p.c1) for p in mapping.parts(shape(72, 3), ENGINE)]
     assert windows == [(0, 16, 0, 32), (16, 32, 0, 48), (32, 48, 16, 48), (48, 72, 48, 72)]
-    assert [(p.c0, p.c1) for p in driver.parts(shape(40, 40), ENGINE)] == [(0, 16), (16, 32), (32, 40)]
-    assert [(p.k0, p.k1, p.c0, p.c1) for p in driver.parts(shape(64, 2), ENGINE)] == [(0, 32, 0, 32), (32, 64, 32, 64)]
-    assert [p.shape.groups for p in driver.parts(shape(72, 3), ENGINE)] == [1] * 4
+    assert [(p.c0, p.c1) for p in mapping.parts(shape(40, 40), ENGINE)] == [(0, 16), (16, 32), (32, 40)]
+    assert [(p.k0, p.k1, p.c0, p.c1) for p in mapping.parts(shape(64, 2), ENGINE)] == [(0, 32, 0, 32), (32, 64, 32, 64)]
+    assert [p.shape.groups for p in mapping.parts(shape(72, 3), ENGINE)] == [1] * 4
 
 
 def test_groups_must_divide_channels():
     with pytest.raises(PyiosoError, match=r"groups=3 must divide C_in=16 and C_out=24"):
-        driver.parts(driver.Shape(4, 4, 16, 24, (1, 1), (1, 1), (0, 0), groups=3), ENGINE)
+        mapping.parts(geometry.Shape(4, 4, 16, 24, (1, 1), (1, 1), (0, 0), groups=3), ENGINE)
 
 
 def test_a_smaller_shift_without_codes_keeps_golden():
     """A depthwise layer calibrated with n = 0 runs on the n = 4 engine: S grows 16-fold, F by
     4 and B 16-fold, and golden of the rescaled layer equals golden of the layer (§3)."""
     x, layer = random_case(7, 7, 24, 24, 3, 1, 1, 4, 4, seed=5, isg_shift=0, groups=24)
-    engine_layer = driver.at_engine_shift(layer, ENGINE)
+    engine_layer = mapping.at_engine_shift(layer, ENGINE)
     assert engine_layer.isg_shift == 4 and engine_layer.requant.shift == layer.requant.shift + 4
     assert torch.equal(golden.conv(x, engine_layer), golden.conv(x, layer))
     _check_passes(x, layer, Depths(act=40))
@@ -166,7 +166,7 @@ def _pass_output(p, part, layer):
         dense = _depthwise_part(layer, k0, min(layer.c_in, p.nt1 * 16))
         part = replace(part, nt0=p.nt0)
     else:
-        dense = driver.dense_part(layer, part)
+        dense = mapping.dense_part(layer, part)
     x = _words_to_codes(p.act, (d[Csr.H], d[Csr.W], d[Csr.CT] * 16))
     assert (x[:, :, dense.c_in:] == layer.in_zero_point).all()      # pad channels hold z (§4)
     rows = (d[Csr.HO] - 1) * d[Csr.STRIDE] + d[Csr.KH]
@@ -190,13 +190,13 @@ def _check_passes(x, layer, depths):
     ACT slice, assemble into golden of the whole layer. Returns the passes."""
     passes = driver.plan(layer, x, ENGINE, depths)
     want = golden.conv(x, layer)
-    engine_layer, shape = driver.at_engine_shift(layer, ENGINE), driver.Shape.of(layer, x.shape)
-    if driver.folds_columns(shape, ENGINE, depths):     # a stem: the passes run the folded layer
-        folded, x_folded = driver.fold_columns(engine_layer, x)
+    engine_layer, shape = mapping.at_engine_shift(layer, ENGINE), geometry.Shape.of(layer, x.shape)
+    if mapping.folds_columns(shape, ENGINE, depths):     # a stem: the passes run the folded layer
+        folded, x_folded = mapping.fold_columns(engine_layer, x)
         assert torch.equal(golden.conv(x_folded, folded), want)
-        engine_layer, shape = folded, driver.Shape.of(folded, x_folded.shape)
+        engine_layer, shape = folded, geometry.Shape.of(folded, x_folded.shape)
         event("stem, columns folded")
-    parts = driver.parts(shape, ENGINE)
+    parts = mapping.parts(shape, ENGINE)
     ho, wo, c_out = want.shape[1:]
     nt = -(-c_out // 16)
     for p in passes:

@@ -12,7 +12,7 @@ import pytest
 from bench.hardware import __main__ as cli, area, blocks, latency, liberty, page, variants, yosys
 from golden.errors import PyiosoError
 from hw import cycles
-from hw.driver import Shape
+from hw.geometry import Shape
 from hw.host import Depths
 from hw.params import EngineParams
 from pyioso.models import zoo

@@ -13,7 +13,7 @@ from dataclasses import replace
 from bench.hardware.variants import BASELINE, PAPER, PRODUCT
 import golden
 from golden.errors import PyiosoError
-from hw import cycles, driver
+from hw import cycles, geometry
 from hw.params import EngineParams
 from pyioso.integer import intnet, rtn
 from pyioso.integer.layer_case import build_case
@@ -31,8 +31,8 @@ SIZE = 224
 CASE_BITS, CASE_SEED = 4, 0
 
 
-def zoo_shape(info: zoo.LayerInfo) -> driver.Shape:
-    return driver.Shape(info.h_in, info.w_in, info.c_in, info.c_out, info.kernel, info.stride,
+def zoo_shape(info: zoo.LayerInfo) -> geometry.Shape:
+    return geometry.Shape(info.h_in, info.w_in, info.c_in, info.c_out, info.kernel, info.stride,
                         info.padding, info.dilation, info.groups)
 
 
