@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
+import tempfile
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -178,23 +178,23 @@ def run(sim: Simulator, test_module: str, *, tests: str | None = None, seed: int
     """Runs the cocotb tests of `test_module` (those whose full name matches the regex `tests`,
     or all) on `sim`; raises SimulationError naming the failed tests, inside pytest or not.
     `seed` is cocotb's RANDOM_SEED, from which the testbenches draw: runs are reproducible."""
-    label = re.sub(r"\W", "", tests) if tests else "all"
-    results = sim.build_dir / f"{test_module}.{label}.results.xml"
-    results.unlink(missing_ok=True)
-    with _toolchain():
+    # each run in its own directory: runs of one build in parallel (make report beside make
+    # sim-net) must not share cocotb's results file
+    with _toolchain(), tempfile.TemporaryDirectory(prefix="test-", dir=sim.build_dir) as work:
+        results = Path(work) / "results.xml"
         try:
             cocotb_runner.get_runner("verilator").test(
                 test_module=test_module, hdl_toplevel=sim.top, hdl_toplevel_lang="verilog",
-                build_dir=sim.build_dir, test_dir=sim.build_dir, results_xml=str(results),
+                build_dir=sim.build_dir, test_dir=work, results_xml=str(results),
                 test_filter=tests, seed=seed,
                 plusargs=[*plusargs, *(["+verilator+quiet"] if quiet else [])],
                 extra_env={PARAMS_ENV: sim.params.to_json(), **(QUIET_ENV if quiet else {}),
                            **(env or {})})
         except SystemExit:
             pass    # cocotb's runner exits on failures under pytest; the results file says which
-    if not results.is_file():
-        raise SimulationError(f"{test_module} on {sim.top} ended without results (simulator crash)")
-    cases = list(ElementTree.parse(results).getroot().iter("testcase"))
+        if not results.is_file():
+            raise SimulationError(f"{test_module} on {sim.top} ended without results (simulator crash)")
+        cases = list(ElementTree.parse(results).getroot().iter("testcase"))
     failed = [case.get("name") for case in cases
               if case.find("failure") is not None or case.find("error") is not None]
     if not cases or failed:
