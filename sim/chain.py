@@ -71,7 +71,7 @@ def _network(args) -> tuple[str, intnet.IntNet, torch.Tensor, torch.Tensor, torc
         out = fake.coding(fake.output_name)
         with torch.no_grad():
             predicted = torch.round(fake(images) / out.scale).argmax(1)
-        return f"{run.net}_{directory.name}", net, images, labels, predicted
+        return directory.name, net, images, labels, predicted
     if args.artifact:
         net, doc = artifact.load(args.artifact)
         size = int(doc["network"]["size"])
