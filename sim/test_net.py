@@ -1,6 +1,8 @@
 """sim/net.py: resnet18's first layers through the engine RTL fed by the integer network's golden
 codes, bit-exact; refused layers listed, not dropped."""
 
+from dataclasses import replace
+
 import pytest
 
 from hw.params import EngineParams
@@ -29,13 +31,16 @@ def test_first_resnet18_layers_are_bit_exact(resnet18_runs):
 
 
 def test_refused_layers_are_listed_with_the_reason():
+    """A layer the engine cannot run (here a depthwise layer made dilated) is listed with the
+    driver's reason, and nothing is simulated."""
     model = rtn.build("mobilenet_v2", size=32)
     _, runs = model.forward(model.quantize_input(sample_photos(1, 32)), record=True)
     depthwise = next(run for run in runs if run.layer.depthwise)
-    reports, skipped = net.simulate_runs([depthwise], EngineParams())    # no engine build
+    dilated = replace(depthwise, layer=replace(depthwise.layer, dilation=(2, 2), padding=(2, 2)))
+    reports, skipped = net.simulate_runs([dilated], EngineParams())    # no engine build
     assert reports == []
-    assert skipped == [{"layer": depthwise.path, "reason": net.refusal(depthwise, EngineParams())}]
-    assert "dense convs and FC layers only" in skipped[0]["reason"]
+    assert skipped == [{"layer": dilated.path, "reason": net.refusal(dilated, EngineParams())}]
+    assert "dilation (2, 2) is not supported by the engine" in skipped[0]["reason"]
 
 
 def test_unknown_network_exits_2(capsys):
