@@ -76,16 +76,6 @@ def _run(sim, shape, shift, groups=1):
 
 
 @pytest.fixture(scope="module")
-def isg_sim():
-    return sim_layer.engine_simulator(EngineParams())
-
-
-@pytest.fixture(scope="module")
-def small_sim():
-    return sim_layer.engine_simulator(EngineParams(), sim_layer.SMALL_DEPTHS)
-
-
-@pytest.fixture(scope="module")
 def no_isg_sim():
     return sim_layer.engine_simulator(EngineParams(isg=False))
 

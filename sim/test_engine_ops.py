@@ -10,7 +10,6 @@ from torch import nn
 
 import golden
 from golden.layers import Requant
-from hw.params import EngineParams
 from pyioso.data.datasets import sample_photos
 from pyioso.integer import rtn
 from sim import chain, layer as sim_layer
@@ -40,16 +39,6 @@ OPS = {
 }
 
 
-@pytest.fixture(scope="module")
-def sim():
-    return sim_layer.engine_simulator(EngineParams())
-
-
-@pytest.fixture(scope="module")
-def small_sim():
-    return sim_layer.engine_simulator(EngineParams(), sim_layer.SMALL_DEPTHS)
-
-
 def _check(sim, op, inputs):
     result, seconds = sim_layer.simulate_op(sim, op, inputs)
     rep = sim_layer.report("case", op, inputs, result, sim, seconds)
@@ -60,10 +49,10 @@ def _check(sim, op, inputs):
 
 
 @pytest.mark.parametrize("case", OPS.values(), ids=OPS.keys())
-def test_op(sim, case):
+def test_op(isg_sim, case):
     op, shape, bits = case
     inputs = [_codes(shape, bits, seed) for seed in range(2 if isinstance(op, golden.Add) else 1)]
-    _check(sim, op, inputs)
+    _check(isg_sim, op, inputs)
 
 
 def test_add_in_row_slices(small_sim):
@@ -93,7 +82,7 @@ class Tiny(nn.Module):
         return self.head(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-def test_chained_network(sim):
+def test_chained_network(isg_sim):
     torch.manual_seed(0)
     model = Tiny().eval()
     with torch.no_grad():       # BN statistics that keep the codes spread
@@ -106,7 +95,7 @@ def test_chained_network(sim):
     codes = net.quantize_input(sample_photos(2, 12, seed=1))
     want = net.forward(codes)[0]
     for i in range(len(codes)):
-        logits, reports = chain.run_image(net, codes[i:i + 1], sim)
+        logits, reports = chain.run_image(net, codes[i:i + 1], isg_sim)
         assert torch.equal(logits, want[i])
         assert all(r["mismatches"] == 0 and sim_layer.model_agrees(r) for r in reports)
     assert want.unique().numel() > 1
