@@ -44,7 +44,7 @@ from hw.add_unit import AddFeed, AddUnit
 from hw.depthwise import DepthwiseUnit, WindowFeed
 from hw.array import SystolicArray
 from hw.geometry import Shape, Slice, slices
-from hw.mapping import folded_shape, folds_columns, on_depthwise_path, parts
+from hw.mapping import folded_shape, on_depthwise_path, parts, stem_fold
 from hw.engine import REQUANT_UNITS
 from hw.host import Csr, Depths, Mode
 from hw.ioso import IosoUnit
@@ -132,13 +132,12 @@ class LayerCycles:
 
 def ideal_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths(), mode: Mode = Mode.CONV) -> int:
     """Cycles of a perfect R x C array on the driver's dense parts: output pixels * K-tiles *
-    N-tiles (a grouped layer's block-diagonal tiles count whole); in DW mode a perfect
-    depthwise path: output pixels * channel tiles."""
+    N-tiles (a stem's K-tiles as folded, a grouped layer's block-diagonal tiles whole); in DW
+    mode a perfect depthwise path: output pixels * channel tiles."""
     ho, wo = conv_output_size((shape.h, shape.w), shape)
     if on_depthwise_path(shape, params, depths, mode):
         return ho * wo * -(-shape.c_in // params.cols)
-    if folds_columns(shape, params, depths, mode):
-        shape = folded_shape(shape)
+    shape = folded_shape(shape, stem_fold(shape, params, depths, mode))
     taps = shape.kernel[0] * shape.kernel[1]
     return sum(ho * wo * taps * -(-p.shape.c_in // params.rows) * -(-p.shape.c_out // params.cols)
                for p in parts(shape, params))
@@ -151,7 +150,7 @@ def layer_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths(),
     if on_depthwise_path(shape, params, depths, mode):
         passes = slices(shape, params, depths, depthwise=True)
     else:
-        runs = folded_shape(shape) if folds_columns(shape, params, depths, mode) else shape
+        runs = folded_shape(shape, stem_fold(shape, params, depths, mode))
         passes = [s for part in parts(runs, params) for s in slices(part.shape, params, depths, reuse=reuse)]
     ho, wo = conv_output_size((shape.h, shape.w), shape)
     macs = ho * wo * shape.kernel[0] * shape.kernel[1] * shape.c_in // shape.groups * shape.c_out

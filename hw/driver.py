@@ -18,7 +18,7 @@ from golden.errors import PyiosoError
 from golden.layers import check_accumulator, check_bn_product, scaled_weights
 from hw.geometry import Shape, check_shape, slices, tiles
 from hw.host import LANE_BITS, TABLE_B, TABLE_M, WORD_BITS, Csr, Depths, Mode, Space
-from hw.mapping import at_engine_shift, dense_part, fold_columns, folds_columns, on_depthwise_path, parts
+from hw.mapping import at_engine_shift, dense_part, fold_kernel, on_depthwise_path, parts, stem_fold
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,8 @@ def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths(),
     shape = Shape.of(layer, x.shape)
     if on_depthwise_path(shape, params, depths, mode) and not layer.isg_codes.any():
         return _depthwise_passes(layer, x, shape, params, depths, values)
-    if folds_columns(shape, params, depths, mode):
-        layer, x = fold_columns(layer, x)
-        shape = Shape.of(layer, x.shape)
+    layer, x = fold_kernel(layer, x, stem_fold(shape, params, depths, mode))
+    shape = Shape.of(layer, x.shape)
     passes = []
     for part in parts(shape, params):
         dense = dense_part(layer, part)

@@ -1,12 +1,13 @@
 """How a golden layer becomes what the engine's passes run (ARCHITECTURE §6): grouped and
 depthwise convs as dense parts with block-diagonal tiles, 3x3 depthwise convs on the depthwise
-path, stems with their kernel columns folded into channels, a smaller ISG shift rescaled. Each
-choice is made from the shape alone, so the cycle model makes the same one.
+path, stems with their kernel window (or its columns) folded into channels, a smaller ISG
+shift rescaled. Each choice is made from the shape alone, so the cycle model makes the same one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import Enum
 
 import torch
 
@@ -52,43 +53,86 @@ def parts(shape: Shape, params) -> list[Part]:
             for k0, k1, c0, c1 in spans]
 
 
-def folds_columns(shape: Shape, params, depths: Depths = Depths(), mode: Mode = Mode.CONV) -> bool:
-    """Whether the driver folds the kernel's columns into the channels: a dense layer with
-    fewer input channels than a K-tile (a network's stem; one ISG group by §4, so one code),
-    where KW x C_in channels fill fewer K-tiles than KW taps of one padded tile each do, and
-    the folded input still fits the scratchpads."""
-    kw = shape.kernel[1]
-    if not (mode == Mode.CONV and shape.groups == 1 and shape.c_in < params.rows
-            and tiles(kw * shape.c_in, params.rows) < kw):
-        return False
+class Fold(Enum):
+    """How much of a stem's kernel window the driver moves into the input's channels (§6)."""
+
+    NONE = "none"               # the layer as it is
+    COLUMNS = "columns"         # a KH x 1 conv over KW*C_in channels
+    FULL = "full"               # full im2col: a 1x1 conv over KH*KW*C_in channels on Ho x Wo
+
+
+def stem_fold(shape: Shape, params, depths: Depths = Depths(), mode: Mode = Mode.CONV) -> Fold:
+    """The fold the driver runs `shape` with, and so the cycle model: of those whose folded
+    input fits the scratchpads, the one with the fewest K-tile steps per output pixel
+    (KH*KW*tiles(C_in), KH*tiles(KW*C_in), tiles(KH*KW*C_in)), then the fewest input words for
+    the host to send (a tie is common: 5x5x3 takes 5 K-tiles either way), then the lesser fold.
+    Only a dense layer with fewer input channels than a K-tile folds (a network's stem): it is
+    one ISG group (§4), so its code repeats over the folded channels and a K-tile keeps one."""
+    check_shape(shape)          # a folded shape would hide a kernel or stride the engine refuses
+    if not (mode == Mode.CONV and shape.groups == 1 and shape.c_in < params.rows):
+        return Fold.NONE
+
+    def cost(fold):
+        folded = folded_shape(shape, fold)
+        ct = tiles(folded.c_in, params.rows)
+        return folded.kernel[0] * folded.kernel[1] * ct, folded.h * folded.w * ct
+
+    return next(f for f in sorted(Fold, key=cost)
+                if f is Fold.NONE or _fits(folded_shape(shape, f), params, depths))
+
+
+def _fits(shape: Shape, params, depths: Depths) -> bool:
+    """Whether the driver can split `shape` into passes that fit the scratchpads."""
     try:
-        slices(folded_shape(shape), params, depths)
+        slices(shape, params, depths)
     except PyiosoError:
         return False
     return True
 
 
-def folded_shape(shape: Shape) -> Shape:
-    """The shape of the column-folded layer (fold_columns)."""
+def folded_shape(shape: Shape, fold: Fold) -> Shape:
+    """The shape of the layer the engine runs under `fold` (fold_kernel). The column fold keeps
+    the rows and the stride, so it keeps (Wo - 1)*stride + 1 input columns; the full fold runs
+    on the output grid."""
+    if fold is Fold.NONE:
+        return shape
     (kh, kw), stride = shape.kernel, shape.stride[1]
-    wo = conv_output_size((shape.h, shape.w), shape)[1]
-    return replace(shape, w=(wo - 1) * stride + 1, c_in=kw * shape.c_in, kernel=(kh, 1),
-                   padding=(shape.padding[0], 0))
+    ho, wo = conv_output_size((shape.h, shape.w), shape)
+    if fold is Fold.COLUMNS:
+        return replace(shape, w=(wo - 1) * stride + 1, c_in=kw * shape.c_in, kernel=(kh, 1),
+                       padding=(shape.padding[0], 0))
+    return replace(shape, h=ho, w=wo, c_in=kh * kw * shape.c_in, kernel=(1, 1), stride=(1, 1),
+                   padding=(0, 0))
 
 
-def fold_columns(layer: golden.Conv, x: torch.Tensor) -> tuple[golden.Conv, torch.Tensor]:
-    """The same layer as a KH x 1 conv over KW x C_in channels: channel kw*C_in + c of column j
-    holds input column j + kw - pad_left (the zero-point outside), so output column ow reads
-    column ow*stride with all KW taps in its channels. S is unchanged (the same products), and
-    the stem's K-tiles fill: a 7x7x3 kernel takes 7 x 2 tiles instead of 49 (§6)."""
-    (kh, kw), pad = layer.kernel, layer.padding[1]
-    shape = folded_shape(Shape.of(layer, x.shape))
-    wide = torch.nn.functional.pad(x, (0, 0, pad, pad), value=layer.in_zero_point)
-    columns = torch.arange(shape.w)[:, None] + torch.arange(kw)[None, :]        # [W', KW]
-    folded = wide[:, :, columns, :].flatten(3)                                  # (kw, c) order
-    weight = layer.weight.reshape(layer.weight.shape[0], kh, 1, shape.c_in)
-    return replace(layer, weight=weight, isg_codes=layer.isg_codes.repeat(kw),
-                   padding=(layer.padding[0], 0)), folded
+def _taps_into_channels(x: torch.Tensor, axis: int, taps: int, step: int, count: int, pad: int,
+                        zero_point: int) -> torch.Tensor:
+    """NHWC `x` with `axis` (1: rows, 2: columns) cut to `count` positions, position i holding
+    the inputs i*step + t - pad of its `taps` kernel positions t in its channels (t outer,
+    the zero-point outside the image)."""
+    wide = torch.nn.functional.pad(x, [0, 0] * (3 - axis) + [pad, pad], value=zero_point)
+    reads = (torch.arange(count)[:, None] * step + torch.arange(taps)[None, :]).flatten()
+    return wide.index_select(axis, reads).unflatten(axis, (count, taps)).movedim(axis + 1, 3).flatten(3)
+
+
+def fold_kernel(layer: golden.Conv, x: torch.Tensor, fold: Fold) -> tuple[golden.Conv, torch.Tensor]:
+    """`layer` and its input as the engine runs them under `fold`: channel (kh*KW + kw)*C_in + c
+    holds the input that kernel position (kh, kw) reads there (the zero-point outside the
+    image), the weight's own memory order. S is unchanged (the same products) and the stem's
+    K-tiles fill: a 7x7x3 kernel takes 10 tiles folded whole, 7 x 2 with its columns folded,
+    49 unfolded (§6). The column fold keeps every input column between the strided ones (one
+    stride for both axes); the full fold reads each output pixel's window once per pixel."""
+    if fold is Fold.NONE:
+        return layer, x
+    shape = folded_shape(Shape.of(layer, x.shape), fold)
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+    z = layer.in_zero_point
+    x = _taps_into_channels(x, 2, kw, sw if fold is Fold.FULL else 1, shape.w, pw, z)
+    if fold is Fold.FULL:
+        x = _taps_into_channels(x, 1, kh, sh, shape.h, ph, z)
+    weight = layer.weight.reshape(layer.weight.shape[0], *shape.kernel, shape.c_in)
+    return replace(layer, weight=weight, isg_codes=layer.isg_codes.repeat(shape.c_in // layer.c_in),
+                   stride=shape.stride, padding=shape.padding), x
 
 
 def dense_part(layer: golden.Conv, part: Part) -> golden.Conv:

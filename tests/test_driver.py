@@ -191,11 +191,11 @@ def _check_passes(x, layer, depths):
     passes = driver.plan(layer, x, ENGINE, depths)
     want = golden.conv(x, layer)
     engine_layer, shape = mapping.at_engine_shift(layer, ENGINE), geometry.Shape.of(layer, x.shape)
-    if mapping.folds_columns(shape, ENGINE, depths):     # a stem: the passes run the folded layer
-        folded, x_folded = mapping.fold_columns(engine_layer, x)
+    fold = mapping.stem_fold(shape, ENGINE, depths)
+    if fold is not mapping.Fold.NONE:                   # a stem: the passes run the folded layer
+        folded, x_folded = mapping.fold_kernel(engine_layer, x, fold)
         assert torch.equal(golden.conv(x_folded, folded), want)
         engine_layer, shape = folded, geometry.Shape.of(folded, x_folded.shape)
-        event("stem, columns folded")
     parts = mapping.parts(shape, ENGINE)
     ho, wo, c_out = want.shape[1:]
     nt = -(-c_out // 16)
@@ -235,6 +235,17 @@ def test_middle_slices_fit_act(shape):
     assert max(len(p.act) for p in passes) <= Depths().act
 
 
+def test_resnet_stem_full_fold_at_224px():
+    """ResNet's 7x7/2 stem over 3 channels at 224 px runs folded whole: a 1x1 conv over 147
+    channels (10 K-tiles, 14 with the columns folded) on the 112 x 112 output grid, whose
+    112 x 112 x 10 ACT words split into row slices that fit and assemble golden's output."""
+    x, layer = random_case(224, 224, 3, 64, 7, 2, 3, 4, 4, seed=0, isg_shift=4)
+    assert mapping.stem_fold(geometry.Shape.of(layer, x.shape), ENGINE) is mapping.Fold.FULL
+    passes = _check_passes(x, layer, Depths())
+    assert {(p.descriptor[Csr.KH], p.descriptor[Csr.KW], p.descriptor[Csr.CT]) for p in passes} == {(1, 1, 10)}
+    assert len(passes) == 8 and sum(len(p.act) for p in passes) == 112 * 112 * 10
+
+
 @st.composite
 def split_layers(draw):
     """A small conv and scratchpads between the least that runs it and the whole layer, so
@@ -267,5 +278,8 @@ def test_any_split_fits_and_assembles_golden(case):
     passes = _check_passes(x, layer, depths)
     event("dense" if groups == 1 else "grouped" if not layer.depthwise else
           "depthwise, DW mode" if passes[0].descriptor[Csr.MODE] == Mode.DW else "depthwise")
+    fold = mapping.stem_fold(geometry.Shape.of(layer, x.shape), ENGINE, depths)
+    if fold is not mapping.Fold.NONE:
+        event(f"stem, {fold.value} fold")
     n = len({p.row0 for p in passes})
     event(f"row slices: {n if n < 4 else '4+'}")
