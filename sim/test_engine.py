@@ -30,9 +30,10 @@ CASES = {
 }
 STEADY = "3x3_32px_cin48_cout32_w8a8"   # 32 output pixels: every weight tile loads behind the last
 TWO_PASSES = (66, 64, 16, 16, 3, 1, 1, 4, 4)    # 4,224 output pixels > the 4,096 accumulator words
-# 240x240x3 -> 120x120: the middle row slices fill ACT to the last word (issue 27: wrong outputs
-# in their first rows when the split was sized by the first slice).
-FOUR_ROW_SLICES = (240, 240, 3, 16, 3, 2, 1, 4, 4)
+# 240x240x16 -> 120x120: the middle row slices load 67 input rows, 16,080 of ACT's 16,384 words
+# (issue 27: 69 rows, 16,560 words, wrong outputs in their first rows, when the split was sized
+# by the first slice). 16 channels keep that geometry: 3 would fold (hw/mapping.py stem_fold).
+FOUR_ROW_SLICES = (240, 240, 16, 16, 3, 2, 1, 4, 4)
 # On SMALL_DEPTHS, id: (shape as in CASES, row slices, channel-tile chunks).
 SMALL_CASES = {
     "stem_7x7_s2_p3_cout40_w4a4": ((40, 8, 3, 40, 7, 2, 3, 4, 4), 4, 2),   # columns folded
