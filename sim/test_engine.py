@@ -11,6 +11,9 @@ and the default build runs a layer at 240 px that needs four row slices.
 
 import pytest
 
+from hw.geometry import Shape
+from hw.host import Depths
+from hw.mapping import Fold, stem_fold
 from hw.params import EngineParams
 from pyioso.integer.layer_case import random_case
 from sim import layer as sim_layer
@@ -27,6 +30,10 @@ CASES = {
     "3x3_p0_5x7_cin17_cout5_w8a2": (5, 7, 17, 5, 3, 1, 0, 8, 2),
     "2x2_s2_cin32_w8a4": (8, 8, 32, 16, 2, 2, 0, 8, 4),
     "3x3_32px_cin48_cout32_w8a8": (8, 4, 48, 32, 3, 1, 1, 8, 8),
+    # stems folded whole (hw/mapping.py stem_fold): a 1x1 conv over 147 channels (10 K-tiles),
+    # over 27 channels (2 K-tiles)
+    "stem_7x7_s2_p3_cin3_cout20_w8a8": (16, 14, 3, 20, 7, 2, 3, 8, 8),
+    "stem_3x3_s2_cin3_w4a8": (13, 11, 3, 16, 3, 2, 1, 4, 8),
 }
 STEADY = "3x3_32px_cin48_cout32_w8a8"   # 32 output pixels: every weight tile loads behind the last
 TWO_PASSES = (66, 64, 16, 16, 3, 1, 1, 4, 4)    # 4,224 output pixels > the 4,096 accumulator words
@@ -36,7 +43,9 @@ TWO_PASSES = (66, 64, 16, 16, 3, 1, 1, 4, 4)    # 4,224 output pixels > the 4,09
 FOUR_ROW_SLICES = (240, 240, 16, 16, 3, 2, 1, 4, 4)
 # On SMALL_DEPTHS, id: (shape as in CASES, row slices, channel-tile chunks).
 SMALL_CASES = {
-    "stem_7x7_s2_p3_cout40_w4a4": ((40, 8, 3, 40, 7, 2, 3, 4, 4), 4, 2),   # columns folded
+    # columns folded: the full fold's 10 input-channel tiles exceed SMALL_DEPTHS' 8
+    "stem_7x7_s2_p3_cout40_w4a4": ((40, 8, 3, 40, 7, 2, 3, 4, 4), 4, 2),
+    "stem_3x3_s2_cout40_w4a4": ((20, 12, 3, 40, 3, 2, 1, 4, 4), 2, 2),     # folded whole
     "3x3_cin20_cout40_w8a2": ((12, 12, 20, 40, 3, 1, 1, 8, 2), 3, 2),
     "5x5_s3_p2_cin33_cout20_w2a8": ((17, 11, 33, 20, 5, 3, 2, 2, 8), 6, 1),
 }
@@ -123,6 +132,18 @@ def test_many_passes_on_small_scratchpads(small_sim, case):
     shape, row_slices, chunks = case
     rep = _run(small_sim, shape, small_sim.params.isg_shift)
     assert rep["passes"] == row_slices * chunks
+
+
+@pytest.mark.parametrize("case, depths, fold", [
+    (CASES["stem_7x7_s2_p3_cin3_cout20_w8a8"], Depths(), Fold.FULL),
+    (CASES["stem_3x3_s2_cin3_w4a8"], Depths(), Fold.FULL),
+    (SMALL_CASES["stem_7x7_s2_p3_cout40_w4a4"][0], sim_layer.SMALL_DEPTHS, Fold.COLUMNS),
+    (SMALL_CASES["stem_3x3_s2_cout40_w4a4"][0], sim_layer.SMALL_DEPTHS, Fold.FULL)])
+def test_stem_cases_run_their_fold(case, depths, fold):
+    """The stem cases above run the fold they are there for (no RTL)."""
+    h, w, c_in, c_out, k, stride, pad = case[:7]
+    shape = Shape(h, w, c_in, c_out, (k, k), (stride, stride), (pad, pad))
+    assert stem_fold(shape, EngineParams(), depths) is fold
 
 
 def test_no_isg_build(no_isg_sim, steady):
