@@ -60,7 +60,7 @@ def datapath_depth(params: EngineParams) -> int:
     """Cycles from the array taking a vector to its codes written to OUT: array, IOSO unit,
     accumulator, table stage, BN (or FP16) unit, activation unit, and the width converter's
     register with fewer lanes than columns."""
-    units = (SystolicArray.latency_of(params) + IosoUnit.latency + Accumulator.latency
+    units = (SystolicArray.latency_of(params) + IosoUnit.latency_of(params) + Accumulator.latency
              + TableStage.latency + REQUANT_UNITS[params.requant].latency + ActUnit.latency)
     return units + (Widen.latency if params.lanes < params.cols else 0)
 

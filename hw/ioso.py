@@ -5,7 +5,9 @@ sum vector: q = (p << n) + s*p = p * (2^n + s), exactly, with no multiplier: s o
 addend +p, 0 or -p (the non-code -2 also selects 0), and -p is ~p with the adder's carry in.
 
 The unit is combinational: it sits between the array's output registers and the accumulator's
-input register, one adder deep, so it adds no cycle and no register (`latency` = 0). Built with
+input register, one adder deep, so it adds no cycle and no register (`latency_of` = 0; built
+with `params.isg_register` it ends in a register stage of its own, one cycle, ARCHITECTURE §6
+says what the timing report measured of each). Built with
 `params.isg` False it is the engine "without IOSO": a wire, q = p, `s` ignored; comparing the two
 builds measures what the unit costs.
 
@@ -21,6 +23,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.params import EngineParams
+from hw.pipeline import delay, stall_control
 
 GROUPS = 4      # group scales of the multiplier variant, indexed by the code's two bits
 
@@ -33,11 +36,14 @@ def scale_write_layout(params: EngineParams) -> data.StructLayout:
 class IosoUnit(wiring.Component):
     """i: {p: C x signed(psum_width), s: signed(2), tag} -> o: {q: C x signed(ioso_width), tag}.
 
-    Combinational (`latency` = 0): one vector per cycle, handshake and `tag` passed through. The
-    multiplier variant adds the config port `scale` (write a group scale between layers).
+    One vector per cycle; combinational (handshake and `tag` passed through) unless built with
+    `isg_register`. The multiplier variant adds the config port `scale` (write a group scale
+    between layers).
     """
 
-    latency = 0
+    @staticmethod
+    def latency_of(params: EngineParams) -> int:
+        return int(params.isg_register)
 
     def __init__(self, params: EngineParams, tag_layout):
         self.params = params
@@ -88,9 +94,16 @@ class IosoUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready),
-                     self.o.p.tag.eq(self.i.p.tag)]
         g = self._scale_table(m, self.i.p.s) if self.multiplier else None
+        q = Signal.like(self.o.p.q)
         for c in range(self.params.cols):
-            m.d.comb += self.o.p.q[c].eq(self._scale(self.i.p.p[c], self.i.p.s, g))
+            m.d.comb += q[c].eq(self._scale(self.i.p.p[c], self.i.p.s, g))
+        stages = self.latency_of(self.params)
+        if stages:
+            en = stall_control(m, self.i, self.o, stages)
+            m.d.comb += [self.o.p.q.eq(delay(m, en, q, stages, name="q")),
+                         self.o.p.tag.eq(delay(m, en, self.i.p.tag, stages, name="tag"))]
+        else:
+            m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready),
+                         self.o.p.q.eq(q), self.o.p.tag.eq(self.i.p.tag)]
         return m

@@ -36,7 +36,8 @@ class EngineParams:
     no golden layer (the driver refuses them): `isg_unit="multiplier"` puts a per-group
     fixed-point multiplier where the shift-add is (what ISG costs without the shift trick, as
     ICWQ would), `requant="fp16"` puts FP16 scale-and-offset arithmetic where the integer BN
-    unit is (the paper's FP16 row).
+    unit is (the paper's FP16 row). `isg_register=True` puts a register stage after the IOSO
+    unit (ARCHITECTURE §6: measured, not chosen; one cycle more per pass).
     """
 
     rows: int = GRANULARITY
@@ -50,6 +51,7 @@ class EngineParams:
     lanes: int | None = None        # None: one per column
     isg_unit: str = "shift"
     requant: str = "int"
+    isg_register: bool = False      # a register stage after the IOSO unit (one cycle per pass)
 
     def __post_init__(self):
         if self.lanes is None:
@@ -70,6 +72,8 @@ class EngineParams:
         for name, allowed in (("isg_unit", ISG_UNITS), ("requant", REQUANTS)):
             if getattr(self, name) not in allowed:
                 raise PyiosoError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        if self.isg_register and not self.isg:
+            raise PyiosoError("isg_register=True registers the IOSO unit's output: it needs isg=True")
         if self.isg_unit == "multiplier" and not self.isg:
             raise PyiosoError("isg_unit='multiplier' replaces the IOSO unit's shift-add: it needs isg=True")
         if self.isg_unit == "multiplier" and self.mult_width <= self.isg_shift:

@@ -153,6 +153,14 @@ def test_no_isg_build(no_isg_sim, steady):
     assert rep["cycles"] == steady["cycles"]
 
 
+def test_registered_ioso_build(steady):
+    """The IOSO unit with its own register stage (the timing report's variant): bit-exact, one
+    cycle more per pass, and the cycle model counts it."""
+    sim = sim_layer.engine_simulator(EngineParams(isg_register=True))
+    rep = _run(sim, CASES[STEADY], sim.params.isg_shift)
+    assert rep["cycles"] == steady["cycles"] + rep["passes"]
+
+
 def test_eight_lane_post_processing(steady):
     """The paper's 8 post-processing lanes: bit-exact, and the last K-tile pass of every N-tile
     takes two cycles per pixel (ARCHITECTURE §6)."""
