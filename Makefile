@@ -6,6 +6,8 @@ PY    := $(BIN)/python
 STAMP := $(VENV)/.pyioso-installed
 # Real images for the layer cases (Debian package dataset-fashion-mnist, installed when missing).
 DATA  := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+# Static timing for make report and its smoke test (Debian package opensta, installed when missing).
+STA   := /usr/bin/sta
 
 LAYER ?= resnet50_l3
 SHAPE ?=
@@ -71,6 +73,9 @@ venv: $(STAMP)
 $(DATA):
 	scripts/ensure_apt.sh dataset-fashion-mnist $@
 
+$(STA):
+	scripts/ensure_apt.sh opensta $@
+
 sim: $(STAMP) $(DATA)
 	$(PY) -m sim.layer $(if $(SHAPE),--shape $(SHAPE),--layer $(LAYER)) $(if $(ARTIFACT),--artifact $(ARTIFACT))
 
@@ -90,7 +95,7 @@ verilog: $(STAMP)
 bench-sim: $(STAMP) $(DATA)
 	$(PY) -m sim.bench --layer $(LAYER)
 
-report: $(STAMP) $(DATA)
+report: $(STAMP) $(DATA) $(STA)
 	$(PY) -m bench.hardware --liberty "$(LIBERTY)" --pdk "$(PDK)"
 
 golden: $(STAMP) $(DATA)
@@ -102,10 +107,10 @@ layers: $(STAMP)
 cost: $(STAMP)
 	$(BIN)/pyioso cost --net $(NET)
 
-test: $(STAMP) $(DATA)
+test: $(STAMP) $(DATA) $(STA)
 	$(BIN)/pytest -m "not slow"
 
-test-full: $(STAMP) $(DATA)
+test-full: $(STAMP) $(DATA) $(STA)
 	$(BIN)/pytest
 
 train: $(STAMP) $(DATA)

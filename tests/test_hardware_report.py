@@ -77,7 +77,9 @@ def tiny_liberty() -> str:
              ("NAND2", 2, "!(A&B)", "timing_sense : negative_unate"),
              ("NOR2", 2, "!(A|B)", "timing_sense : negative_unate")]
     text = ['library (tiny) { delay_model : table_lookup; time_unit : "1ns"; voltage_unit : "1V";',
-            'current_unit : "1mA"; capacitive_load_unit (1, pf); pulling_resistance_unit : "1kohm";']
+            'current_unit : "1mA"; capacitive_load_unit (1, pf); pulling_resistance_unit : "1kohm";',
+            *(f"{k}_threshold_pct_{e} : {v};" for k, v in (("input", 50), ("output", 50),
+              ("slew_lower", 10), ("slew_upper", 90)) for e in ("rise", "fall"))]
     for name, size, function, sense in cells:
         pins = [p for p in "AB" if p in function]
         inputs = " ".join(f"pin ({p}) {{ direction : input; capacitance : 0.002; }}" for p in pins)
@@ -86,7 +88,9 @@ def tiny_liberty() -> str:
                     f'function : "{function}"; {timing} }} }}')
     text.append('cell (DFF) { area : 6; ff (IQ, IQN) { clocked_on : "C"; next_state : "D"; } '
                 'pin (C) { direction : input; clock : true; capacitance : 0.002; } '
-                'pin (D) { direction : input; capacitance : 0.002; } '
+                'pin (D) { direction : input; capacitance : 0.002; timing () { related_pin : "C"; '
+                'timing_type : setup_rising; rise_constraint (scalar) { values ("0.05"); } '
+                'fall_constraint (scalar) { values ("0.05"); } } } '
                 f'pin (Q) {{ direction : output; function : "IQ"; '
                 f'{_timing("C", "timing_type : rising_edge")} }} }}')
     return "\n".join(text) + "\n}\n"
@@ -265,6 +269,92 @@ def test_no_pdk_means_generic(tmp_path):
 def test_renumbering_is_a_bijection():
     text = "connect \\port$851$0 \\a$3\ncell $add $851\nconnect \\port$9$0 \\b"
     assert blocks._renumber(text) == "connect \\port$0$1 \\a$2\ncell $add $0\nconnect \\port$3$1 \\b"
+
+
+def test_every_subtree_of_a_block_is_synthesized(smoke):
+    """The add path is its unit and its feed, two siblings under the top: one source each (one
+    top would drop the other), summed into the block."""
+    _, _, work, engines, _ = smoke
+    sources, _ = blocks.engine_blocks(engines["ioso"], SMALL, work)
+    tops = {s.top for s in sources if s.block in ("add", "depthwise", "lanes")}
+    assert tops == {"engine.add", "engine.add_feed", "engine.dw", "engine.window", "engine.narrow",
+                    "engine.widen"}
+
+
+def test_timing_of_every_variant(smoke):
+    """OpenSTA times the whole engine of each variant, mapped for the common clock and for
+    speed; the IOSO unit's arithmetic lies between the array's registers and the
+    accumulator's (or its own register stage)."""
+    doc = smoke[0]
+    timed = doc["timing"]["tiny"]
+    assert list(timed) == list(variants.VARIANTS)
+    names = {b.name for b in blocks.BLOCKS} | {"port"}
+    for t in timed.values():
+        assert t["clock"]["period_ps"] == 2000          # the tiny library's 500 MHz
+        for target in ("clock", "fastest"):
+            path = t[target]["critical"]
+            assert path["start_block"] in names and path["end_block"] in names
+            assert path["min_period_ps"] == pytest.approx(2000 + path["arrival_ps"] - path["required_ps"])
+            assert path["cells"] > 0 and path["min_period_ps"] >= 100 * path["cells"]   # 100 ps a cell
+        assert t["fastest"]["datapath"]["min_period_ps"] <= t["fastest"]["critical"]["min_period_ps"]
+    shift, registered = timed["ioso"]["clock"]["ioso"], timed["ioso_reg"]["clock"]["ioso"]
+    assert (shift["start_block"], shift["end_block"], shift["end_kind"]) == ("array", "accumulator", "register")
+    assert (registered["start_block"], registered["end_block"]) == ("array", "ioso")
+    assert timed["integer"]["clock"]["ioso"]["cells"] < shift["cells"]
+
+
+def test_netlists_read_by_opensta():
+    """Yosys's Verilog rewritten into what OpenSTA 2019 reads: no `signed`, no brackets in
+    escaped names, one assign per bit."""
+    from bench.hardware.timing import plain_verilog
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "n.v"
+        path.write_text("module m (a, o);\n  input signed [3:0] a;\n  output [7:0] o;\n"
+                        "  wire \\x.q[3]_2_ ;\n  assign { o[7:6], o[1] } = { 2'bx1, a[3] };\n"
+                        "  assign o[5:2] = a;\n  assign \\x.q[3]_2_  = a[0];\nendmodule\n")
+        plain_verilog(path)
+        text = path.read_text()
+    assert "signed" not in text and "{" not in text and "\\x.q_3__2_ " in text
+    assert [line.strip() for line in text.splitlines() if "assign" in line] == [
+        "assign o[7] = 1'b0;", "assign o[6] = 1'b1;", "assign o[1] = a[3];", "assign o[5] = a[3];",
+        "assign o[4] = a[2];", "assign o[3] = a[1];", "assign o[2] = a[0];", "assign \\x.q_3__2_  = a[0];"]
+
+
+REPORT = """Startpoint: array/_41377_ (rising edge-triggered flip-flop clocked by clk)
+Endpoint: acc/_7520_ (rising edge-triggered flip-flop clocked by clk)
+Path Group: clk
+Path Type: max
+
+  Delay    Time   Description
+---------------------------------------------------------
+   0.0000    0.0000   clock clk (rise edge)
+   0.0000    0.0000 ^ array/_41377_/C (DFF)
+   0.1000    0.1000 v array/_41377_/Q (DFF)
+   0.1000    0.2000 v ioso/_1154_/Y (BUF)
+   0.1000    0.3000 ^ acc/_4424_/Y (NOR2)
+   0.0000    0.3000 ^ acc/_7520_/D (DFF)
+             0.3000   data arrival time
+
+   2.0000    2.0000   clock clk (rise edge)
+  -0.0500    1.9500   library setup time
+             1.9500   data required time
+---------------------------------------------------------
+             1.9500   data required time
+            -0.3000   data arrival time
+---------------------------------------------------------
+             1.6500   slack (MET)
+"""
+
+
+def test_a_timing_report_is_read():
+    from bench.hardware.timing import parse_path
+    path = parse_path(REPORT, unit_ps=1000, period_ps=2000)
+    assert (path.start_block, path.end_block, path.start_kind, path.end_kind) == (
+        "array", "accumulator", "register", "register")
+    assert path.cells == 2 and path.min_period_ps == pytest.approx(300 - 1950 + 2000)
+    assert parse_path("No paths found.", 1, 2000) is None
 
 
 def test_blocks_by_longest_prefix():

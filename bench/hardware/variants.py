@@ -21,6 +21,8 @@ VARIANTS = {
     "integer": Variant("integer only", "no IOSO unit: accumulator straight to the integer BN unit",
                        {"isg": False}),
     "ioso": Variant("+IOSO", "the product: shift-add IOSO unit between array and accumulator"),
+    "ioso_reg": Variant("+IOSO, registered", "the shift-add with its own register stage after "
+                        "it: one cycle more per pass", {"isg_register": True}),
     "icwq": Variant("+group multiplier", "a 24-bit fixed-point multiplier per column in place "
                     "of the shift-add: arbitrary group scales (ICWQ-like), no shift trick",
                     {"isg_unit": "multiplier"}),

@@ -15,26 +15,37 @@ from pyioso import output
 
 MACRO = "$mem_v2"           # the cell a memory stays as: an SRAM macro
 
-# Generic synthesis: Yosys's `synth` script without `memory_map` (see the module doc).
+# Generic synthesis: Yosys's `synth` script without `memory_map` (see area.py), adders' carries
+# as Han-Carlson parallel prefixes (Yosys's default ripple carry leaves the accumulator's 32-bit
+# adder at over 3 ns in ASAP7 whatever ABC's delay target). The cell and transistor counts are
+# those of these gates: a generic `abc` on them takes minutes on the multipliers (438 s on a
+# 4-lane BN unit), and the libraries' mappings optimize them anyway.
 GENERIC_SCRIPT = """read_rtlil {source}
 hierarchy -top {top}
 synth -flatten -booth -top {top} -run :fine
 opt -fast -full
 opt -full
-techmap
-opt -fast
-abc
+techmap -map +/techmap.v -map +/choices/han-carlson.v
 opt -fast
 delete t:$scopeinfo
-tee -q -o {stat} stat -json -tech cmos
 write_rtlil {netlist}
+tee -q -o {stat} stat -json -tech cmos
 """
-# Mapping of the generic netlist onto one library.
+# ABC's script for a delay target D (ps): Yosys's default for -D with -constr (choice-based
+# delay mapping, then buffering and gate sizing for the library's driving cell and load) less its
+# `&fraig -x; scorr`, which took 139 s of a 4x4 controller's 140 for no change in delay.
+ABC_SCRIPT = "strash;dc2;&get,-n;&dch,-f;&nf,-D,{delay};&put;buffer;upsize,-D,{delay};dnsize,-D,{delay};stime,-p"
+# Mapping of the generic gates onto one library for a delay target; the area before the
+# memories become macro cells, the netlist after, as structural Verilog that OpenSTA reads.
 MAP_SCRIPT = """read_rtlil {netlist}
 dfflibmap {liberty}
-abc {liberty}
-opt_clean
+abc -constr {constr} -script +{abc} {liberty}
+setundef -zero
+splitnets -format __
+opt_clean -purge
 tee -q -o {stat} stat -json {liberty}
+{macros}
+write_verilog -noattr -noexpr -nohex -nodec {verilog}
 """
 
 
