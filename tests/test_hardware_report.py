@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bench.hardware import __main__ as cli, area, blocks, latency, liberty, page, variants, yosys
+from bench.hardware import __main__ as cli, area, blocks, latency, liberty, page, timing, variants, yosys
 from golden.errors import PyiosoError
 from hw import cycles
 from hw.geometry import Shape
@@ -303,19 +303,15 @@ def test_timing_of_every_variant(smoke):
     assert timed["integer"]["clock"]["ioso"]["cells"] < shift["cells"]
 
 
-def test_netlists_read_by_opensta():
+def test_netlists_read_by_opensta(tmp_path):
     """Yosys's Verilog rewritten into what OpenSTA 2019 reads: no `signed`, no brackets in
     escaped names, one assign per bit."""
-    from bench.hardware.timing import plain_verilog
-    import tempfile
-    from pathlib import Path
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "n.v"
-        path.write_text("module m (a, o);\n  input signed [3:0] a;\n  output [7:0] o;\n"
-                        "  wire \\x.q[3]_2_ ;\n  assign { o[7:6], o[1] } = { 2'bx1, a[3] };\n"
-                        "  assign o[5:2] = a;\n  assign \\x.q[3]_2_  = a[0];\nendmodule\n")
-        plain_verilog(path)
-        text = path.read_text()
+    path = tmp_path / "n.v"
+    path.write_text("module m (a, o);\n  input signed [3:0] a;\n  output [7:0] o;\n"
+                    "  wire \\x.q[3]_2_ ;\n  assign { o[7:6], o[1] } = { 2'bx1, a[3] };\n"
+                    "  assign o[5:2] = a;\n  assign \\x.q[3]_2_  = a[0];\nendmodule\n")
+    timing.plain_verilog(path)
+    text = path.read_text()
     assert "signed" not in text and "{" not in text and "\\x.q_3__2_ " in text
     assert [line.strip() for line in text.splitlines() if "assign" in line] == [
         "assign o[7] = 1'b0;", "assign o[6] = 1'b1;", "assign o[1] = a[3];", "assign o[5] = a[3];",
@@ -349,12 +345,11 @@ Path Type: max
 
 
 def test_a_timing_report_is_read():
-    from bench.hardware.timing import parse_path
-    path = parse_path(REPORT, unit_ps=1000, period_ps=2000)
+    path = timing.parse_path(REPORT, unit_ps=1000, period_ps=2000)
     assert (path.start_block, path.end_block, path.start_kind, path.end_kind) == (
         "array", "accumulator", "register", "register")
     assert path.cells == 2 and path.min_period_ps == pytest.approx(300 - 1950 + 2000)
-    assert parse_path("No paths found.", 1, 2000) is None
+    assert timing.parse_path("No paths found.", 1, 2000) is None
 
 
 def test_blocks_by_longest_prefix():

@@ -33,11 +33,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bench.hardware import timing
 from bench.hardware.blocks import BLOCKS, BlockSource, engine_blocks
 from bench.hardware.liberty import Library
-from bench.hardware import timing
 from bench.hardware.timing import FASTEST_PS
-from bench.hardware.yosys import ABC_SCRIPT, GENERIC_SCRIPT, MAP_SCRIPT, cached, digest, prepare_yosys, read_stat, run
+from bench.hardware.yosys import (ABC_SCRIPT, GENERIC_SCRIPT, MAP_SCRIPT, cached, digest, prepare_yosys,
+                                  read_stat, run)
 from hw.host import Depths
 from hw.params import EngineParams
 from pyioso import output
