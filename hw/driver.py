@@ -72,6 +72,7 @@ def check_layer(layer: golden.Conv, params, x_shape) -> golden.Conv:
         raise PyiosoError(f"bit widths W{layer.w_bits}A{layer.in_bits}->A{layer.requant.bits} exceed "
                           f"the engine's {params.w_bits}-bit weight and {params.a_bits}-bit code ports")
     layer = at_engine_shift(layer, params)
+    check_multipliers(layer.requant.multiplier.tolist(), params.mult_width, "the multiplier M")
     scaled = scaled_weights(layer.weight, layer.isg_codes, layer.isg_shift, layer.groups)
     check_accumulator(scaled, layer.in_bits, params.acc_width)
     check_bn_product(scaled, layer.in_bits, layer.requant, params.t_width)
@@ -85,9 +86,24 @@ def _pack(codes: np.ndarray) -> list[int]:
     return [int.from_bytes(row.tobytes(), "little") for row in raw]
 
 
-def _field(value: int, field: slice) -> int:
-    """`value` in two's complement in the bits of `field` of a word."""
-    return (value & ((1 << (field.stop - field.start)) - 1)) << field.start
+def pack_field(value: int, field: slice) -> int:
+    """`value` in two's complement in the bits of `field` of a word. A value the field cannot
+    hold is refused: the driver never truncates."""
+    bits = field.stop - field.start
+    if not -(1 << (bits - 1)) <= value < 1 << bits:
+        raise PyiosoError(f"{value} does not fit a {bits}-bit field of the host interface "
+                          "(ARCHITECTURE §6): the driver never truncates")
+    return (value & ((1 << bits) - 1)) << field.start
+
+
+def check_multipliers(values: list[int], mult_width: int, what: str) -> None:
+    """Refuses multipliers beyond the engine's signed `mult_width`-bit multipliers (W_M)."""
+    top = 1 << (mult_width - 1)
+    bad = [v for v in values if not -top <= v < top]
+    if bad:
+        raise PyiosoError(f"{what} {bad[0]} lies outside the engine's {mult_width}-bit signed "
+                          "multiplier (W_M, ARCHITECTURE §3, §7): re-export the layer, or build "
+                          "the engine with a wider mult_width")
 
 
 def act_words(x: torch.Tensor, rows: int, pad_value: int) -> list[int]:
@@ -112,7 +128,7 @@ def _weight_rows(weight: torch.Tensor, nt0: int, nt1: int, rows: int, cols: int)
 def _table(requant: golden.Requant, k0: int, k1: int) -> list[int]:
     m = requant.multiplier.tolist()
     b = requant.offset.tolist()
-    return [_field(m[k], TABLE_M) | _field(b[k], TABLE_B) if k < len(m) else 0
+    return [pack_field(m[k], TABLE_M) | pack_field(b[k], TABLE_B) if k < len(m) else 0
             for k in range(k0, k1)]
 
 

@@ -13,7 +13,7 @@ import golden
 from golden.errors import PyiosoError
 from golden.layers import conv_output_size
 from hw import driver, geometry
-from hw.host import Csr, Depths, Mode
+from hw.host import MULTIPLIER_FIELD_BITS, Csr, Depths, Mode
 
 ONE = torch.ones((), dtype=torch.int64)
 
@@ -94,9 +94,8 @@ def add_passes(add: golden.Add, x1: torch.Tensor, x2: torch.Tensor, params,
         raise PyiosoError(f"a residual add of {add.in_bits} bits into {add.requant.bits} exceeds the "
                           f"engine's {params.a_bits}-bit code ports")
     multipliers = add.requant.multiplier.tolist()
-    if max(abs(m) for m in multipliers) >= 2 ** (params.mult_width - 1):
-        raise PyiosoError(f"residual multipliers {multipliers} exceed the engine's "
-                          f"{params.mult_width}-bit multiplier")
+    driver.check_multipliers(multipliers, params.mult_width, "the residual multiplier")
+    m1, m2 = (driver.pack_field(m, slice(0, MULTIPLIER_FIELD_BITS)) for m in multipliers)
     _, h, w, c = x1.shape
     ct = -(-c // params.rows)
     (z1, z2), rq = add.zero_points, add.requant
@@ -105,7 +104,7 @@ def add_passes(add: golden.Add, x1: torch.Tensor, x2: torch.Tensor, params,
         descriptor = {Csr.MODE: Mode.ADD, Csr.H: r1 - r0, Csr.W: w, Csr.CT: ct, Csr.NT: ct,
                       Csr.KH: 1, Csr.KW: 1, Csr.STRIDE: 1, Csr.PAD_TOP: 0, Csr.PAD_LEFT: 0,
                       Csr.HO: r1 - r0, Csr.WO: w, Csr.Z_IN: z1, Csr.Z_IN2: z2,
-                      Csr.M1: multipliers[0] & 0xFFFFFFFF, Csr.M2: multipliers[1] & 0xFFFFFFFF,
+                      Csr.M1: m1, Csr.M2: m2,
                       Csr.SHIFT: rq.shift, Csr.Z_OUT: rq.zero_point, Csr.LO: rq.lo, Csr.HI: rq.hi}
         act = (driver.act_words(x1[0, r0:r1], params.rows, z1)
                + driver.act_words(x2[0, r0:r1], params.rows, z2))

@@ -127,6 +127,28 @@ def test_window_larger_than_input():
     _refused(r"a 5x5 window .* does not fit a 2x2 input", x, layer)
 
 
+@pytest.mark.parametrize("multiplier, offset, why", [
+    (2 ** 23 + 5, 0, r"the multiplier M 8388613 lies outside the engine's 24-bit signed multiplier"),
+    (-2 ** 30, 0, r"the multiplier M -1073741824 lies outside"),
+    (2 ** 40, 0, r"the multiplier M 1099511627776 lies outside"),
+    (1, 2 ** 62, r"t = S\*M \+ B overflows 57 bits"),
+])
+def test_tables_beyond_the_engine_are_refused(multiplier, offset, why):
+    """Tables a tampered artifact could hold: refused before any pass is planned, never cut to
+    the bits of a field (issue 26: M = 2^40 once ran as its low 32 bits)."""
+    x, layer = _case()
+    rq = layer.requant
+    tampered = replace(layer, requant=replace(rq, multiplier=rq.multiplier.clone().fill_(multiplier),
+                                              offset=rq.offset.clone().fill_(offset)))
+    _refused(why, x, tampered)
+
+
+def test_fields_are_never_truncated():
+    assert driver.pack_field(-1, slice(32, 96)) == ((1 << 64) - 1) << 32
+    with pytest.raises(PyiosoError, match=r"2\*\*40|1099511627776 does not fit a 32-bit field"):
+        driver.pack_field(2 ** 40, slice(0, 32))
+
+
 def test_too_many_input_tiles():
     x, layer = _case(c_in=40)
     _refused(r"3 input-channel tiles exceed the engine's 2", x, layer, depths=Depths(tiles=2))
