@@ -137,6 +137,30 @@ def test_bad_input_one_line_exit_2(capsys, argv, fragment):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, fragment", [
+    (["calibrate", "--net", "resnet18", "--size", "0"], "argument --size: 0 is out of range: use 1 or more"),
+    (["calibrate", "--net", "resnet18", "--size", "-5"], "argument --size: -5 is out of range"),
+    (["calibrate", "--net", "resnet18", "--images", "0"], "argument --images: 0 is out of range"),
+    (["calibrate", "--net", "resnet18", "--iters", "-1"], "argument --iters: -1 is out of range: use 0 or more"),
+    (["calibrate", "--net", "resnet18", "--batch", "x"], "argument --batch: 'x' is not an integer"),
+    (["eval", "--run", "RUN", "--images", "0"], "argument --images: 0 is out of range"),
+    (["train", "--net", "resnet18", "--epochs", "0"], "argument --epochs: 0 is out of range"),
+    (["calibrate", "--net", "resnet18"], "the following arguments are required: --weights, --out"),
+    (["nosuch"], "invalid choice: 'nosuch'"),
+])
+def test_bad_command_lines_are_refused_while_parsing(capsys, tmp_path, argv, fragment):
+    """Issue 26: a bad number is refused before any work or file (--size 0 once ran at 32 px,
+    --size -5 ended in a torch error), in the one-line form of every other bad input."""
+    out = tmp_path / "out"
+    argv = [a if a != "RUN" else str(tmp_path / "run") for a in argv]
+    if argv[0] == "calibrate" and "required" not in fragment:
+        argv += ["--out", str(out)]
+    code, stdout, err = run(capsys, *argv)
+    assert code == 2 and stdout == "" and not out.exists()
+    assert err.startswith("pyioso: error: ") and fragment in err
+    assert err.count("\n") == 1 and "Traceback" not in err and "--help" in err
+
+
 def test_help_has_examples(capsys):
     for command in ("layers", "cost"):
         with pytest.raises(SystemExit) as exit_info:

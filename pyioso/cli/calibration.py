@@ -9,6 +9,7 @@ from golden.errors import PyiosoError
 from golden.spec import GRANULARITY, ISG_SHIFT
 from pyioso import output
 from pyioso.calib import calibrate, workflow
+from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.data.datasets import FASHION
 from pyioso.models import train
 from pyioso.quant.observers import OBSERVERS
@@ -92,18 +93,18 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                         "`pyioso train --net NET`, trained first if not cached) or 'random' (untrained, seeded)")
     p.add_argument("--data", default=FASHION,
                    help=f"'{FASHION}' (built in) or an ImageFolder directory (default: {FASHION})")
-    p.add_argument("--classes", type=int, help="classes of the network (default: 10, Fashion-MNIST)")
-    p.add_argument("--size", type=int, help="input size in pixels (default: 32 for Fashion-MNIST, else 224)")
-    p.add_argument("--images", type=int, default=1024, help="calibration images (default: 1024)")
+    p.add_argument("--classes", type=positive_int, help="classes of the network (default: 10, Fashion-MNIST)")
+    p.add_argument("--size", type=positive_int, help="input size in pixels (default: 32 for Fashion-MNIST, else 224)")
+    p.add_argument("--images", type=positive_int, default=1024, help="calibration images (default: 1024)")
     p.add_argument("--wbits", type=_bits, default=4, help="weight bits 2..8 (default: 4; first/last layer 8)")
     p.add_argument("--abits", type=_bits, default=4, help="activation bits 2..8, or 32 for weights only (default: 4)")
     p.add_argument("--method", default="ioso", help="rtn, adaround, brecq, qdrop, ioso (default: ioso)")
     p.add_argument("--base", default="brecq", choices=calibrate.BASES, help="what ioso builds on (default: brecq)")
     p.add_argument("--out", required=True, help="calibration directory (checkpoints, plots, artifact/)")
     p.add_argument("--quick", action="store_true", help="the quick iteration budget (see above)")
-    p.add_argument("--iters", type=int, help="weight-stage iterations per block (default: 20000)")
-    p.add_argument("--act-iters", type=int, help="activation-stage iterations per block (default: 5000)")
-    p.add_argument("--batch", type=int, default=32, help="images per iteration (default: 32)")
+    p.add_argument("--iters", type=nonnegative_int, help="weight-stage iterations per block (default: 20000)")
+    p.add_argument("--act-iters", type=nonnegative_int, help="activation-stage iterations per block (default: 5000)")
+    p.add_argument("--batch", type=positive_int, default=32, help="images per iteration (default: 32)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of V, R, OSO (default: 1e-3)")
     p.add_argument("--act-lr", type=float, help="Adam learning rate of activation steps (default: 4e-4, qdrop 4e-5)")
     p.add_argument("--round-weight", type=float, default=0.01, help="lambda_r (default: 0.01)")
@@ -113,7 +114,7 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                    help="ISG: grouped (hardware), free (ungrouped ablation, not exportable), none")
     p.add_argument("--no-oso-scale", action="store_true", help="do not learn gamma^z (ablation)")
     p.add_argument("--no-oso-offset", action="store_true", help="do not learn phi^z (ablation)")
-    p.add_argument("--granularity", type=int, default=GRANULARITY, help=f"ISG group sizes in multiples of this (array rows, default: {GRANULARITY})")
+    p.add_argument("--granularity", type=positive_int, default=GRANULARITY, help=f"ISG group sizes in multiples of this (array rows, default: {GRANULARITY})")
     p.add_argument("--observer", default="mse", choices=OBSERVERS,
                    help="activation clipping range: minmax, ema (moving average over the images), "
                         "mse (Lp-optimal, default), kl (TensorRT's entropy), percentile (99.99)")
@@ -121,9 +122,9 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                    help="weight clipping range per output channel, same choices (default: mse)")
     p.add_argument("--isg-shift", type=int, default=ISG_SHIFT, help=f"n of the ISG scales 1 + s 2^-n (default: {ISG_SHIFT}, the engine's)")
     p.add_argument("--legalize-at", type=float, default=0.9, help="fraction of the weight stage after which groups are fixed (default: 0.9)")
-    p.add_argument("--seed", type=int, default=0, help="seed of image choice, batches and drops (default: 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of image choice, batches and drops (default: 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_run_calibrate)
 
@@ -166,7 +167,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                      "integer network run by golden from the artifact alone."),
         epilog="example:\n  pyioso eval --run runs/r18 --images 2000")
     p.add_argument("--run", dest="run_dir", required=True, help="calibration directory (pyioso calibrate --out)")
-    p.add_argument("--images", type=int, help="held-out images (default: all)")
+    p.add_argument("--images", type=positive_int, help="held-out images (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_eval)
 
@@ -198,13 +199,13 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                 "  pyioso train --net resnet18\n"
                 "  pyioso calibrate --net resnet18 --weights trained --quick --out build/calib/resnet18"))
     p.add_argument("--net", required=True, help="torchvision architecture")
-    p.add_argument("--size", type=int, default=32, help="input size in pixels (default: 32)")
-    p.add_argument("--epochs", type=int, default=train.Recipe.epochs,
+    p.add_argument("--size", type=positive_int, default=32, help="input size in pixels (default: 32)")
+    p.add_argument("--epochs", type=positive_int, default=train.Recipe.epochs,
                    help=f"epochs (default: {train.Recipe.epochs})")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialization, order, augmentation (default: 0)")
-    p.add_argument("--batch", type=int, default=train.Recipe.batch, help=f"batch size (default: {train.Recipe.batch})")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of initialization, order, augmentation (default: 0)")
+    p.add_argument("--batch", type=positive_int, default=train.Recipe.batch, help=f"batch size (default: {train.Recipe.batch})")
     p.add_argument("--lr", type=float, default=train.Recipe.lr, help=f"peak SGD learning rate (default: {train.Recipe.lr})")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; recorded)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's; recorded)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_run_train)
 

@@ -330,8 +330,15 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_layers, _add_cost, _add_golden, *calibration.COMMANDS)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is a PyiosoError like any other bad input: one line, exit status 2."""
+
+    def error(self, message: str):
+        raise PyiosoError(f"{message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyioso",
         description="IOSO post-training quantization: calibrate, export and evaluate integer networks; layers, integer-op costs, golden runs.",
         epilog="run 'pyioso COMMAND --help' for a command's options and examples",
@@ -344,8 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 on bad input, with a one-line message on stderr)."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         args.run(args)
     except PyiosoError as err:
         print(f"pyioso: error: {err}", file=sys.stderr)
