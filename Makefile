@@ -38,6 +38,8 @@ BENCH_FLAGS ?=
 SEEDS ?= 3
 JOBS  ?= 2
 ITERS ?= 1000
+# make bench-calib: where to clone BRECQ's reference code from (a path or URL; empty: GitHub)
+BRECQ_GIT ?=
 # make report: liberty file(s) to map onto (comma-separated); empty: the open PDKs in PDK.
 LIBERTY ?=
 PDK   ?= ../shared/pdk
@@ -121,7 +123,7 @@ calibrate: $(STAMP) $(DATA)
 	$(BIN)/pyioso eval --run build/calib/$(NET) --images 2000
 
 bench-calib: $(STAMP) $(DATA)
-	scripts/fetch_brecq.sh build/brecq
+	BRECQ_GIT="$(BRECQ_GIT)" scripts/fetch_brecq.sh build/brecq
 	$(PY) scripts/bench_calib.py --iters $(ITERS)
 
 bench-accuracy: $(STAMP) $(DATA)

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Local copy of the BRECQ reference code (github.com/yhhhli/BRECQ) for `make bench-calib` only:
 # it lands in build/ (git-ignored) and none of it is committed. Usage: scripts/fetch_brecq.sh [DEST]
-# Source, first found: $BRECQ_GIT (URL or path of any clone), the local mirror, GitHub.
+# Source: $BRECQ_GIT (URL or path of any full clone or mirror) when set, else GitHub.
 # Idempotent: does nothing when DEST already holds the pinned commit with the adaptations below.
 set -euo pipefail
 
 COMMIT=e455d62e93c70351961f8991c913b59435bd165f   # "Update README.md", BRECQ master head
 STAMP="$COMMIT cpu-adapt-1"                         # bump the suffix when the adaptations change
-MIRROR=/work/.mirror/yhhhli+BRECQ/repo
 UPSTREAM=https://github.com/yhhhli/BRECQ
 DEST=${1:-build/brecq}
 
@@ -20,13 +19,7 @@ if [[ -e $DEST ]]; then
     die "$DEST exists but is not BRECQ at $COMMIT (no matching $DEST/BRECQ_COMMIT): remove it or pass another DEST"
 fi
 
-if [[ -n ${BRECQ_GIT:-} ]]; then
-    SRC=$BRECQ_GIT
-elif [[ -d $MIRROR ]]; then
-    SRC=$MIRROR
-else
-    SRC=$UPSTREAM
-fi
+SRC=${BRECQ_GIT:-$UPSTREAM}
 
 # Build in a scratch directory next to DEST and rename at the end: an interrupted run leaves no half copy.
 mkdir -p "$(dirname "$DEST")"
