@@ -190,6 +190,19 @@ def test_bad_bits_and_weights(tmp_path, images):
         workflow.Run("resnet18", "random", data=str(tmp_path / "empty"), size=16).calibration_set(0)
 
 
+def test_a_refused_run_writes_nothing(tmp_path):
+    """Issue 26: bad weights once left an --out folder with an empty calibrate.log, and an --out
+    naming a file ended in a bare FileExistsError."""
+    config = calibrate.Config.named("ioso", "brecq", w_bits=4, a_bits=4)
+    out = tmp_path / "run"
+    with pytest.raises(PyiosoError, match="does not exist|no such"):
+        workflow.calibrate_network(workflow.Run("resnet18", str(tmp_path / "missing.pt")), config, out)
+    assert not out.exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PyiosoError, match="is a file: give a directory"):
+        workflow.calibrate_network(workflow.Run("resnet18", "random"), config, tmp_path / "file")
+
+
 @pytest.mark.parametrize("wrap", ["plain", "dataparallel", "no-metadata"])
 def test_mnasnet_weights_load_with_their_module_versions(tmp_path, wrap):
     """torchvision's MnasNet refuses a state_dict whose module versions (_metadata) were lost."""

@@ -71,14 +71,17 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
     off: callers that resume at a coarser grain, like the benchmark's cells). Returns the
     history, the finished fake-quant network ("network") and the artifact's path."""
     dev = _device(device)
+    if out.exists() and not out.is_dir():
+        raise PyiosoError(f"--out {out} is a file: give a directory for the calibration")
+    # the network and the images first: a bad net, weights or data leaves no folder behind
+    model = run.model(config.seed)
+    images = run.calibration_set(config.seed)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     calibrate.log.addHandler(handler)
     calibrate.log.setLevel(logging.INFO)
     try:
-        model = run.model(config.seed)
-        images = run.calibration_set(config.seed)
         net = build_network(run, config, images, model).to(dev)
         key = calibrate.fingerprint(model.state_dict(), images, run.__dict__)
         output.write_json(str(out / RUN), {"run": run.__dict__, "config": config.to_json()})
