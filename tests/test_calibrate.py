@@ -191,8 +191,9 @@ def test_bad_bits_and_weights(tmp_path, images):
 
 
 def test_a_refused_run_writes_nothing(tmp_path):
-    """Issue 26: bad weights once left an --out folder with an empty calibrate.log, and an --out
-    naming a file ended in a bare FileExistsError."""
+    """Issue 26: bad weights once left an --out folder with an empty calibrate.log, an --out
+    naming a file ended in a bare FileExistsError, and a folder of another calibration had its
+    run.json overwritten before the refusal."""
     config = calibrate.Config.named("ioso", "brecq", w_bits=4, a_bits=4)
     out = tmp_path / "run"
     with pytest.raises(PyiosoError, match="does not exist|no such"):
@@ -201,6 +202,12 @@ def test_a_refused_run_writes_nothing(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(PyiosoError, match="is a file: give a directory"):
         workflow.calibrate_network(workflow.Run("resnet18", "random"), config, tmp_path / "file")
+    out.mkdir()
+    (out / workflow.RUN).write_text(json.dumps({"run": {"net": "resnet18"}, "config": {"w_bits": 2}}))
+    before = sorted(out.iterdir())
+    with pytest.raises(PyiosoError, match="holds a calibration with other settings"):
+        workflow.calibrate_network(workflow.Run("resnet18", "random"), config, out)
+    assert sorted(out.iterdir()) == before and "w_bits" in (out / workflow.RUN).read_text()
 
 
 @pytest.mark.parametrize("wrap", ["plain", "dataparallel", "no-metadata"])

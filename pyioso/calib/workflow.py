@@ -73,6 +73,10 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
     dev = _device(device)
     if out.exists() and not out.is_dir():
         raise PyiosoError(f"--out {out} is a file: give a directory for the calibration")
+    record = {"run": run.__dict__, "config": config.to_json()}
+    if (out / RUN).is_file() and json.loads((out / RUN).read_text()) != json.loads(json.dumps(record)):
+        raise PyiosoError(f"--out {out} holds a calibration with other settings (its {RUN} differs): "
+                          "give another --out, or remove the folder to start over")
     # the network and the images first: a bad net, weights or data leaves no folder behind
     model = run.model(config.seed)
     images = run.calibration_set(config.seed)
@@ -84,7 +88,7 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
     try:
         net = build_network(run, config, images, model).to(dev)
         key = calibrate.fingerprint(model.state_dict(), images, run.__dict__)
-        output.write_json(str(out / RUN), {"run": run.__dict__, "config": config.to_json()})
+        output.write_json(str(out / RUN), record)
         calibrator = calibrate.Calibrator(net, images.to(dev), config, out if checkpoints else None,
                                           key, progress)
         history = calibrator.run(stop_after)
