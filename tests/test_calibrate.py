@@ -210,6 +210,16 @@ def test_a_refused_run_writes_nothing(tmp_path):
     assert sorted(out.iterdir()) == before and "w_bits" in (out / workflow.RUN).read_text()
 
 
+def test_eval_without_its_artifact_is_refused(tmp_path):
+    """Issue 26: `pyioso eval` on a run whose artifact/ was deleted dropped the integer row
+    without a word."""
+    config = calibrate.Config.named("ioso", "brecq", w_bits=4, a_bits=4)
+    run = workflow.Run("resnet18", "random", size=16, images=8)
+    (tmp_path / workflow.RUN).write_text(json.dumps({"run": run.__dict__, "config": config.to_json()}))
+    with pytest.raises(PyiosoError, match=r"artifact is missing.*pyioso export --run"):
+        workflow.evaluate(tmp_path, images=4, progress=False, net=object())
+
+
 @pytest.mark.parametrize("wrap", ["plain", "dataparallel", "no-metadata"])
 def test_mnasnet_weights_load_with_their_module_versions(tmp_path, wrap):
     """torchvision's MnasNet refuses a state_dict whose module versions (_metadata) were lost."""

@@ -42,3 +42,16 @@ def test_truncated_file_is_refused(tmp_path, monkeypatch):
 def test_unknown_split():
     with pytest.raises(PyiosoError, match="use 'train' or 'test'"):
         datasets.fashion_mnist("validation")
+
+
+def test_a_folder_without_a_held_out_split_says_so(tmp_path, capsys):
+    """Issue 26: an ImageFolder without val/ was evaluated on the calibration images silently."""
+    from PIL import Image
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (20, 24), (10, 200, 30)).save(tmp_path / name / "a.png")
+    x, labels = datasets.labelled_images(str(tmp_path), "test", 16)
+    assert x.shape == (2, 3, 16, 16) and sorted(labels.tolist()) == [0, 1]
+    assert "has no val/ or test/ split" in capsys.readouterr().err
+    datasets.labelled_images(str(tmp_path), "train", 16)
+    assert capsys.readouterr().err == ""

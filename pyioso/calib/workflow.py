@@ -147,10 +147,11 @@ def calibrated_network(directory: Path) -> tuple[qnet.QNet, Run, calibrate.Confi
 
 def evaluate(directory: Path, images: int | None = None, batch: int = 250,
              progress: bool = True, integer: bool = True, net: qnet.QNet | None = None) -> dict:
-    """Top-1 of the float, fake-quant and integer (unless `integer` is False, or there is no
-    artifact) networks on held-out images, side by side, with how often the integer
-    predictions equal the fake-quant ones. `net`: the finished fake-quant network, when the
-    caller has it (calibrate_network's summary), instead of rebuilding it from the directory."""
+    """Top-1 of the float, fake-quant and integer (unless `integer` is False or the calibration
+    is not exportable; a missing artifact is refused) networks on held-out images, side by
+    side, with how often the integer predictions equal the fake-quant ones. `net`: the finished
+    fake-quant network, when the caller has it (calibrate_network's summary), instead of
+    rebuilding it from the directory."""
     from tqdm import tqdm
 
     if net is None:
@@ -159,7 +160,10 @@ def evaluate(directory: Path, images: int | None = None, batch: int = 250,
         run, config = load_run(directory)
     model = run.model(config.seed)
     x, labels = labelled_images(run.data, "test", run.size, images, seed=config.seed + 1)
-    int_net = artifact.load(directory / ARTIFACT)[0] if integer and (directory / ARTIFACT).is_dir() else None
+    if integer and exportable(config) and not (directory / ARTIFACT).is_dir():
+        raise PyiosoError(f"{directory / ARTIFACT} is missing, so the integer network cannot be "
+                          f"evaluated: export it again with `pyioso export --run {directory}`")
+    int_net = artifact.load(directory / ARTIFACT)[0] if integer and exportable(config) else None
     out_coding = net.coding(net.output_name)
     hits = {"float": 0, "fake-quant": 0, "integer": 0}
     agree, max_diff = 0, 0

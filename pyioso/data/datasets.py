@@ -6,6 +6,7 @@ Read from the package's idx files; `make` installs the package when it is missin
 from __future__ import annotations
 
 import gzip
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,11 @@ def labelled_images(source: str, split: str, size: int, n: int | None = None,
         if (root / name).is_dir():
             root = root / name
             break
+    else:
+        if split != "train":
+            print(f"pyioso: warning: {source} has no val/ or test/ split: evaluating on the images "
+                  "that calibration draws from (held-out accuracy needs DATA/train and DATA/val)",
+                  file=sys.stderr)
     files, labels = image_folder(root)
     pick = _pick(len(files), n, seed)
     return torch.stack([_load_image(files[i], size) for i in pick.tolist()]), labels[pick]
