@@ -40,10 +40,15 @@ class Library:
     digest: str
     source: str
     clock_mhz: float        # the common clock of the comparison
-    time_unit_ps: float     # the library's time unit, in ps (ABC's -D is in ps)
+    time_unit: str          # the library's time unit, one of TIME_UNITS_PS
     buffer: tuple[str, str, str]    # the smallest buffer (cell, input, output): ABC's driving
                                     # cell for block inputs, Yosys's for wire-to-wire connections
     load: float             # FANOUT buffer inputs, in the library's capacitance unit
+
+    @property
+    def time_unit_ps(self) -> float:
+        """The time unit in ps (ABC's -D is in ps)."""
+        return TIME_UNITS_PS[self.time_unit]
 
     @property
     def period_ps(self) -> float:
@@ -61,14 +66,17 @@ def _install(work: Path, name: str, source: Path) -> tuple[str, bytes]:
     return target.name, text
 
 
+_BRACE = re.compile(r"[{}]")
+
+
 def _groups(text: str, kind: str):
     """(name, body) of each `kind (name) { ... }` group of liberty text, braces matched."""
     for match in re.finditer(rf'\b{kind}\s*\(\s*"?([^")]*)"?\s*\)\s*\{{', text):
         depth = 1
-        for brace in re.finditer(r"[{}]", text[match.end():]):
+        for brace in _BRACE.finditer(text, match.end()):
             depth += 1 if brace.group() == "{" else -1
             if not depth:
-                yield match.group(1), text[match.end():match.end() + brace.start()]
+                yield match.group(1), text[match.end():brace.start()]
                 break
 
 
@@ -99,14 +107,16 @@ def _buffer(texts: list[str], label: str) -> tuple[tuple[str, str, str], float]:
     return cell, capacitance
 
 
-def _time_unit_ps(texts: list[str], label: str) -> float:
-    units = {"1ps": 1.0, "10ps": 10.0, "100ps": 100.0, "1ns": 1000.0}
+TIME_UNITS_PS = {"1ps": 1.0, "10ps": 10.0, "100ps": 100.0, "1ns": 1000.0}
+
+
+def _time_unit(texts: list[str], label: str) -> str:
     for text in texts:
         unit = _attribute(text[:20000], "time_unit")
         if unit is not None:
-            if unit not in units:
-                raise PyiosoError(f"{label}: time_unit {unit} is not one of {', '.join(units)}")
-            return units[unit]
+            if unit not in TIME_UNITS_PS:
+                raise PyiosoError(f"{label}: time_unit {unit} is not one of {', '.join(TIME_UNITS_PS)}")
+            return unit
     raise PyiosoError(f"{label} names no time_unit")
 
 
@@ -115,7 +125,7 @@ def _library(work: Path, name: str, sources: list[Path], given: str, clock_mhz: 
     texts = [t.decode(errors="replace") for _, t in installed]
     buffer, capacitance = _buffer(texts, given)
     return Library(name, tuple(n for n, _ in installed), digest(*(t for _, t in installed)), given,
-                   clock_mhz, _time_unit_ps(texts, given), buffer, round(FANOUT * capacitance, 6))
+                   clock_mhz, _time_unit(texts, given), buffer, round(FANOUT * capacitance, 6))
 
 
 def libraries(work: Path, liberty: str = "", pdk: str = "", clock_mhz: float = 500) -> list[Library]:

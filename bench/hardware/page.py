@@ -3,7 +3,7 @@ what the JSON files hold, so the three always agree)."""
 
 from __future__ import annotations
 
-from bench.hardware.variants import PAPER, VARIANTS
+from bench.hardware.variants import PAPER, PRODUCT, VARIANTS
 from pyioso.output import fmt_int, md_table, save_png, table as table_text
 
 BLOCK_ORDER = ("array", "ioso", "accumulator", "requant", "activation", "add", "depthwise", "lanes",
@@ -417,7 +417,7 @@ def differences(area: dict, latency: dict) -> str:
 
 def timing_text(area: dict) -> str:
     """What the timing table holds, and the IOSO unit's cost in frequency."""
-    base, product = area["baseline"], "ioso"
+    base, product = area["baseline"], PRODUCT
     sentences = []
     for lib in area["libraries"]:
         name = lib["name"]

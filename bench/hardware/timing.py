@@ -157,10 +157,6 @@ def macro_liberty(shapes: list[MemoryShape], time_unit: str) -> str:
             '  pulling_resistance_unit : "1kohm";\n' + thresholds + types + cells + "}\n")
 
 
-def _time_unit(library: Library) -> str:
-    return {1.0: "1ps", 10.0: "10ps", 100.0: "100ps", 1000.0: "1ns"}[library.time_unit_ps]
-
-
 # The engine's datapath units by instance (the feeds, which generate addresses, are the
 # controller's part of the timing); a path from and to them is the datapath's own.
 DATAPATH = ("array", "ioso", "acc", "bn", "act", "add", "dw", "narrow", "widen")
@@ -252,7 +248,7 @@ def sta(work: Path, key: str, netlists: list[str], library: Library, period_ps: 
     the worst from the array into the accumulator (through the IOSO unit, or into and out of
     its register stage)."""
     macros = f"{key}.macros.lib"
-    (work / macros).write_text(macro_liberty(shapes, _time_unit(library)))
+    (work / macros).write_text(macro_liberty(shapes, library.time_unit))
     script = SCRIPT.format(liberty=" ".join(library.files), macros=macros, netlists=" ".join(netlists),
                            top=TOP, period=round(period_ps / library.time_unit_ps, 6),
                            datapath=" ".join(f"{i}/*" for i in DATAPATH))
