@@ -63,20 +63,21 @@ def _delay_ps(library: Library, target: str) -> float:
     return library.period_ps if target == "clock" else FASTEST_PS
 
 
-def _constr(work: Path, library: Library) -> str:
-    """ABC's constraint file for `library`: its buffer drives block inputs, FANOUT buffer inputs
-    load block outputs."""
-    name = f"{library.name}.{library.digest}.constr"
-    output.atomic_write(str(work / name), lambda f: f.write(
-        f"set_driving_cell {library.buffer[0]}\nset_load {library.load}\n".encode()))
-    return name
+def _constr(work: Path, library: Library) -> tuple[str, str]:
+    """ABC's constraint file for `library` (its buffer drives block inputs, FANOUT buffer inputs
+    load block outputs): its name in `work`, written once, and its text."""
+    text = f"set_driving_cell {library.buffer[0]}\nset_load {library.load}\n"
+    name = f"{library.name}.{digest(text)}.constr"
+    if not (work / name).is_file():
+        output.atomic_write(str(work / name), lambda f: f.write(text.encode()))
+    return name, text
 
 
 def _mapped(work: Path, source: BlockSource, library: Library, target: str) -> dict:
     """A block mapped onto `library` for `target`: its cells and area, and the file name of
     its netlist (structural Verilog, memories as macro cells) in the result's "netlist"."""
-    constr = _constr(work, library)
-    key = digest(source.key, MAP_SCRIPT, ABC_SCRIPT, library.digest, (work / constr).read_text(),
+    constr, constraints = _constr(work, library)
+    key = digest(source.key, MAP_SCRIPT, ABC_SCRIPT, library.digest, constraints,
                  str(_delay_ps(library, target)), inspect.getsource(timing.plain_verilog))
 
     def make():
