@@ -36,8 +36,7 @@ class AddFeed(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d = self.desc
-        total = Signal(COUNT_BITS)
-        m.d.comb += total.eq(d.h * d.w * d.ct)
+        total = d.act_words
         item, running, second = Signal(COUNT_BITS), Signal(), Signal()
         pending, x1 = Signal(), Signal(WORD_BITS)       # an item whose x2 word arrives now
         valid, held = Signal(), Signal(self.o.payload.shape())

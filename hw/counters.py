@@ -6,7 +6,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import COUNT_BITS
-from hw.host import DESC_FIELD_BITS
+from hw.host import ADDR_BITS
 
 
 class RunCounters(wiring.Component):
@@ -15,7 +15,7 @@ class RunCounters(wiring.Component):
     def __init__(self):
         super().__init__({
             "start": In(1), "accepted": In(1), "written": In(1),
-            "total": In(3 * DESC_FIELD_BITS),       # Ho * Wo * NT of the descriptor
+            "total": In(ADDR_BITS),             # the descriptor's OUT_WORDS
             "busy": Out(1), "done": Out(1),
             "cycles": Out(COUNT_BITS), "useful": Out(COUNT_BITS), "stalls": Out(COUNT_BITS),
         })

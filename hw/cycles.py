@@ -75,9 +75,7 @@ def depthwise_pass_cycles(s: Slice, params: EngineParams) -> int:
     walks the tile's Hp x Wp padded input at one step per cycle; the last step's window leaves
     the feed `WindowFeed.latency` cycles later and passes the depthwise unit, table stage, BN
     and activation units; the OUT write is the last cycle counted."""
-    g = s.geometry
-    rows = (g[Csr.HO] - 1) * g[Csr.STRIDE] + g[Csr.KH]
-    steps = s.n_tiles * (WindowFeed.load_cycles + rows * s.padded_width)
+    steps = s.n_tiles * (WindowFeed.load_cycles + s.geometry[Csr.ROWS_WALKED] * s.padded_width)
     return (steps + WindowFeed.latency + DepthwiseUnit.latency + TableStage.latency
             + REQUANT_UNITS[params.requant].latency + ActUnit.latency)
 

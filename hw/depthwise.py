@@ -16,7 +16,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.host import LANE_BITS, WORD_BITS, descriptor_layout
+from hw.host import ADDR_BITS, LANE_BITS, WORD_BITS, descriptor_layout
 from hw.pipeline import delay, stall_control
 
 KERNEL = 3
@@ -64,15 +64,18 @@ class WindowFeed(wiring.Component):
         older_wr, newer_wr = older.write_port(), newer.write_port()
         older_rd, newer_rd = older.read_port(transparent_for=(older_wr,)), newer.read_port(transparent_for=(newer_wr,))
 
-        hp, wp = Signal(16), Signal(16)
-        m.d.comb += [hp.eq((d.ho - 1) * d.stride + KERNEL), wp.eq((d.wo - 1) * d.stride + KERNEL)]
         ct, r, c, load = Signal(16), Signal(16), Signal(16), Signal(range(TAPS + 1))
-        row_phase, col_phase, oh, ow = Signal(16), Signal(16), Signal(16), Signal(16)
+        row_phase, col_phase = Signal(16), Signal(16)
         running, loading = Signal(), Signal()
+        # step counters in place of products (§6): the step's input pixel (ih, iw) and ACT word,
+        # the tile's first WEIGHT word and the OUT word of the next output window
+        ih, iw = Signal(signed(20)), Signal(signed(20))
+        act_word, row_word, tile_word = (Signal(ADDR_BITS, name=n) for n in ("act_word", "row_word", "tile_word"))
+        w_word, out = Signal.like(self.w_addr), Signal.like(self.o.payload.tag.out)
 
         # ---- weights: nine reads per tile, each written one cycle later
         loaded, load_tap = Signal(), Signal(range(TAPS))
-        m.d.comb += [self.w_addr.eq(ct * TAPS + load), self.w_en.eq(loading)]
+        m.d.comb += [self.w_addr.eq(w_word + load), self.w_en.eq(loading)]
         m.d.sync += [loaded.eq(loading), load_tap.eq(load)]
         with m.If(loaded):
             for t in range(TAPS):
@@ -86,34 +89,33 @@ class WindowFeed(wiring.Component):
 
         # ---- one raster step per cycle while running and not loading
         step = running & ~loading
-        ih, iw = Signal(signed(20)), Signal(signed(20))
-        m.d.comb += [ih.eq(r - d.pad_top), iw.eq(c - d.pad_left)]
         pad = (ih < 0) | (ih >= d.h) | (iw < 0) | (iw >= d.w)
         emit = (r >= KERNEL - 1) & (c >= KERNEL - 1) & (row_phase == 0) & (col_phase == 0)
-        m.d.comb += [self.act_addr.eq(Mux(pad, 0, (ih * d.w + iw) * d.ct + ct)), self.act_en.eq(step),
+        m.d.comb += [self.act_addr.eq(Mux(pad, 0, act_word)), self.act_en.eq(step),
                      older_rd.addr.eq(c), newer_rd.addr.eq(c), self.steps.eq(step)]
-        last_c, last_r, last_ct = c == wp - 1, r == hp - 1, ct == d.ct - 1
+        last_c, last_r, last_ct = c == d.cols_walked - 1, r == d.rows_walked - 1, ct == d.ct - 1
         with m.If(step):
-            m.d.sync += c.eq(Mux(last_c, 0, c + 1))
+            m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), iw.eq(iw + 1), act_word.eq(act_word + d.ct)]
             with m.If(c >= KERNEL - 1):
                 m.d.sync += col_phase.eq(Mux(col_phase == d.stride - 1, 0, col_phase + 1))
-                with m.If(emit):
-                    m.d.sync += ow.eq(ow + 1)
+            with m.If(emit):
+                m.d.sync += out.eq(out + d.ct)
             with m.If(last_c):
-                m.d.sync += [r.eq(Mux(last_r, 0, r + 1)), col_phase.eq(0), ow.eq(0)]
+                m.d.sync += [r.eq(Mux(last_r, 0, r + 1)), col_phase.eq(0), ih.eq(ih + 1),
+                             iw.eq(-d.pad_left), row_word.eq(row_word + d.row_words),
+                             act_word.eq(row_word + d.row_words)]
                 with m.If(r >= KERNEL - 1):
                     m.d.sync += row_phase.eq(Mux(row_phase == d.stride - 1, 0, row_phase + 1))
-                    with m.If(row_phase == 0):
-                        m.d.sync += oh.eq(oh + 1)
                 with m.If(last_r):
-                    m.d.sync += [ct.eq(ct + 1), row_phase.eq(0), oh.eq(0), loading.eq(~last_ct),
-                                 running.eq(~last_ct)]
+                    m.d.sync += [ct.eq(ct + 1), row_phase.eq(0), loading.eq(~last_ct), running.eq(~last_ct),
+                                 ih.eq(-d.pad_top), tile_word.eq(tile_word + 1), row_word.eq(tile_word + 1),
+                                 act_word.eq(tile_word + 1), w_word.eq(w_word + TAPS), out.eq(ct + 1)]
 
         # ---- stage 1: the step's word and line-buffer words arrive; shift the column in
         s1, s1_pad, s1_emit, s1_c = Signal(), Signal(), Signal(), Signal(16)
         s1_tag = Signal(self.o.payload.tag.shape())
         m.d.sync += [s1.eq(step), s1_pad.eq(pad), s1_emit.eq(step & emit), s1_c.eq(c),
-                     s1_tag.out.eq((oh * d.wo + ow) * d.ct + ct), s1_tag.nt.eq(ct)]
+                     s1_tag.out.eq(out), s1_tag.nt.eq(ct)]
         new = Signal(word)
         for k, code in enumerate(self._codes(self.act_data)):
             m.d.comb += new[k].eq(Mux(s1_pad, d.z_in, code))
@@ -131,16 +133,19 @@ class WindowFeed(wiring.Component):
 
         with m.If(self.start):
             m.d.sync += [running.eq(1), loading.eq(1), load.eq(0), ct.eq(0), r.eq(0), c.eq(0),
-                         row_phase.eq(0), col_phase.eq(0), oh.eq(0), ow.eq(0)]
+                         row_phase.eq(0), col_phase.eq(0), ih.eq(-d.pad_top), iw.eq(-d.pad_left),
+                         act_word.eq(d.origin), row_word.eq(d.origin), tile_word.eq(d.origin),
+                         w_word.eq(0), out.eq(0)]
         return m
 
 
 class DepthwiseUnit(wiring.Component):
     """i: a window {x: 9 x C codes, tag} -> o: {s: C x signed(acc_width), tag} with
     s[k] = 2^n * sum_t w[t][k] * x[t][k] (n: the IOSO unit's shift, whose code is 0 in a
-    depthwise layer, §2); config `weights`. One stage (`latency` = 1): C x 9 multipliers."""
+    depthwise layer, §2); config `weights`. Two stages (`latency` = 2): C x 9 multipliers and
+    two partial sums (taps 0..4, 5..8), then their sum."""
 
-    latency = 1
+    latency = 2
 
     def __init__(self, params, tag_layout):
         self._p = params
@@ -156,9 +161,11 @@ class DepthwiseUnit(wiring.Component):
         en = stall_control(m, self.i, self.o, self.latency)
         shift = self._p.isg_shift if self._p.isg else 0
         out = Signal(self.o.payload.shape())
-        m.d.comb += out.tag.eq(self.i.payload.tag)
+        m.d.comb += out.tag.eq(delay(m, en, self.i.payload.tag, 1, name="tag"))
         for k in range(self._p.cols):
-            total = sum(self.weights[t][k] * self.i.payload.x[t][k] for t in range(TAPS))
-            m.d.comb += out.s[k].eq(total << shift)
-        m.d.comb += self.o.payload.eq(delay(m, en, out, self.latency, name="dw"))
+            products = [self.weights[t][k] * self.i.payload.x[t][k] for t in range(TAPS)]
+            halves = [delay(m, en, sum(part), 1, name=f"half{k}_{h}")
+                      for h, part in enumerate((products[:5], products[5:]))]
+            m.d.comb += out.s[k].eq((halves[0] + halves[1]) << shift)
+        m.d.comb += self.o.payload.eq(delay(m, en, out, 1, name="dw"))
         return m

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from hw.accumulator import Accumulator
 from hw.add_unit import AddFeed, AddUnit
 from hw.array import SystolicArray
-from hw.controller import COUNT_BITS, ActivationFeed, WeightFeed, array_tag_layout
+from hw.controller import ActivationFeed, WeightFeed, array_tag_layout
 from hw.counters import RunCounters
 from hw.depthwise import DepthwiseUnit, WindowFeed
 from hw.fp16 import Fp16Scale
@@ -73,8 +73,6 @@ class Engine(wiring.Component):
         m.submodules.add_feed = add_feed = AddFeed(p, dp, out_tag)
         codes = Signal(2 * dp.tiles)
         act_rd, w_rd = act_mem.read_port(), w_mem.read_port()
-        tiles = Signal(COUNT_BITS)          # weight tiles of the pass (REUSE: two are loaded)
-        m.d.comb += tiles.eq(desc.nt * desc.kh * desc.kw * desc.ct)
         post_tag = data.StructLayout({"out": range(dp.out), "nt": range(max(2, dp.channels))})
         m.submodules.window = window = WindowFeed(p, dp, post_tag)
         adding, depthwise = desc.mode == Mode.ADD, desc.mode == Mode.DW
@@ -87,7 +85,7 @@ class Engine(wiring.Component):
             act_rd.addr.eq(Mux(adding, add_feed.mem_addr, Mux(depthwise, window.act_addr, feed.mem_addr))),
             act_rd.en.eq(Mux(adding, add_feed.mem_en, Mux(depthwise, window.act_en, feed.mem_en))),
             feed.mem_data.eq(act_rd.data), add_feed.mem_data.eq(act_rd.data), window.act_data.eq(act_rd.data),
-            wfeed.start.eq(host.start & on_array), wfeed.rows_total.eq(Mux(desc.reuse, Mux(tiles > 1, 2, 1), tiles) * p.rows),
+            wfeed.start.eq(host.start & on_array), wfeed.rows_total.eq(desc.weight_rows),
             wfeed.swapped.eq(feed.swapped),
             w_rd.addr.eq(Mux(depthwise, window.w_addr, wfeed.mem_addr)),
             w_rd.en.eq(Mux(depthwise, window.w_en, wfeed.mem_en)),
@@ -157,7 +155,7 @@ class Engine(wiring.Component):
                      counters.accepted.eq((array.i.valid & array.i.ready) | (add.i.valid & add.i.ready)
                                           | window.steps),
                      counters.written.eq(result.valid),
-                     counters.total.eq(desc.ho * desc.wo * desc.nt)]
+                     counters.total.eq(desc.out_words)]
         for lane in range(cols):
             m.d.comb += out_wr.data.word_select(lane, LANE_BITS).eq(codes_out[lane])
         return m

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import golden
 from golden.errors import PyiosoError
 from golden.layers import conv_output_size
-from hw.host import Csr, Depths
+from hw.host import Csr, Depths, address_registers
 
 MAX_KERNEL = 7
 
@@ -76,8 +76,7 @@ class Slice:
     @property
     def padded_width(self) -> int:
         """Wp: the columns a DW pass walks, padding included."""
-        g = self.geometry
-        return (g[Csr.WO] - 1) * g[Csr.STRIDE] + g[Csr.KW]
+        return self.geometry[Csr.COLS_WALKED]
 
 
 def check_shape(shape: Shape) -> None:
@@ -143,6 +142,7 @@ def slices(shape: Shape, params, depths: Depths = Depths(), depthwise: bool = Fa
                     Csr.NT: nt1 - nt0, Csr.KH: kh, Csr.KW: kw, Csr.STRIDE: stride,
                     Csr.PAD_TOP: top - (r0 * stride - ph), Csr.PAD_LEFT: pw, Csr.HO: r1 - r0,
                     Csr.WO: wo, Csr.REUSE: int(reuse)}
+        geometry |= address_registers(geometry, params.rows)
         return Slice(r0, r1, nt0, nt1, top, bottom, geometry, depthwise)
 
     def layout(r_chunk, n_chunk):

@@ -55,6 +55,18 @@ class Csr(IntEnum):
     M1 = 20          # ADD: the multipliers of the two inputs (§5), two's complement
     M2 = 21
     REUSE = 22       # 1: every weight tile of the pass is the same (pools): two are loaded
+    # Registers 23..31: products of the ones above, which the driver computes (`address_registers`)
+    # so that the sequencers step counters instead of multiplying in the clock cycle. Word
+    # offsets are modulo 2^ADDR_BITS: an in-bounds address comes out exact.
+    WEIGHT_ROWS = 23  # WEIGHT rows the weight feed loads: 16 per tile (REUSE: two tiles at most)
+    OUT_WORDS = 24   # OUT words the pass writes: HO*WO*NT
+    ACT_WORDS = 25   # ACT words of one input image: H*W*CT (ADD: the second input's first word)
+    ROW_WORDS = 26   # ACT words between vertically adjacent pixels: W*CT
+    STEP_W = 27      # between horizontally adjacent outputs' taps: STRIDE*CT
+    STEP_H = 28      # between vertically adjacent outputs' taps: STRIDE*W*CT
+    ORIGIN = 29      # the word of output (0, 0)'s tap (0, 0): -(PAD_TOP*W + PAD_LEFT)*CT
+    ROWS_WALKED = 30  # DW: input rows a tile walks, padding included: (HO-1)*STRIDE + KH
+    COLS_WALKED = 31  # DW: input columns: (WO-1)*STRIDE + KW
     CYCLES = 32      # read: cycles from start to done
     BUSY = 33        # read: cycles the array accepted an activation vector (useful MACs)
     STALL = 34       # read: cycles running without the array accepting a vector
@@ -68,7 +80,27 @@ class Mode(IntEnum):
     DW = 3           # 3x3 depthwise conv on the depthwise path (window feed, 3x3 MAC unit)
 
 
-DESCRIPTOR = tuple(c for c in Csr if Csr.H <= c <= Csr.REUSE)
+DESCRIPTOR = tuple(c for c in Csr if Csr.H <= c <= Csr.COLS_WALKED)
+ADDRESS_REGISTERS = tuple(c for c in Csr if Csr.WEIGHT_ROWS <= c <= Csr.COLS_WALKED)
+
+
+def address_registers(d: dict, rows: int) -> dict:
+    """The registers 23..31 of descriptor `d` (shape registers H..REUSE) for an array of `rows`
+    rows, modulo 2^ADDR_BITS."""
+    tiles = d[Csr.KH] * d[Csr.KW] * d[Csr.CT] * d[Csr.NT]
+    row_words = d[Csr.W] * d[Csr.CT]
+    values = {
+        Csr.WEIGHT_ROWS: (min(tiles, 2) if d[Csr.REUSE] else tiles) * rows,
+        Csr.OUT_WORDS: d[Csr.HO] * d[Csr.WO] * d[Csr.NT],
+        Csr.ACT_WORDS: d[Csr.H] * row_words,
+        Csr.ROW_WORDS: row_words,
+        Csr.STEP_W: d[Csr.STRIDE] * d[Csr.CT],
+        Csr.STEP_H: d[Csr.STRIDE] * row_words,
+        Csr.ORIGIN: -(d[Csr.PAD_TOP] * row_words + d[Csr.PAD_LEFT] * d[Csr.CT]),
+        Csr.ROWS_WALKED: (d[Csr.HO] - 1) * d[Csr.STRIDE] + d[Csr.KH],
+        Csr.COLS_WALKED: (d[Csr.WO] - 1) * d[Csr.STRIDE] + d[Csr.KW],
+    }
+    return {reg: v % (1 << ADDR_BITS) for reg, v in values.items()}
 
 command_layout = data.StructLayout({
     "write": 1,
@@ -98,5 +130,6 @@ class Depths:
 DESC_FIELD_BITS = 16
 MULTIPLIER_FIELD_BITS = 32              # M1, M2: as TABLE_M
 descriptor_layout = data.StructLayout({
-    c.name.lower(): MULTIPLIER_FIELD_BITS if c in (Csr.M1, Csr.M2) else DESC_FIELD_BITS
+    c.name.lower(): MULTIPLIER_FIELD_BITS if c in (Csr.M1, Csr.M2)
+    else ADDR_BITS if c in ADDRESS_REGISTERS else DESC_FIELD_BITS
     for c in DESCRIPTOR})

@@ -13,7 +13,7 @@ import golden
 from golden.errors import PyiosoError
 from golden.layers import conv_output_size
 from hw import driver, geometry
-from hw.host import MULTIPLIER_FIELD_BITS, Csr, Depths, Mode
+from hw.host import MULTIPLIER_FIELD_BITS, Csr, Depths, Mode, address_registers
 
 ONE = torch.ones((), dtype=torch.int64)
 
@@ -105,7 +105,9 @@ def add_passes(add: golden.Add, x1: torch.Tensor, x2: torch.Tensor, params,
                       Csr.KH: 1, Csr.KW: 1, Csr.STRIDE: 1, Csr.PAD_TOP: 0, Csr.PAD_LEFT: 0,
                       Csr.HO: r1 - r0, Csr.WO: w, Csr.Z_IN: z1, Csr.Z_IN2: z2,
                       Csr.M1: m1, Csr.M2: m2,
-                      Csr.SHIFT: rq.shift, Csr.Z_OUT: rq.zero_point, Csr.LO: rq.lo, Csr.HI: rq.hi}
+                      Csr.SHIFT: rq.shift, Csr.Z_OUT: rq.zero_point, Csr.LO: rq.lo, Csr.HI: rq.hi,
+                      Csr.REUSE: 0}
+        descriptor |= address_registers(descriptor, params.rows)
         act = (driver.act_words(x1[0, r0:r1], params.rows, z1)
                + driver.act_words(x2[0, r0:r1], params.rows, z2))
         passes.append(driver.Pass(r0, r1, 0, ct, descriptor, act, [], [], []))

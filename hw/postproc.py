@@ -22,12 +22,13 @@ class BnUnit(wiring.Component):
     """i: {s: L x signed(acc_width), m: L x signed(mult_width), b: L x signed(t_width), tag}
     -> o: {u: L x signed(t_width), tag}; config `shift` = F in 1..62.
 
-    Three stages (`latency` = 3): multiply, add, round. The rounding uses
+    Four stages (`latency` = 4): operands in (they reach the unit through the mux of the table
+    stage and the add path), multiply, add, round. The rounding uses
     (t + 2^(F-1)) >> F = ((t >> (F-1)) + 1) >> 1, which needs neither the 2^(F-1) constant nor
     a sum wider than t (F-1 may exceed t's width: the shift then leaves only the sign).
     """
 
-    latency = 3
+    latency = 4
 
     @staticmethod
     def table_entry(params: EngineParams) -> data.StructLayout:
@@ -59,8 +60,9 @@ class BnUnit(wiring.Component):
         shift_less_one = Signal.like(self.shift)
         m.d.comb += shift_less_one.eq(self.shift - 1)
         for k in range(self.params.lanes):
-            product = delay(m, en, self.i.p.s[k] * self.i.p.m[k], 1, name=f"product{k}")
-            b = delay(m, en, self.i.p.b[k], 1, name=f"b{k}")
+            s, mult = (delay(m, en, v[k], 1, name=f"{n}{k}") for n, v in (("s", self.i.p.s), ("m", self.i.p.m)))
+            product = delay(m, en, s * mult, 1, name=f"product{k}")
+            b = delay(m, en, self.i.p.b[k], 2, name=f"b{k}")
             t = delay(m, en, product + b, 1, name=f"t{k}", shape=t_shape)
             u = delay(m, en, ((t >> shift_less_one) + 1) >> 1, 1, name=f"u{k}", shape=t_shape)
             m.d.comb += self.o.p.u[k].eq(u)

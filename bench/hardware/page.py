@@ -401,10 +401,9 @@ def differences(area: dict, latency: dict) -> str:
     lanes = (f"**Array parameters.** {arrays}; the paper's "
              f"IOSO, BN and activation units take {PAPER['lanes']} values per cycle, ours "
              f"{p['lanes']}, {rate}{with_paper_lanes}. Our BN unit multiplies a "
-             f"{p['acc_width']}-bit sum by a {p['mult_width']}-bit M in every lane, and our "
-             "controller computes im2col addresses with multipliers where a production design "
-             "would step counters: both enlarge the baseline the IOSO unit is a share of, hence "
-             "the datapath-only share beside it.")
+             f"{p['acc_width']}-bit sum by a {p['mult_width']}-bit M in every lane, which "
+             "enlarges the baseline the IOSO unit is a share of, hence the datapath-only share "
+             "beside it.")
     registers = (" (the shift-add sits between two registers the pipeline has anyway)"
                  if ioso_cycles == ours_cycles else "")
     timing = (f"**Latency.** The paper's integer engine takes "
@@ -437,8 +436,7 @@ def timing_text(area: dict) -> str:
             "every variant meets; the areas of this page are those netlists) and for its own "
             "fmax (ABC's delay target 1 ps: the fastest mapping it finds). fmax is 1 / the "
             "critical path's delay with setup; the datapath's worst path leaves out the "
-            "controller and the feeds (their address arithmetic), which is what the engine would "
-            "reach with address generators off the critical path. A path's ends are named by "
+            "controller and the feeds (their address counters and flow control). A path's ends are named by "
             "block and kind (register, memory macro, host port); cells: logic cells between "
             "them. " + " ".join(sentences))
 
