@@ -98,11 +98,25 @@ def check_accumulator(scaled: torch.Tensor, in_bits: int, acc_width: int) -> Non
                           "accumulator")
 
 
+def check_multipliers(values: list[int], width: int, what: str) -> None:
+    """§3, §7: refuses multipliers outside a signed `width`-bit table (W_M)."""
+    top = 1 << (width - 1)
+    bad = [v for v in values if not -top <= v < top]
+    if bad:
+        raise PyiosoError(f"{what} {bad[0]} lies outside the {width}-bit signed multiplier "
+                          "(W_M, ARCHITECTURE §3, §7): re-export the layer (the calibrator keeps "
+                          "M inside W_M), or build the engine with a wider mult_width")
+
+
 def check_bn_product(scaled: torch.Tensor, in_bits: int, requant: "Requant", t_width: int) -> None:
-    """§7: refuses tables whose t = S*M + B can leave a signed `t_width`-bit product."""
+    """§7: refuses tables whose t = S*M + B can leave a signed `t_width`-bit product (M is
+    taken to lie within W_M: check_multipliers first)."""
     s_min, s_max = sum_bounds(scaled, in_bits)
     s_abs = torch.maximum(-s_min, s_max)
-    if (s_abs * requant.multiplier.abs() + requant.offset.abs()).max() >= 2 ** (t_width - 1):
+    top = 2 ** (t_width - 1)
+    b = requant.offset
+    if b.numel() and ((b < -top) | (b >= top)).any() or (
+            (s_abs * requant.multiplier.abs() + b.abs()).max() >= top):
         raise PyiosoError(f"t = S*M + B overflows {t_width} bits (ARCHITECTURE §7): the offset "
                           "table is too large; check the bias and zero-point of this layer")
 

@@ -20,3 +20,4 @@ MAX_ROUNDING_SLACK = 2.0 ** -4  # §3: the largest fixed-point error term a tabl
 GRANULARITY = 16                # §4: G, the array's rows: ISG groups come in multiples of it
 
 W_ACC = 32                      # §7: the accumulator width of the default engine
+W_T = W_ACC + W_M + 1           # §7: signed width of t = S*M + B in the default engine

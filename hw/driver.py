@@ -15,7 +15,7 @@ import torch
 
 import golden
 from golden.errors import PyiosoError
-from golden.layers import check_accumulator, check_bn_product, scaled_weights
+from golden.layers import check_accumulator, check_bn_product, check_multipliers, scaled_weights
 from hw.geometry import Shape, check_shape, slices, tiles
 from hw.host import LANE_BITS, TABLE_B, TABLE_M, WORD_BITS, Csr, Depths, Mode, Space
 from hw.mapping import at_engine_shift, dense_part, fold_kernel, on_depthwise_path, parts, stem_fold
@@ -94,16 +94,6 @@ def pack_field(value: int, field: slice) -> int:
         raise PyiosoError(f"{value} does not fit a {bits}-bit field of the host interface "
                           "(ARCHITECTURE §6): the driver never truncates")
     return (value & ((1 << bits) - 1)) << field.start
-
-
-def check_multipliers(values: list[int], mult_width: int, what: str) -> None:
-    """Refuses multipliers beyond the engine's signed `mult_width`-bit multipliers (W_M)."""
-    top = 1 << (mult_width - 1)
-    bad = [v for v in values if not -top <= v < top]
-    if bad:
-        raise PyiosoError(f"{what} {bad[0]} lies outside the engine's {mult_width}-bit signed "
-                          "multiplier (W_M, ARCHITECTURE §3, §7): re-export the layer, or build "
-                          "the engine with a wider mult_width")
 
 
 def act_words(x: torch.Tensor, rows: int, pad_value: int) -> list[int]:

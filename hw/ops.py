@@ -11,7 +11,7 @@ import torch
 
 import golden
 from golden.errors import PyiosoError
-from golden.layers import conv_output_size
+from golden.layers import check_multipliers, conv_output_size
 from hw import driver, geometry
 from hw.host import MULTIPLIER_FIELD_BITS, Csr, Depths, Mode, address_registers
 
@@ -94,7 +94,7 @@ def add_passes(add: golden.Add, x1: torch.Tensor, x2: torch.Tensor, params,
         raise PyiosoError(f"a residual add of {add.in_bits} bits into {add.requant.bits} exceeds the "
                           f"engine's {params.a_bits}-bit code ports")
     multipliers = add.requant.multiplier.tolist()
-    driver.check_multipliers(multipliers, params.mult_width, "the residual multiplier")
+    check_multipliers(multipliers, params.mult_width, "the residual multiplier")
     m1, m2 = (driver.pack_field(m, slice(0, MULTIPLIER_FIELD_BITS)) for m in multipliers)
     _, h, w, c = x1.shape
     ct = -(-c // params.rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -161,6 +162,97 @@ def test_corrupt_and_old_artifacts_are_refused(runs, tmp_path):
         artifact.load(path)
     with pytest.raises(PyiosoError, match="missing"):
         artifact.load(tmp_path / "nowhere")
+
+
+def _tamper(path, edit, reseal: bool) -> None:
+    """Apply `edit(doc, arrays)` to an artifact on disk; the arrays' hash is always updated (a
+    careful editor), the manifest's digest only with `reseal` (a tool re-signing the edit)."""
+    doc = json.loads((path / artifact.MANIFEST).read_text())
+    arrays = artifact._read_safetensors((path / artifact.ARRAYS).read_bytes())
+    edit(doc, arrays)
+    blob = artifact._safetensors(arrays)
+    (path / artifact.ARRAYS).write_bytes(blob)
+    doc["arrays_sha256"] = hashlib.sha256(blob).hexdigest()
+    if reseal:
+        doc["digest"] = artifact._digest(doc)
+    (path / artifact.MANIFEST).write_text(json.dumps(doc))
+
+
+def _step(doc, kind):
+    return next(s for s in doc["steps"] if s["op"]["type"] == kind)
+
+
+def _set_array(key_of, value):
+    def edit(doc, arrays):
+        key = key_of(doc)
+        arrays[key] = torch.full_like(arrays[key], value) if value is not None else arrays[key] * 0
+    return edit
+
+
+def _four_bit(doc):
+    return next(n for n, t in doc["tensors"].items() if t["bits"] == 4)
+
+
+EDITS = {     # the issue's tampered copies: name -> edit(doc, arrays)
+    "shift F": lambda d, a: _step(d, "Conv")["op"]["requant"].update(shift=20),
+    "input scale": lambda d, a: d["tensors"][d["input"]].update(scale=2 * d["tensors"][d["input"]]["scale"]),
+    "rewired add": lambda d, a: _step(d, "Add").update(inputs=[_step(d, "Add")["inputs"][0]] * 2),
+    "permutation": _set_array(lambda d: next(t["permutation"]["array"] for t in d["tensors"].values()
+                                             if t["permutation"]), None),
+    "zero-point": lambda d, a: d["tensors"][_four_bit(d)].update(zero_point=99),
+    "clamp hi": lambda d, a: d["steps"][-1]["op"]["requant"].update(hi=15),
+    "network size": lambda d, a: d.setdefault("network", {}).update(size=64),
+    "M beyond 24 bits": _set_array(lambda d: _step(d, "Conv")["op"]["requant"]["multiplier"]["array"], 2 ** 23 + 5),
+    "M = 2^40": _set_array(lambda d: _step(d, "Conv")["op"]["requant"]["multiplier"]["array"], 2 ** 40),
+    "B = 2^62": _set_array(lambda d: _step(d, "Conv")["op"]["requant"]["offset"]["array"], 2 ** 62),
+}
+# What `validate` says of each edit that breaks the spec even when re-signed.
+RESEALED = {
+    "zero-point": "zero_point=99 does not fit an unsigned 4-bit code",
+    "permutation": "is not a permutation of its 16 channels",
+    "M beyond 24 bits": "8388613 lies outside the 24-bit signed multiplier",
+    "M = 2^40": "1099511627776 lies outside the 24-bit signed multiplier",
+    "B = 2^62": "t = S\\*M \\+ B overflows 57 bits",
+}
+
+
+@pytest.mark.parametrize("name", EDITS)
+def test_tampered_artifacts_are_refused(runs, tmp_path, name):
+    """Edited by hand, every copy is refused as edited; re-signed, each one that breaks the spec
+    is refused by `validate`, naming the step or tensor and the field."""
+    integer, perms = export.integer_network(runs["ioso"][0])
+    path = artifact.save(tmp_path / "a", integer, perms, {"network": {"channels": 3, "size": SIZE}})
+    _tamper(path, EDITS[name], reseal=False)
+    with pytest.raises(PyiosoError, match="edited after export"):
+        artifact.load(path)
+    if name in RESEALED:
+        path = artifact.save(tmp_path / "a", integer, perms, {"network": {"channels": 3, "size": SIZE}})
+        _tamper(path, EDITS[name], reseal=True)
+        with pytest.raises(PyiosoError, match=RESEALED[name]) as err:
+            artifact.load(path)
+        assert "step " in str(err.value) or "tensor " in str(err.value)
+
+
+def test_validate_checks_wiring_and_codings(runs, tmp_path):
+    integer, perms = export.integer_network(runs["ioso"][0])
+
+    def refused(edit, message):
+        path = artifact.save(tmp_path / "a", integer, perms, {"network": {"channels": 3}})
+        _tamper(path, edit, reseal=True)
+        with pytest.raises(PyiosoError, match=message):
+            artifact.load(path)
+
+    def cross_add(d, a):        # the second block's add (32 channels) reads the stem's 16
+        add = [s for s in d["steps"] if s["op"]["type"] == "Add"][-1]
+        add["inputs"][0] = d["steps"][0]["output"]
+    refused(cross_add, "step .*: (adds tensors of 16 and 32 channels|input 1 .* differ from tensor)")
+
+    def other_zero_point(d, a):
+        conv = d["steps"][1]
+        tensor = d["tensors"][conv["inputs"][0]]
+        tensor["zero_point"] = (tensor["zero_point"] + 1) % 2 ** tensor["bits"]
+    refused(other_zero_point, "step .*: (requant output|input) \\(bits .*\\) differ from tensor")
+    refused(lambda d, a: d["tensors"][d["input"]].update(scale=-1.0), "tensor 'x': scale -1.0")
 
 
 def test_unsupported_layer_is_named(images):

@@ -9,9 +9,11 @@ A directory with
   permutations), int64, in the safetensors layout (an 8-byte header length, a JSON header, raw
   little-endian data), written with sorted keys so equal networks give equal bytes.
 
-The manifest records the arrays file's SHA-256. Loading checks version, hash, keys, shapes and
-every descriptor's own validation, and names what is wrong. Saving writes a temporary
-directory and renames it, so no reader ever sees half an artifact.
+The manifest records the arrays file's SHA-256 and a digest of everything it means (its own
+content, that hash included), so an artifact edited after export is refused, not run. Loading
+checks version, digest, hash, keys and shapes, every descriptor's own validation, and `validate`:
+every field against the spec, naming the step and the field. Saving writes a temporary directory
+and renames it, so no reader ever sees half an artifact.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -29,11 +32,14 @@ import torch
 
 import golden
 from golden.errors import PyiosoError
+from golden.layers import (check_accumulator, check_bits, check_bn_product, check_multipliers,
+                           check_zero_point, scaled_weights)
+from golden.spec import W_ACC, W_M, W_T
 from pyioso.data.datasets import sample_photos
 from pyioso.integer import intnet
 from pyioso.quant.layer import Coding
 
-FORMAT, VERSION = "pyioso-artifact", 1
+FORMAT, VERSION = "pyioso-artifact", 2
 MANIFEST, ARRAYS = "manifest.json", "arrays.safetensors"
 _OPS = {cls.__name__: cls for cls in (golden.Conv, golden.Add, golden.AvgPool, golden.MaxPool)}
 _NESTED = {"Requant": golden.Requant}
@@ -124,6 +130,7 @@ def save(directory: str | Path, net: intnet.IntNet, perms: dict, info: dict) -> 
     doc, arrays = manifest(net, perms, info)
     blob = _safetensors(arrays)
     doc["arrays_sha256"] = hashlib.sha256(blob).hexdigest()
+    doc["digest"] = _digest(doc)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
@@ -163,6 +170,9 @@ def load(directory: str | Path) -> tuple[intnet.IntNet, dict]:
     if doc.get("version") != VERSION:
         raise PyiosoError(f"{where} has format version {doc.get('version')}, this pyioso reads "
                           f"version {VERSION}: re-export it with `pyioso export`")
+    if doc.get("digest") != _digest(doc):
+        raise PyiosoError(f"{where}: {MANIFEST} was edited after export (its digest does not match "
+                          "its content): re-export it with `pyioso export`")
     blob = (directory / ARRAYS).read_bytes()
     if hashlib.sha256(blob).hexdigest() != doc.get("arrays_sha256"):
         raise PyiosoError(f"{where}: {ARRAYS} does not match the hash in {MANIFEST} (corrupt or "
@@ -174,7 +184,7 @@ def load(directory: str | Path) -> tuple[intnet.IntNet, dict]:
         codings = {name: Coding(float(t["scale"]), int(t["zero_point"]), int(t["bits"]))
                    for name, t in doc["tensors"].items()}
         net = intnet.IntNet(steps, codings, doc["input"], doc["output"])
-        _check_graph(net)
+        validate(net, doc, arrays)
     except PyiosoError as err:
         raise PyiosoError(f"{where} is invalid: {err}") from err
     except (KeyError, TypeError, ValueError) as err:
@@ -183,17 +193,90 @@ def load(directory: str | Path) -> tuple[intnet.IntNet, dict]:
     return net, doc
 
 
-def _check_graph(net: intnet.IntNet) -> None:
-    known = {net.input_name}
+def _digest(doc: dict) -> str:
+    """SHA-256 of the manifest's content without its digest (the arrays' hash is part of it)."""
+    content = {k: v for k, v in doc.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def validate(net: intnet.IntNet, doc: dict, arrays: dict[str, torch.Tensor]) -> None:
+    """Every field of an integer network against the spec (ARCHITECTURE §1-§7), each message
+    naming the tensor or step and the field: codings, graph wiring and channel counts, each
+    op's input and output codings against the tensors it reads and writes, M within W_M, the
+    accumulator and t within §7's widths, permutations."""
+    for name, c in net.codings.items():
+        if not (math.isfinite(c.scale) and c.scale > 0):
+            raise PyiosoError(f"tensor {name!r}: scale {c.scale} must be a positive number")
+        check_bits(c.bits, f"tensor {name!r}: bits")
+        check_zero_point(c.zero_point, c.bits, f"tensor {name!r}: zero_point")
+    channels = {net.input_name: doc.get("network", {}).get("channels")}
     for step in net.steps:
-        missing = [t for t in step.inputs if t not in known]
-        if missing:
-            raise PyiosoError(f"step {step.name} reads {missing} before any step writes them")
-        if step.output not in net.codings:
-            raise PyiosoError(f"tensor {step.output!r} has no coding")
-        known.add(step.output)
-    if net.output_name not in known:
+        try:
+            channels[step.output] = _check_step(step, net.codings, channels)
+        except PyiosoError as err:
+            raise PyiosoError(f"step {step.name}: {err}") from err
+    if net.output_name not in channels:
         raise PyiosoError(f"the output tensor {net.output_name!r} is never computed")
+    for name, t in doc["tensors"].items():
+        perm = t.get("permutation")
+        if perm is None:
+            continue
+        if name == net.output_name:
+            raise PyiosoError(f"tensor {name!r}: the network's output carries a permutation, which "
+                              "would reorder its classes")
+        values = arrays[perm["array"]]
+        if channels.get(name) is not None and sorted(values.tolist()) != list(range(channels[name])):
+            raise PyiosoError(f"tensor {name!r}: permutation is not a permutation of its "
+                              f"{channels[name]} channels")
+
+
+def _coding(codings: dict, tensor: str, bits: int, zero_point: int, field: str) -> None:
+    """An op's own view of a tensor's coding must be the tensor's."""
+    c = codings[tensor]
+    if (bits, zero_point) != (c.bits, c.zero_point):
+        raise PyiosoError(f"{field} (bits {bits}, zero-point {zero_point}) differ from tensor "
+                          f"{tensor!r}'s coding (bits {c.bits}, zero-point {c.zero_point})")
+
+
+def _check_step(step: intnet.Step, codings: dict, channels: dict) -> int | None:
+    """One step against the tensors it reads and writes; returns its output's channel count."""
+    missing = [t for t in step.inputs if t not in channels]
+    if missing:
+        raise PyiosoError(f"reads {missing} before any step writes them")
+    if step.output not in codings:
+        raise PyiosoError(f"its output {step.output!r} has no coding")
+    op, ins = step.op, [channels[t] for t in step.inputs]
+    arity = 2 if isinstance(op, golden.Add) else 1
+    if len(step.inputs) != arity:
+        raise PyiosoError(f"a {type(op).__name__} reads {arity} tensor(s), not {len(step.inputs)}")
+    rq = getattr(op, "requant", None)
+    if rq is not None:
+        _coding(codings, step.output, rq.bits, rq.zero_point, "requant output")
+        check_multipliers(rq.multiplier.tolist(), W_M, "requant multiplier M")
+    if isinstance(op, golden.Conv):
+        _coding(codings, step.inputs[0], op.in_bits, op.in_zero_point, "input")
+        if ins[0] is not None and ins[0] != op.c_in:
+            raise PyiosoError(f"weight takes {op.c_in} input channels, its input {step.inputs[0]!r} "
+                              f"has {ins[0]}")
+        scaled = scaled_weights(op.weight, op.isg_codes, op.isg_shift, op.groups)
+        check_accumulator(scaled, op.in_bits, W_ACC)
+        check_bn_product(scaled, op.in_bits, rq, W_T)
+        return op.weight.shape[0]
+    if isinstance(op, golden.Add):
+        for k, tensor in enumerate(step.inputs):
+            _coding(codings, tensor, op.in_bits[k], op.zero_points[k], f"input {k + 1}")
+        if None not in ins and ins[0] != ins[1]:
+            raise PyiosoError(f"adds tensors of {ins[0]} and {ins[1]} channels")
+        return ins[0]
+    if isinstance(op, golden.AvgPool):
+        _coding(codings, step.inputs[0], op.in_bits, op.in_zero_point, "input")
+    else:                       # MaxPool: the output keeps the input's coding
+        c, out = codings[step.inputs[0]], codings[step.output]
+        _coding(codings, step.inputs[0], op.bits, c.zero_point, "input")
+        if (out.scale, out.zero_point, out.bits) != (c.scale, c.zero_point, c.bits):
+            raise PyiosoError(f"a max pool keeps its input's coding, but {step.output!r} is coded "
+                              f"otherwise than {step.inputs[0]!r}")
+    return ins[0]
 
 
 def layer_runs(directory: str | Path, seed: int = 1) -> tuple[dict, list[intnet.LayerRun]]:
