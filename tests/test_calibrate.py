@@ -302,6 +302,36 @@ def test_a_refused_run_writes_nothing(tmp_path):
     assert sorted(out.iterdir()) == before and "w_bits" in (out / workflow.RUN).read_text()
 
 
+def test_a_busy_folder_is_refused_and_ctrl_c_says_what_was_kept(tmp_path, monkeypatch):
+    """Issue 26: two calibrations into one --out ran interleaved (each log line twice), and
+    Ctrl-C ended in a KeyboardInterrupt traceback."""
+    import fcntl
+
+    config = calibrate.Config.named("ioso", "brecq", w_bits=4, a_bits=4, iters=2, act_iters=1, batch=4)
+    run, out = workflow.Run("resnet18", "random", size=16, images=8), tmp_path / "run"
+    out.mkdir()
+    with open(out / workflow.LOCK, "w") as held:        # another calibration holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242")
+        held.flush()
+        with pytest.raises(PyiosoError, match=r"in use by a calibration running now \(pid 4242\)"):
+            workflow.calibrate_network(run, config, out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [workflow.LOCK]
+
+    save = calibrate.Calibrator._checkpoint
+
+    def interrupted(self, *args):       # Ctrl-C right after the first block is saved
+        save(self, *args)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(calibrate.Calibrator, "_checkpoint", interrupted)
+    with pytest.raises(KeyboardInterrupt, match=f"saved in {out / calibrate.CHECKPOINT}: the same command resumes"):
+        workflow.calibrate_network(run, config, out, progress=False)
+    assert (out / calibrate.CHECKPOINT).is_file()
+    with open(out / workflow.LOCK) as lock:             # released: no pid left behind
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert lock.read() == ""
+
+
 def test_eval_without_its_artifact_is_refused(tmp_path):
     """Issue 26: `pyioso eval` on a run whose artifact/ was deleted dropped the integer row
     without a word."""

@@ -168,3 +168,18 @@ def test_help_has_examples(capsys):
         out = capsys.readouterr().out
         assert exit_info.value.code == 0 and "examples:" in out and "mnasnet2_0" in out
 
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    """Issue 26: Ctrl-C printed a KeyboardInterrupt traceback."""
+    import argparse
+
+    def interrupted(args):
+        raise KeyboardInterrupt("calibration interrupted; every finished block is saved in x")
+
+    class Parser:
+        def parse_args(self, argv):
+            return argparse.Namespace(run=interrupted)
+    monkeypatch.setattr(cli, "build_parser", Parser)
+    assert cli.main(["calibrate"]) == 130
+    assert capsys.readouterr().err == "pyioso: calibration interrupted; every finished block is saved in x\n"

@@ -7,8 +7,11 @@ state), ``history.json``, ``calibrate.log``, plots, and ``artifact/`` (the integ
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from pyioso.integer import artifact
 from pyioso.models.weights import load_model
 
 RUN, FINAL, HISTORY, ARTIFACT, LOG = "run.json", "calibrated.pt", "history.json", "artifact", "calibrate.log"
+LOCK = ".lock"          # held (flock) by the calibration running in the folder
 FASHION_CLASSES = 10
 INIT_IMAGES = 64        # images the MSE observers initialize the activation codings on
 QUICK = {"iters": 200, "act_iters": 50}     # the documented quick setting
@@ -74,13 +78,47 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
     if out.exists() and not out.is_dir():
         raise PyiosoError(f"--out {out} is a file: give a directory for the calibration")
     record = {"run": run.__dict__, "config": config.to_json()}
-    if (out / RUN).is_file() and json.loads((out / RUN).read_text()) != json.loads(json.dumps(record)):
-        raise PyiosoError(f"--out {out} holds a calibration with other settings (its {RUN} differs): "
-                          "give another --out, or remove the folder to start over")
+    _check_same_run(out, record)
     # the network and the images first: a bad net, weights or data leaves no folder behind
     model = run.model(config.seed)
     images = run.calibration_set(config.seed)
     out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        _check_same_run(out, record)        # again, now that no other run can write it
+        return _calibrate_in(out, run, config, record, model, images, dev, progress, stop_after,
+                             checkpoints)
+
+
+def _check_same_run(out: Path, record: dict) -> None:
+    if (out / RUN).is_file() and json.loads((out / RUN).read_text()) != json.loads(json.dumps(record)):
+        raise PyiosoError(f"--out {out} holds a calibration with other settings (its {RUN} differs): "
+                          "give another --out, or remove the folder to start over")
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """An exclusive lock on the calibration folder for as long as the calibration runs; a second
+    calibration into the same folder is refused, not interleaved."""
+    with open(out / LOCK, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            owner = lock.read().strip() or "another process"
+            raise PyiosoError(f"--out {out} is in use by a calibration running now (pid {owner}): "
+                              "wait for it to finish, or give another --out") from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _calibrate_in(out: Path, run: Run, config: calibrate.Config, record: dict, model, images,
+                  dev: torch.device, progress: bool, stop_after: int | None, checkpoints: bool) -> dict:
     handler = logging.FileHandler(out / LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     calibrate.log.addHandler(handler)
@@ -91,7 +129,12 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
         output.write_json(str(out / RUN), record)
         calibrator = calibrate.Calibrator(net, images.to(dev), config, out if checkpoints else None,
                                           key, progress)
-        history = calibrator.run(stop_after)
+        try:
+            history = calibrator.run(stop_after)
+        except KeyboardInterrupt:
+            saved = (f"every finished block is saved in {out / calibrate.CHECKPOINT}: the same "
+                     "command resumes from there" if checkpoints else "nothing was saved")
+            raise KeyboardInterrupt(f"calibration interrupted; {saved}") from None
         if not calibrator.complete:
             return {"stopped": True}
         net = net.cpu()

@@ -357,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PyiosoError as err:
         print(f"pyioso: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:        # Ctrl-C: what was kept, not a traceback
+        print(f"pyioso: {err or 'interrupted'}", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (`pyioso ... | head`): stop quietly like other Unix tools, and
         # point stdout at devnull so the interpreter's final flush does not fail again.
