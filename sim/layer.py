@@ -178,12 +178,12 @@ def _case(args, shift: int) -> tuple[str, golden.Conv, torch.Tensor]:
                                shift, *groups)
         return f"shape_{args.shape.replace(',', 'x')}", layer, x
     if args.artifact:
-        doc, runs = artifact.layer_runs(args.artifact, args.seed + 1)
+        doc, runs, _ = artifact.layer_runs(args.artifact, args.seed + 1)
         run = next((r for r in runs if r.path == args.layer), None)
         if run is None:
             raise PyiosoError(f"the artifact has no conv/FC layer {args.layer!r}; its layers: "
                               f"{', '.join(r.path for r in runs)}")
-        return f"{doc['network']['name']}_{args.layer}_artifact", run.layer, run.x
+        return f"{artifact.label(doc)}_{args.layer}", run.layer, run.x
     case = build_case(args.layer, w_bits=args.wbits, a_bits=args.abits, batch=1, seed=args.seed,
                       isg_shift=shift)
     return args.layer, case.layer, case.x

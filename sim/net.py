@@ -1,10 +1,12 @@
 """`python -m sim.net`: every conv/FC layer of an integer network through the engine RTL.
 
-The network (pyioso.integer.rtn) runs once in golden on one held-out Fashion-MNIST photo; then every
+The network (pyioso.integer.rtn, or an artifact's) runs once in golden on one held-out image (a
+Fashion-MNIST photo; an artifact's: of the data it was calibrated on, where present); then every
 conv/FC layer is replayed on the engine (one build, reused) with its golden input codes, i.e. the
 golden output of the layers before it, so a layer's check does not depend on the RTL of the
 others. Every output code is compared bit for bit, every CYCLES counter with the cycle model.
-Layers the engine refuses are listed with the reason. Writes build/sim/<net>_<size>/summary.json;
+Layers the engine refuses are listed with the reason. Writes build/sim/<net>_<size>/summary.json
+(an artifact's: build/sim/<net>_<size>px_<digest>/summary.json);
 exits 1 on any mismatch (outputs or cycles), 2 on an error.
 """
 
@@ -117,11 +119,15 @@ def main(argv=None) -> int:
     params = EngineParams()
     try:
         if args.artifact:
-            doc, runs = artifact.layer_runs(args.artifact, args.seed + 1)
-            net, args.size = f"{doc['network']['name']}_artifact", doc["network"]["size"]
+            doc, runs, image = artifact.layer_runs(args.artifact, args.seed + 1)
+            config = doc.get("calibration", {}).get("config", {})
+            name, args.size = artifact.label(doc), doc["network"]["size"]
+            bits = {"weights": config.get("w_bits"), "activations": config.get("a_bits")}
         elif args.net:
             net = tv.check_network(args.net)
             runs = golden_runs(net, args.size, args.wbits, args.abits, args.seed)
+            name, bits = f"{net}_{args.size}", {"weights": args.wbits, "activations": args.abits}
+            image = f"Fashion-MNIST test photo: sample_photos(1, {args.size}, seed={args.seed + 1})"
         else:
             raise PyiosoError("give --net NAME or --artifact DIR")
         reports, skipped = simulate_runs(runs, params)
@@ -136,12 +142,10 @@ def main(argv=None) -> int:
     for r in reports:
         if not layer.passed(r):
             print(layer.verdict(r))
-    path = runner.ROOT / "build" / "sim" / f"{net}_{args.size}" / "summary.json"
+    path = runner.ROOT / "build" / "sim" / name / "summary.json"
     output.write_json(str(path), {
-        "net": net, "size": args.size, "seed": args.seed,
-        "bits": {"weights": args.wbits, "activations": args.abits,
-                 "first_and_last_layers": EDGE_BITS},
-        "image": f"Fashion-MNIST test photo: sample_photos(1, {args.size}, seed={args.seed + 1})",
+        "net": name, "artifact": args.artifact, "size": args.size, "seed": args.seed,
+        "bits": {**bits, "first_and_last_layers": EDGE_BITS}, "image": image,
         "engine": json.loads(params.to_json()), "layers": reports, "skipped": skipped,
         "totals": total, "wall_seconds": wall})
     print(f"{total['layers']} layers simulated, {len(skipped)} skipped, {total['mismatches']} "

@@ -2,13 +2,14 @@
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import golden
 from golden.errors import PyiosoError
 from golden.spec import PAPER_GROUP_CODES
 from pyioso.data.datasets import sample_photos
-from pyioso.integer import rtn
+from pyioso.integer import artifact, rtn
 from pyioso.integer.layer_case import hw_group_sizes
 from pyioso.models import tv
 
@@ -102,3 +103,23 @@ def test_network_must_end_in_a_linear():
     model.gate = nn.ReLU()
     with pytest.raises(PyiosoError, match="not a Linear classifier"):
         rtn.from_model(model, sample_photos(1, 8))
+
+
+def test_artifact_runs_name_their_artifact_and_image(w4a4, tmp_path):
+    """Issue 26: every resnet18 32 px artifact wrote one summary.json (one overwrote another's
+    record), and the image fed was a Fashion-MNIST photo whatever the artifact's data."""
+    info = {"network": {"name": "resnet18", "size": 32, "channels": 3},
+            "calibration": {"data": str(tmp_path / "gone"), "config": {"w_bits": 4, "a_bits": 4}}}
+    first = artifact.save(tmp_path / "a", w4a4, {}, info)
+    second = artifact.save(tmp_path / "b", w4a4, {}, {**info, "calibration": {"data": "fashion-mnist"}})
+    doc, runs, source = artifact.layer_runs(first)
+    assert runs and "not on this machine" in source
+    assert artifact.label(doc).startswith("resnet18_32px_")
+    assert artifact.label(doc) != artifact.label(artifact.load(second)[1])
+    folder = tmp_path / "data" / "val"                  # an ImageFolder that is present
+    for k, name in enumerate(("cat", "dog")):
+        (folder / name).mkdir(parents=True)
+        pixels = (torch.rand(40, 40, 3) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / name / f"{k}.png")
+    third = artifact.save(tmp_path / "c", w4a4, {}, {**info, "calibration": {"data": str(tmp_path / "data")}})
+    assert artifact.layer_runs(third)[2].startswith(f"{tmp_path / 'data'}: one held-out image")

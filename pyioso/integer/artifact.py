@@ -35,7 +35,7 @@ from golden.errors import PyiosoError
 from golden.layers import (check_accumulator, check_bits, check_bn_product, check_multipliers,
                            check_zero_point, scaled_weights)
 from golden.spec import W_ACC, W_M, W_T
-from pyioso.data.datasets import sample_photos
+from pyioso.data.datasets import FASHION, labelled_images, sample_photos
 from pyioso.integer import intnet
 from pyioso.quant.layer import Coding
 
@@ -279,10 +279,26 @@ def _check_step(step: intnet.Step, codings: dict, channels: dict) -> int | None:
     return ins[0]
 
 
-def layer_runs(directory: str | Path, seed: int = 1) -> tuple[dict, list[intnet.LayerRun]]:
-    """(manifest, every conv/FC layer's golden input and output codes) of an artifact's network
-    on one Fashion-MNIST test photo: real activations for the hardware checks."""
+def label(doc: dict) -> str:
+    """A name for what an artifact's runs write (network, size, digest): two artifacts of one
+    network never share a record."""
+    network = doc.get("network", {})
+    return f"{network.get('name', 'net')}_{network.get('size', 32)}px_{doc['digest'][:10]}"
+
+
+def layer_runs(directory: str | Path, seed: int = 1) -> tuple[dict, list[intnet.LayerRun], str]:
+    """(manifest, every conv/FC layer's golden input and output codes, the image's source) of an
+    artifact's network on one held-out image of the data it was calibrated on (its val/ or test/
+    split), real activations for the hardware checks; a Fashion-MNIST test photo when that data
+    is not on this machine (the source says so)."""
     net, doc = load(directory)
     size = int(doc.get("network", {}).get("size", 32))
-    image = sample_photos(1, size, seed)
-    return doc, net.forward(net.quantize_input(image), record=True)[1]
+    data = doc.get("calibration", {}).get("data", FASHION)
+    if data != FASHION and Path(data).is_dir():
+        image = labelled_images(data, "test", size, 1, seed)[0]
+        source = f"{data}: one held-out image (seed {seed})"
+    else:
+        image = sample_photos(1, size, seed)
+        source = f"Fashion-MNIST test photo (seed {seed})" + (
+            "" if data == FASHION else f": the calibration data {data} is not on this machine")
+    return doc, net.forward(net.quantize_input(image), record=True)[1], source
