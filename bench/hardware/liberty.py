@@ -22,9 +22,9 @@ PDK_LIBRARIES = {
     "sky130hd": ("sky130hd/sky130_fd_sc_hd__tt_025C_1v80.lib.gz",),
 }
 # The clock every variant is mapped for and compared at (MHz): a frequency all of them meet
-# (`make report` measured fmax 466-485 MHz in ASAP7, about 70 MHz in sky130hd: the controller's
-# address arithmetic limits all variants; docs/HARDWARE.md, Timing); ASAP7's is the paper's
-# 400 MHz. Files given with --liberty use --clock-mhz.
+# (`make report` measured fmax 684-1,074 MHz in ASAP7, the FP16 variant's unit the slowest, and
+# 89-122 MHz in sky130hd; docs/HARDWARE.md, Timing); ASAP7's is the paper's 400 MHz. Files given
+# with --liberty use --clock-mhz.
 COMMON_MHZ = {"asap7": 400, "sky130hd": 50}
 FANOUT = 4                  # the load on a block's outputs: this many buffer inputs
 
