@@ -15,8 +15,10 @@ NET   ?= resnet18
 SIZE  ?= 32
 N     ?= 30
 SEED  ?= 0
-# make sim-random: the engine's scratchpads (default, or small: every layer split into many passes)
+# make sim-random: the engine's scratchpads (default, or small: every layer split into many passes);
+# SUMMARY: also write the summary as Markdown there (docs/RANDOM_OPS.md for the committed run)
 SCRATCHPADS ?= default
+SUMMARY ?=
 ARTIFACT ?=
 # make sim-net CHAIN=1: test images through every op on the RTL; RUN: a calibration directory
 CHAIN ?=
@@ -51,7 +53,7 @@ help:
 	@echo "make sim SHAPE=H,W,CIN,COUT,K,STRIDE,PAD   any conv shape (seeded random layer)"
 	@echo "make sim-net NET=resnet18 SIZE=32   every conv/FC of a network through the RTL (golden inputs)"
 	@echo "make sim-net CHAIN=1 RUN=DIR [IMAGES=10]   test images through every op on the RTL, chained"
-	@echo "make sim-random N=30 SEED=0 [SCRATCHPADS=small]  random layers through the RTL (small: many passes each)"
+	@echo "make sim-random N=30 SEED=0 [SCRATCHPADS=small] [SUMMARY=docs/RANDOM_OPS.md]  random ops through the RTL, resumable (small: many passes each)"
 	@echo "make verilog                        build/verilog/engine.v (+ no-IOSO variant), linted"
 	@echo "make bench-sim                      Verilator build time and simulation speed"
 	@echo "make train NET=resnet18 [EPOCHS=8]   the project's Fashion-MNIST checkpoint (cached in ~/.cache/pyioso)"
@@ -89,7 +91,7 @@ else
 endif
 
 sim-random: $(STAMP) $(DATA)
-	$(PY) -m sim.random_layers --n $(N) --seed $(SEED) --scratchpads $(SCRATCHPADS)
+	$(PY) -m sim.random_layers --n $(N) --seed $(SEED) --scratchpads $(SCRATCHPADS) $(if $(SUMMARY),--summary $(SUMMARY))
 
 verilog: $(STAMP)
 	$(PY) -m sim.verilog --no-isg
