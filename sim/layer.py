@@ -151,9 +151,13 @@ def simulate(sim: runner.Simulator, layer: golden.Conv, x: torch.Tensor) -> tupl
     return simulate_op(sim, layer, [x])
 
 
-def simulate_op(sim: runner.Simulator, op, inputs: list[torch.Tensor]) -> tuple[Result, float]:
-    """Runs one integer-network op (hw/ops.py) on its input codes through the RTL."""
+def simulate_op(sim: runner.Simulator, op, inputs: list[torch.Tensor],
+                edit=None) -> tuple[Result, float]:
+    """Runs one integer-network op (hw/ops.py) on its input codes through the RTL. `edit`, a
+    test's fault injection, may change the passes' memory images before they are sent."""
     passes = ops.plan(op, inputs, sim.params, sim.depths)
+    if edit is not None:
+        edit(passes)
     channels = ops.output_shape(op, inputs[0].shape)[3]
     with tempfile.TemporaryDirectory(prefix="run-", dir=sim.build_dir) as work:
         cmds, resps = Path(work) / "commands.hex", Path(work) / "responses.hex"
