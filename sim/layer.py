@@ -24,6 +24,7 @@ from hw.engine import Engine
 from hw.host import Csr, Depths
 from hw.params import EngineParams
 from pyioso import output
+from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.integer import artifact, intnet
 from sim import runner
 
@@ -169,6 +170,9 @@ def simulate_op(sim: runner.Simulator, op, inputs: list[torch.Tensor],
     return collect(passes, responses, channels, sim.params.cols), seconds
 
 
+SHAPE_FIELDS = ("H", "W", "CIN", "COUT", "K", "STRIDE", "PAD", "GROUPS")
+
+
 def _case(args, shift: int) -> tuple[str, golden.Conv, torch.Tensor]:
     from pyioso.integer.layer_case import build_case, random_case
 
@@ -177,6 +181,10 @@ def _case(args, shift: int) -> tuple[str, golden.Conv, torch.Tensor]:
         if len(values) not in (7, 8) or not all(v.strip().isdigit() for v in values):
             raise PyiosoError(f"SHAPE={args.shape!r}: give seven or eight integers "
                               "H,W,CIN,COUT,K,STRIDE,PAD[,GROUPS]")
+        for name, v in zip(SHAPE_FIELDS, values):
+            if int(v) < (name != "PAD"):
+                raise PyiosoError(f"SHAPE={args.shape!r}: {name}={int(v)} is out of range: use "
+                                  f"{'0' if name == 'PAD' else '1'} or more")
         h, w, c_in, c_out, k, stride, pad, *groups = (int(v) for v in values)
         x, layer = random_case(h, w, c_in, c_out, k, stride, pad, args.wbits, args.abits, args.seed,
                                shift, *groups)
@@ -229,10 +237,10 @@ def main(argv=None) -> int:
     what.add_argument("--layer", help="a layer name from `pyioso layers` (alias or NET:PATH)")
     what.add_argument("--shape", help="H,W,CIN,COUT,K,STRIDE,PAD[,GROUPS] of a seeded random conv "
                       "(GROUPS=CIN=COUT: depthwise)")
-    parser.add_argument("--wbits", type=int, default=4)
-    parser.add_argument("--abits", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lanes", type=int, default=EngineParams().lanes)
+    parser.add_argument("--wbits", type=positive_int, default=4)
+    parser.add_argument("--abits", type=positive_int, default=4)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--lanes", type=positive_int, default=EngineParams().lanes)
     parser.add_argument("--no-isg", action="store_true", help="the engine built without the IOSO unit")
     parser.add_argument("--artifact", help="a calibrated artifact directory: --layer is one of its "
                         "conv/FC layers, with its tables and real activations")

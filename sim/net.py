@@ -23,6 +23,7 @@ from golden.errors import PyiosoError
 from hw import driver
 from hw.params import EngineParams
 from pyioso import output
+from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.data.datasets import sample_photos
 from pyioso.integer import artifact, intnet, rtn
 from pyioso.lowering.plan import EDGE_BITS
@@ -110,10 +111,10 @@ def main(argv=None) -> int:
     parser.add_argument("--net", help="a network built with seeded weights (or --artifact)")
     parser.add_argument("--artifact", help="a calibrated artifact directory: its network, tables "
                         "and real activations")
-    parser.add_argument("--size", type=int, default=224, help="input image size (default 224)")
-    parser.add_argument("--wbits", type=int, default=4, help="weight bits of the inner layers")
-    parser.add_argument("--abits", type=int, default=4, help="activation bits of the inner layers")
-    parser.add_argument("--seed", type=int, default=0, help="network weights and images")
+    parser.add_argument("--size", type=positive_int, default=224, help="input image size (default 224)")
+    parser.add_argument("--wbits", type=positive_int, default=4, help="weight bits of the inner layers")
+    parser.add_argument("--abits", type=positive_int, default=4, help="activation bits of the inner layers")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="network weights and images")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     params = EngineParams()

@@ -32,6 +32,7 @@ from golden.layers import Requant
 from golden.spec import W_M
 from hw.params import EngineParams
 from pyioso import output
+from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.integer.layer_case import random_case
 from sim import runner
 from sim.layer import SCRATCHPADS, engine_simulator, passed, report, simulate_op, verdict
@@ -172,19 +173,17 @@ def summary_markdown(summary: dict, command: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.random_layers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=30, help="op configurations to draw")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n", type=positive_int, default=30, help="op configurations to draw")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--scratchpads", choices=SCRATCHPADS, default="default",
                         help="the engine's scratchpad depths: small ones split every op into "
                         "many passes")
-    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--jobs", type=positive_int, default=len(os.sched_getaffinity(0)),
                         help="simulator processes at once (default: the CPUs this process may use)")
     parser.add_argument("--summary", help="also write the summary as Markdown to this file")
     parser.add_argument("--records", help="the JSON-lines record of the draws, read to resume "
                         "(default build/sim/random/<scratchpads>_seed<S>.jsonl)")
     args = parser.parse_args(argv)
-    if args.n < 1 or args.jobs < 1:
-        parser.error("--n and --jobs take a positive count")
     params = EngineParams()
     engine_simulator(params, SCRATCHPADS[args.scratchpads])     # built once, before the workers
     log = Path(args.records) if args.records else \

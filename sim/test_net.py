@@ -46,3 +46,32 @@ def test_refused_layers_are_listed_with_the_reason():
 def test_unknown_network_exits_2(capsys):
     assert net.main(["--net", "vgg16", "--size", "32"]) == 2
     assert "unknown network" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--shape", "0,0,0,0,0,0,0"], "SHAPE='0,0,0,0,0,0,0': H=0 is out of range: use 1 or more"),
+    (["--shape", "8,8,16,0,3,1,1"], "COUT=0 is out of range: use 1 or more"),
+    (["--shape", "8,8,16,16,3,0,1"], "STRIDE=0 is out of range"),
+    (["--shape", "8,8,16,16,3,1"], "give seven or eight integers"),
+])
+def test_bad_shapes_are_refused_naming_the_field(capsys, argv, message):
+    """Issue 26: SHAPE=0,0,0,0,0,0,0 said "group sizes [16, 0, -16] contain a negative size", and
+    COUT=0 ended in "max(): Expected reduction dim"."""
+    from sim import layer
+
+    assert layer.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("main, argv, flag", [
+    ("layer", ["--shape", "8,8,16,16,3,1,1", "--wbits", "0"], "--wbits: 0 is out of range"),
+    ("net", ["--net", "resnet18", "--size", "-5"], "--size: -5 is out of range"),
+    ("random_layers", ["--n", "0"], "--n: 0 is out of range"),
+])
+def test_bad_numbers_are_refused_while_parsing(capsys, main, argv, flag):
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(f"sim.{main}").main(argv)
+    assert exit_.value.code == 2 and flag in capsys.readouterr().err
