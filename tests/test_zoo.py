@@ -139,3 +139,12 @@ def test_torchvision_already_imported_elsewhere():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1280"
+
+
+def test_plain_torchvision_import_works_in_the_venv():
+    """Issue 25: `import torchvision` failed ("operator torchvision::nms does not exist") unless
+    pyioso.models.tv was imported first; the venv's startup hook defines the schemas."""
+    done = subprocess.run([sys.executable, "-c", "import torchvision; print(torchvision.models.resnet18().fc)"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "Linear(in_features=512" in done.stdout

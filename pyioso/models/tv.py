@@ -4,6 +4,7 @@ torchvision 0.28.0 from PyPI is a CUDA build: on our CPU torch its C++ extension
 load, and its Python side then fails at import while registering fake kernels for
 ``torchvision::nms``/``qnms``. Defining those two operator schemas ourselves first lets the
 model definitions import; the C++ ops themselves (nms, roi_align, image io) stay unusable.
+pyioso/startup.py does the same before a plain `import torchvision` anywhere in the venv.
 """
 
 import sys
@@ -22,13 +23,18 @@ _SCHEMAS = (
 _library: torch.library.Library | None = None
 
 
-def torchvision() -> ModuleType:
-    """Import torchvision (once) and return it; safe to call again or after another import."""
+def define_schemas() -> None:
+    """Define the two operator schemas torchvision's import needs (once, before it)."""
     global _library
     if "torchvision" not in sys.modules and _library is None and not hasattr(torch.ops.torchvision, "nms"):
         _library = torch.library.Library("torchvision", "DEF")
         for schema in _SCHEMAS:
             _library.define(schema)
+
+
+def torchvision() -> ModuleType:
+    """Import torchvision (once) and return it; safe to call again or after another import."""
+    define_schemas()
     try:
         import torchvision as module
     except ImportError as err:
