@@ -302,13 +302,19 @@ def test_a_refused_run_writes_nothing(tmp_path):
     assert sorted(out.iterdir()) == before and "w_bits" in (out / workflow.RUN).read_text()
 
 
+class TinyRun(workflow.Run):
+    def model(self, seed: int) -> nn.Module:
+        return _model()
+
+
 def test_a_busy_folder_is_refused_and_ctrl_c_says_what_was_kept(tmp_path, monkeypatch):
     """Issue 26: two calibrations into one --out ran interleaved (each log line twice), and
-    Ctrl-C ended in a KeyboardInterrupt traceback."""
+    Ctrl-C ended in a KeyboardInterrupt traceback. Issue 25: a finished run kept its 171 MB
+    checkpoint.pt beside calibrated.pt."""
     import fcntl
 
     config = calibrate.Config.named("ioso", "brecq", w_bits=4, a_bits=4, iters=2, act_iters=1, batch=4)
-    run, out = workflow.Run("resnet18", "random", size=16, images=8), tmp_path / "run"
+    run, out = TinyRun("tiny", "random", size=16, images=8), tmp_path / "run"
     out.mkdir()
     with open(out / workflow.LOCK, "w") as held:        # another calibration holds the folder
         fcntl.flock(held, fcntl.LOCK_EX)
@@ -330,6 +336,15 @@ def test_a_busy_folder_is_refused_and_ctrl_c_says_what_was_kept(tmp_path, monkey
     with open(out / workflow.LOCK) as lock:             # released: no pid left behind
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert lock.read() == ""
+
+    monkeypatch.setattr(calibrate.Calibrator, "_checkpoint", save)
+    first = workflow.calibrate_network(run, config, out, progress=False)    # resumes and finishes
+    assert (out / workflow.FINAL).is_file() and not (out / calibrate.CHECKPOINT).exists()
+    manifest = (out / workflow.ARTIFACT / artifact.MANIFEST).read_bytes()
+    monkeypatch.setattr(calibrate.Calibrator, "run", None)     # a finished folder is not recalibrated
+    again = workflow.calibrate_network(run, config, out, progress=False)
+    assert again["history"] == json.loads(json.dumps(first["history"]))
+    assert (out / workflow.ARTIFACT / artifact.MANIFEST).read_bytes() == manifest
 
 
 def test_eval_without_its_artifact_is_refused(tmp_path):

@@ -1,8 +1,9 @@
 """What `pyioso calibrate`, `export` and `eval` do, as functions (the CLI only parses flags).
 
 A calibration directory holds ``run.json`` (the settings, enough to rebuild the fake-quant
-network), ``checkpoint.pt`` (state after every segment: resume), ``calibrated.pt`` (final
-state), ``history.json``, ``calibrate.log``, plots, and ``artifact/`` (the integer network).
+network), ``checkpoint.pt`` (state after every segment: resume; removed once ``calibrated.pt``
+holds the final state), ``history.json``, ``calibrate.log``, plots, and ``artifact/`` (the
+integer network). The same command on a finished directory re-exports its result.
 """
 
 from __future__ import annotations
@@ -125,30 +126,46 @@ def _calibrate_in(out: Path, run: Run, config: calibrate.Config, record: dict, m
     calibrate.log.setLevel(logging.INFO)
     try:
         net = build_network(run, config, images, model).to(dev)
-        key = calibrate.fingerprint(model.state_dict(), images, run.__dict__)
-        output.write_json(str(out / RUN), record)
-        calibrator = calibrate.Calibrator(net, images.to(dev), config, out if checkpoints else None,
-                                          key, progress)
-        try:
-            history = calibrator.run(stop_after)
-        except KeyboardInterrupt:
-            saved = (f"every finished block is saved in {out / calibrate.CHECKPOINT}: the same "
-                     "command resumes from there" if checkpoints else "nothing was saved")
-            raise KeyboardInterrupt(f"calibration interrupted; {saved}") from None
-        if not calibrator.complete:
-            return {"stopped": True}
-        net = net.cpu()
-        output.atomic_write(str(out / FINAL), lambda f: torch.save(
-            {"structure": calibrate.structure(net), "state": net.state_dict()}, f))
-        output.write_json(str(out / HISTORY), history.segments)
-        summary = {"history": history.segments, "network": net}
+        if (out / FINAL).is_file() and (out / HISTORY).is_file():
+            # finished before: its result again (re-exported), not a second calibration
+            calibrate.log.info("already calibrated: %s", out / FINAL)
+            net = net.cpu()
+            calibrate.restore(net, torch.load(out / FINAL, map_location="cpu", weights_only=False))
+            calibrate.finish(net, config)
+            segments = json.loads((out / HISTORY).read_text())
+        else:
+            output.write_json(str(out / RUN), record)
+            segments = _calibrate_segments(out, net, images.to(dev), config,
+                                           calibrate.fingerprint(model.state_dict(), images, run.__dict__),
+                                           progress, stop_after, checkpoints)
+            if segments is None:
+                return {"stopped": True}
+            net = net.cpu()
+            output.atomic_write(str(out / FINAL), lambda f: torch.save(
+                {"structure": calibrate.structure(net), "state": net.state_dict()}, f))
+            output.write_json(str(out / HISTORY), segments)
+            (out / calibrate.CHECKPOINT).unlink(missing_ok=True)    # calibrated.pt holds the result
+        summary = {"history": segments, "network": net}
         if exportable(config):
             summary["artifact"] = str(export_network(net, run, config, out / ARTIFACT))
-        plots.calibration(history.segments, out)
+        plots.calibration(segments, out)
         return summary
     finally:
         calibrate.log.removeHandler(handler)
         handler.close()
+
+
+def _calibrate_segments(out: Path, net: qnet.QNet, images: torch.Tensor, config: calibrate.Config,
+                        key: str, progress: bool, stop_after: int | None, checkpoints: bool) -> list | None:
+    """Run the calibrator (resuming from out/checkpoint.pt); its history, or None when stopped."""
+    calibrator = calibrate.Calibrator(net, images, config, out if checkpoints else None, key, progress)
+    try:
+        history = calibrator.run(stop_after)
+    except KeyboardInterrupt:
+        saved = (f"every finished block is saved in {out / calibrate.CHECKPOINT}: the same "
+                 "command resumes from there" if checkpoints else "nothing was saved")
+        raise KeyboardInterrupt(f"calibration interrupted; {saved}") from None
+    return history.segments if calibrator.complete else None
 
 
 def exportable(config: calibrate.Config) -> bool:
