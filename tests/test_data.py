@@ -55,3 +55,13 @@ def test_a_folder_without_a_held_out_split_says_so(tmp_path, capsys):
     assert "has no val/ or test/ split" in capsys.readouterr().err
     datasets.labelled_images(str(tmp_path), "train", 16)
     assert capsys.readouterr().err == ""
+
+
+def test_class_folders_must_match_the_classes(tmp_path):
+    """Issue 25: nothing checked the number of class folders against --classes."""
+    for name in ("cat", "dog", "eel"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+    datasets.check_classes(str(tmp_path), 3)
+    datasets.check_classes(datasets.FASHION, 10)
+    with pytest.raises(PyiosoError, match="holds 3 class folders but the network has --classes 10: give --classes 3"):
+        datasets.check_classes(str(tmp_path), 10)

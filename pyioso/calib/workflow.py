@@ -21,7 +21,7 @@ import torch
 from golden.errors import PyiosoError
 from pyioso import output
 from pyioso.calib import calibrate, export, plots, qnet
-from pyioso.data.datasets import FASHION, calibration_images, labelled_images
+from pyioso.data.datasets import FASHION, calibration_images, check_classes, labelled_images
 from pyioso.data.images import IMAGENET_MEAN, IMAGENET_STD
 from pyioso.integer import artifact
 from pyioso.models.weights import load_model
@@ -80,6 +80,7 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
         raise PyiosoError(f"--out {out} is a file: give a directory for the calibration")
     record = {"run": run.__dict__, "config": config.to_json()}
     _check_same_run(out, record)
+    check_classes(run.data, run.classes)
     # the network and the images first: a bad net, weights or data leaves no folder behind
     model = run.model(config.seed)
     images = run.calibration_set(config.seed)

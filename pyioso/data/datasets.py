@@ -97,6 +97,18 @@ def labelled_images(source: str, split: str, size: int, n: int | None = None,
     return torch.stack([_load_image(files[i], size) for i in pick.tolist()]), labels[pick]
 
 
+def check_classes(source: str, classes: int) -> None:
+    """Refuses an ImageFolder whose class folders (in train/ when it has one) are not `classes`
+    in number, before any image is read: labels would index the wrong outputs."""
+    if source == FASHION or not Path(source).is_dir():
+        return
+    root = Path(source) / "train" if (Path(source) / "train").is_dir() else Path(source)
+    found = sum(1 for d in root.iterdir() if d.is_dir())
+    if found != classes:
+        raise PyiosoError(f"{root} holds {found} class folders but the network has --classes {classes}: "
+                          f"give --classes {found}, or lay the data out as ROOT/<class>/<image>")
+
+
 def image_folder(root: Path) -> tuple[list[Path], torch.Tensor]:
     """Files and class indices of an ImageFolder tree (classes in sorted order)."""
     classes = sorted(d for d in root.iterdir() if d.is_dir())
