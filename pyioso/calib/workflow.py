@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,9 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
     _check_same_run(out, record)
     check_classes(run.data, run.classes)
     # the network and the images first: a bad net, weights or data leaves no folder behind
+    _say(progress, f"loading {run.net} ({run.weights})")
     model = run.model(config.seed)
+    _say(progress, f"reading {run.images} calibration images ({run.data}, {run.size} px)")
     images = run.calibration_set(config.seed)
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
@@ -126,6 +129,7 @@ def _calibrate_in(out: Path, run: Run, config: calibrate.Config, record: dict, m
     calibrate.log.addHandler(handler)
     calibrate.log.setLevel(logging.INFO)
     try:
+        _say(progress, f"building the quantized network (observers on {INIT_IMAGES} images)")
         net = build_network(run, config, images, model).to(dev)
         if (out / FINAL).is_file() and (out / HISTORY).is_file():
             # finished before: its result again (re-exported), not a second calibration
@@ -167,6 +171,12 @@ def _calibrate_segments(out: Path, net: qnet.QNet, images: torch.Tensor, config:
                  "command resumes from there" if checkpoints else "nothing was saved")
         raise KeyboardInterrupt(f"calibration interrupted; {saved}") from None
     return history.segments if calibrator.complete else None
+
+
+def _say(progress: bool, what: str) -> None:
+    """One line on what a slow step does, as it starts (progress bars come later, or never)."""
+    if progress:
+        print(f"pyioso: {what} ...", file=sys.stderr, flush=True)
 
 
 def exportable(config: calibrate.Config) -> bool:
@@ -215,16 +225,17 @@ def evaluate(directory: Path, images: int | None = None, batch: int = 250,
     rebuilding it from the directory."""
     from tqdm import tqdm
 
-    if net is None:
-        net, run, config = calibrated_network(directory)
-    else:
-        run, config = load_run(directory)
-    model = run.model(config.seed)
-    x, labels = labelled_images(run.data, "test", run.size, images, seed=config.seed + 1)
+    run, config = load_run(directory)
     if integer and exportable(config) and not (directory / ARTIFACT).is_dir():
         raise PyiosoError(f"{directory / ARTIFACT} is missing, so the integer network cannot be "
                           f"evaluated: export it again with `pyioso export --run {directory}`")
     int_net = artifact.load(directory / ARTIFACT)[0] if integer and exportable(config) else None
+    if net is None:
+        _say(progress, f"rebuilding the calibrated network from {directory / FINAL}")
+        net = calibrated_network(directory)[0]
+    model = run.model(config.seed)
+    _say(progress, f"reading {images or 'all'} held-out images ({run.data}, {run.size} px)")
+    x, labels = labelled_images(run.data, "test", run.size, images, seed=config.seed + 1)
     out_coding = net.coding(net.output_name)
     hits = {"float": 0, "fake-quant": 0, "integer": 0}
     agree, max_diff = 0, 0
