@@ -44,7 +44,7 @@ from hw.add_unit import AddFeed, AddUnit
 from hw.depthwise import DepthwiseUnit, WindowFeed
 from hw.array import SystolicArray
 from hw.geometry import Shape, Slice, slices
-from hw.mapping import folded_shape, on_depthwise_path, parts, stem_fold
+from hw.mapping import folded_shape, on_depthwise_path, parts, stem_fold, tiles_reused
 from hw.engine import REQUANT_UNITS
 from hw.host import Csr, Depths, Mode
 from hw.ioso import IosoUnit
@@ -148,8 +148,9 @@ def layer_cycles(shape: Shape, params: EngineParams, depths: Depths = Depths(),
     if on_depthwise_path(shape, params, depths, mode):
         passes = slices(shape, params, depths, depthwise=True)
     else:
-        runs = folded_shape(shape, stem_fold(shape, params, depths, mode))
-        passes = [s for part in parts(runs, params) for s in slices(part.shape, params, depths, reuse=reuse)]
+        fold = stem_fold(shape, params, depths, mode)
+        passes = [s for part in parts(folded_shape(shape, fold), params)
+                  for s in slices(part.shape, params, depths, reuse=tiles_reused(fold, reuse))]
     ho, wo = conv_output_size((shape.h, shape.w), shape)
     macs = ho * wo * shape.kernel[0] * shape.kernel[1] * shape.c_in // shape.groups * shape.c_out
     return LayerCycles(sum(pass_cycles(s, params) for s in passes),

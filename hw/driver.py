@@ -18,7 +18,8 @@ from golden.errors import PyiosoError
 from golden.layers import check_accumulator, check_bn_product, check_multipliers, scaled_weights
 from hw.geometry import Shape, check_shape, slices, tiles
 from hw.host import LANE_BITS, TABLE_B, TABLE_M, WORD_BITS, Csr, Depths, Mode, Space
-from hw.mapping import at_engine_shift, dense_part, fold_kernel, on_depthwise_path, parts, stem_fold
+from hw.mapping import (at_engine_shift, dense_part, fold_kernel, on_depthwise_path, parts, stem_fold,
+                        tiles_reused)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,9 @@ def plan(layer: golden.Conv, x: torch.Tensor, params, depths: Depths = Depths(),
     shape = Shape.of(layer, x.shape)
     if on_depthwise_path(shape, params, depths, mode) and not layer.isg_codes.any():
         return _depthwise_passes(layer, x, shape, params, depths, values)
-    layer, x = fold_kernel(layer, x, stem_fold(shape, params, depths, mode))
+    fold = stem_fold(shape, params, depths, mode)
+    reuse = tiles_reused(fold, reuse)
+    layer, x = fold_kernel(layer, x, fold)
     shape = Shape.of(layer, x.shape)
     passes = []
     for part in parts(shape, params):

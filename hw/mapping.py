@@ -81,6 +81,14 @@ def stem_fold(shape: Shape, params, depths: Depths = Depths(), mode: Mode = Mode
                 if f is Fold.NONE or _fits(folded_shape(shape, f), params, depths))
 
 
+def tiles_reused(fold: Fold, reuse: bool) -> bool:
+    """Whether a pass loads two weight tiles for all of them (CSR REUSE): a pool's tiles are all
+    the same, but not once folded (a pool over fewer channels than a K-tile): its last K-tile
+    holds fewer taps than the others, so every tile is loaded. The driver and the cycle model
+    both ask here."""
+    return reuse and fold is Fold.NONE
+
+
 def _fits(shape: Shape, params, depths: Depths) -> bool:
     """Whether the driver can split `shape` into passes that fit the scratchpads."""
     try:

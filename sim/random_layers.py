@@ -5,9 +5,10 @@ The fixed cases of sim/test_engine.py cover the shapes someone thought of; rando
 combinations no one did: dense, grouped and depthwise convs (3x3 ones run in DW mode) over
 shapes, strides, padding, kernels, bit widths and ISG groupings, max and average pools, residual
 adds. Draw `i` of seed `S` depends on (S, i) only, so a run resumes where it stopped (results
-are appended to build/sim/random/<scratchpads>_seed<S>.jsonl as they come) and runs on several
-processes at once. Draws the driver or golden refuses are counted by reason: they are not the
-engine's to run. Exits 1 on any mismatch (outputs or cycles) or simulator failure.
+are appended to build/sim/random/<scratchpads>_seed<S>.jsonl as they come; a failed draw is
+simulated again, so a fix gets its check) and runs on several processes at once. Draws the
+driver or golden refuses are counted by reason: they are not the engine's to run. Exits 1 on
+any mismatch (outputs or cycles) or simulator failure.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def main(argv=None) -> int:
             if line.strip():
                 record = json.loads(line)
                 done[record["index"]] = record
-    todo = [i for i in range(args.n) if i not in done]
+    todo = [i for i in range(args.n) if i not in done or done[i]["status"] == "failed"]
     with open(log, "a") as sink, ProcessPoolExecutor(args.jobs, initializer=_start_worker,
                                                      initargs=(params, args.scratchpads)) as pool:
         bar = tqdm(total=args.n, initial=args.n - len(todo), desc="random ops", unit="op")

@@ -32,6 +32,10 @@ OPS = {
                               (1, 7, 7, 20), 4),
     "global_avg_pool_7x7": (golden.AvgPool((7, 7), (1, 1), (0, 0), 8, 100, _table([3 * 2 ** 20 + 7], 28, 9, 8, 0, 255)),
                             (1, 7, 7, 48), 8),
+    # found by make sim-random (#1371 of seed 0): one channel folds into 4 K-tiles, the last one
+    # partial, which REUSE took for a copy of the second (21 of 60 outputs wrong)
+    "avg_pool_7x7_s2_p5_c1_folded": (golden.AvgPool((7, 7), (2, 2), (5, 5), 3, 2, _table([342392], 24, 3, 3, 0, 7)),
+                                     (1, 15, 7, 1), 3),
     "add_relu_c40": (golden.Add((3, 7), (4, 4), _table([2 ** 20 + 12345, 3 * 2 ** 19 - 777], 21, 2, 4, 2, 15)),
                      (1, 9, 9, 40), 4),
     "add_8bit_negative_m": (golden.Add((128, 0), (8, 8), _table([-(2 ** 22) + 1, 2 ** 21], 22, 128, 8, 0, 255)),
