@@ -22,6 +22,7 @@ from golden.errors import PyiosoError
 from hw import ops
 from hw.params import EngineParams
 from pyioso import output
+from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.data.datasets import FASHION, labelled_images
 from pyioso.integer import artifact, intnet, rtn
 from pyioso.models import tv, zoo
@@ -105,11 +106,11 @@ def main(argv=None) -> int:
                       "artifact on the engine, its fake-quant network for the classes")
     what.add_argument("--artifact", help="an artifact directory (logits checked against golden)")
     what.add_argument("--net", help="a network with seeded weights, round-to-nearest integers")
-    parser.add_argument("--images", type=int, default=10, help="Fashion-MNIST test images (10)")
-    parser.add_argument("--size", type=int, default=32, help="input size with --net (32)")
-    parser.add_argument("--wbits", type=int, default=4)
-    parser.add_argument("--abits", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images", type=positive_int, default=10, help="Fashion-MNIST test images (10)")
+    parser.add_argument("--size", type=positive_int, default=32, help="input size with --net (32)")
+    parser.add_argument("--wbits", type=positive_int, default=4)
+    parser.add_argument("--abits", type=positive_int, default=4)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     params = EngineParams()

@@ -64,14 +64,19 @@ def test_bad_shapes_are_refused_naming_the_field(capsys, argv, message):
     assert message in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("main, argv, flag", [
-    ("layer", ["--shape", "8,8,16,16,3,1,1", "--wbits", "0"], "--wbits: 0 is out of range"),
-    ("net", ["--net", "resnet18", "--size", "-5"], "--size: -5 is out of range"),
-    ("random_layers", ["--n", "0"], "--n: 0 is out of range"),
+@pytest.mark.parametrize("module, argv, flag", [
+    ("sim.layer", ["--shape", "8,8,16,16,3,1,1", "--wbits", "0"], "--wbits: 0 is out of range"),
+    ("sim.net", ["--net", "resnet18", "--size", "-5"], "--size: -5 is out of range"),
+    ("sim.random_layers", ["--n", "0"], "--n: 0 is out of range"),
+    ("sim.chain", ["--images", "0"], "--images: 0 is out of range"),
+    ("bench.hardware", ["--clock-mhz", "-3"], "--clock-mhz: -3.0 is out of range"),
+    ("bench.accuracy.__main__", ["--seeds", "0"], "--seeds: 0 is out of range"),
 ])
-def test_bad_numbers_are_refused_while_parsing(capsys, main, argv, flag):
+def test_bad_numbers_are_refused_while_parsing(capsys, module, argv, flag):
+    """Issue 26: every make variable that reaches a number flag is refused while parsing."""
     import importlib
 
+    main = importlib.import_module(module)
     with pytest.raises(SystemExit) as exit_:
-        importlib.import_module(f"sim.{main}").main(argv)
+        main.main(argv)
     assert exit_.value.code == 2 and flag in capsys.readouterr().err

@@ -18,6 +18,7 @@ from hw.host import Depths
 from hw.params import EngineParams
 from hw.verilog import describe, to_verilog
 from pyioso import output
+from pyioso.cli.types import positive_int
 from sim import runner
 
 OUT = runner.ROOT / "build" / "verilog"
@@ -36,7 +37,7 @@ def write(name: str, params: EngineParams, depths: Depths = Depths()) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.verilog", description=__doc__)
     parser.add_argument("--no-isg", action="store_true", help="also write engine_no_isg.v")
-    parser.add_argument("--lanes", type=int, default=EngineParams().lanes)
+    parser.add_argument("--lanes", type=positive_int, default=EngineParams().lanes)
     args = parser.parse_args(argv)
     try:
         builds = [("engine", EngineParams(lanes=args.lanes))]

@@ -11,6 +11,7 @@ from bench.accuracy.records import forget_other_checkpoints, reuse
 from bench.accuracy.report import report, targets
 from golden.errors import PyiosoError
 from pyioso.calib import calibrate
+from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.data.datasets import FASHION
 from pyioso.models import train
 from pyioso.models.train import TRAINED
@@ -28,14 +29,14 @@ def main(argv: list[str] | None = None) -> None:
                         "or the user's state_dicts: PATH for one network, NET=PATH,NET=PATH for several")
     p.add_argument("--data", default=FASHION,
                    help=f"'{FASHION}' or an ImageFolder directory (train/ and val/ inside; default: {FASHION})")
-    p.add_argument("--classes", type=int, default=train.CLASSES, help="classes of the networks (default: 10)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds of the calibration draw (default: 3)")
-    p.add_argument("--iters", type=int, default=Budget.iters, help=f"weight-stage iterations (default: {Budget.iters})")
-    p.add_argument("--act-iters", type=int, default=Budget.act_iters,
+    p.add_argument("--classes", type=positive_int, default=train.CLASSES, help="classes of the networks (default: 10)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds of the calibration draw (default: 3)")
+    p.add_argument("--iters", type=nonnegative_int, default=Budget.iters, help=f"weight-stage iterations (default: {Budget.iters})")
+    p.add_argument("--act-iters", type=nonnegative_int, default=Budget.act_iters,
                    help=f"activation-stage iterations (default: {Budget.act_iters})")
-    p.add_argument("--images", type=int, default=Budget.images, help="calibration images (default: 1024)")
-    p.add_argument("--eval-images", type=int, help="test images (default: all 10k)")
-    p.add_argument("--size", type=int, default=Budget.size, help="input pixels (default: 32)")
+    p.add_argument("--images", type=positive_int, default=Budget.images, help="calibration images (default: 1024)")
+    p.add_argument("--eval-images", type=positive_int, help="test images (default: all 10k)")
+    p.add_argument("--size", type=positive_int, default=Budget.size, help="input pixels (default: 32)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all)")
     p.add_argument("--bits", default="W2A4,W4A4,W3A3,W2A2,W2A32,W3A32,W4A32",
                    help="comma-separated WxAy (A32: weights only), run in this order (default: the "
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
                         "results.csv holds under the same budget instead of running them again (e.g. "
                         "docs, to extend the committed benchmark)")
     p.add_argument("--no-ablation", action="store_true", help="skip the Table 4 ablation")
-    p.add_argument("--jobs", type=int, default=2, help="calibrations side by side, one thread each (default: 2)")
+    p.add_argument("--jobs", type=positive_int, default=2, help="calibrations side by side, one thread each (default: 2)")
     p.add_argument("--out", default="build/bench/accuracy", help="records and runs (default: build/bench/accuracy)")
     p.add_argument("--docs", default="docs", help="where RESULTS.md, results.csv and plots go (default: docs)")
     p.add_argument("--quiet", action="store_true")
