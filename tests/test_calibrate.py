@@ -347,6 +347,44 @@ def test_a_busy_folder_is_refused_and_ctrl_c_says_what_was_kept(tmp_path, monkey
     assert (out / workflow.ARTIFACT / artifact.MANIFEST).read_bytes() == manifest
 
 
+SMALLNET = """
+from torch import nn
+
+
+class SmallNet(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))
+
+    def forward(self, x):
+        return self.head(self.body(self.stem(x)))
+
+
+def build(num_classes):
+    return SmallNet(num_classes)
+"""
+
+
+def test_a_network_of_ones_own_calibrates_evaluates_and_exports(tmp_path, monkeypatch):
+    """Issue 25: a custom network needed a subclass of workflow.Run, and then eval and export
+    failed with "unknown network" (they rebuild the model from run.json by name)."""
+    (tmp_path / "smallnet_for_test.py").write_text(SMALLNET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = calibrate.Config.named("ioso", "brecq", w_bits=4, a_bits=4, iters=2, act_iters=1, batch=4)
+    run, out = workflow.Run("smallnet_for_test:build", "random", size=16, images=8), tmp_path / "run"
+    workflow.calibrate_network(run, config, out, progress=False)
+    result = workflow.evaluate(out, images=16, progress=False)          # rebuilt from run.json
+    assert result["integer_agreement"] is not None and result["images"] == 16
+    net, _, _ = workflow.calibrated_network(out)
+    assert workflow.export_network(net, run, config, tmp_path / "again").is_dir()
+    with pytest.raises(PyiosoError, match="'nowhere_module' cannot be imported"):
+        workflow.Run("nowhere_module:build", "random").model(0)
+    with pytest.raises(PyiosoError, match="has no callable 'missing'"):
+        workflow.Run("smallnet_for_test:missing", "random").model(0)
+
+
 def test_eval_without_its_artifact_is_refused(tmp_path):
     """Issue 26: `pyioso eval` on a run whose artifact/ was deleted dropped the integer row
     without a word."""

@@ -87,7 +87,9 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                 "  pyioso calibrate --net resnet18 --weights random --quick --out build/calib/smoke\n"
                 "  pyioso calibrate --net resnet50 --weights r50.pt --data /data/imagenet --classes 1000 "
                 "--size 224 --device cuda --out runs/r50"))
-    p.add_argument("--net", required=True, help="torchvision architecture (pyioso layers --net NAME lists its layers)")
+    p.add_argument("--net", required=True, help="torchvision architecture (pyioso layers --net NAME "
+                   "lists its layers), or your own network as module.path:factory (called with "
+                   "num_classes= when it takes it); run.json records it, so eval and export rebuild it")
     p.add_argument("--weights", required=True,
                    help=f"state_dict file of the trained float network, '{train.TRAINED}' (the checkpoint of "
                         "`pyioso train --net NET`, trained first if not cached) or 'random' (untrained, seeded)")

@@ -7,6 +7,8 @@ model definitions import; the C++ ops themselves (nms, roi_align, image io) stay
 pyioso/startup.py does the same before a plain `import torchvision` anywhere in the venv.
 """
 
+import importlib
+import inspect
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -87,11 +89,33 @@ def networks() -> tuple[str, ...]:
 
 
 def check_network(name: str) -> str:
-    """Return the canonical (lower-case) network name, or raise PyiosoError listing the valid ones."""
+    """Return the canonical network name: a supported one in lower case, or a user's network
+    as `module.path:factory` (importable, the factory callable); else raise PyiosoError
+    listing the valid ones."""
+    if ":" in name:
+        _factory(name)
+        return name.strip()
     key = name.strip().lower()
     if key not in _BUILDERS:
-        raise PyiosoError(f"unknown network {name!r}; use one of: {', '.join(networks())}")
+        raise PyiosoError(f"unknown network {name!r}; use one of: {', '.join(networks())}, or "
+                          "your own as module.path:factory")
     return key
+
+
+def _factory(reference: str) -> Callable[[int], torch.nn.Module]:
+    """The builder of a user's network `module.path:factory`: the factory is called with
+    `num_classes` when it takes that argument, else with none."""
+    module_name, _, attr = reference.strip().partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise PyiosoError(f"network {reference!r}: module {module_name!r} cannot be imported ({err}): "
+                          "run from its directory or put it on PYTHONPATH") from err
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise PyiosoError(f"network {reference!r}: {module_name} has no callable {attr!r}")
+    takes_classes = "num_classes" in inspect.signature(factory).parameters
+    return lambda num_classes: factory(num_classes=num_classes) if takes_classes else factory()
 
 
 def build_model(name: str, num_classes: int = 1000, seed: int | None = None) -> torch.nn.Module:
@@ -100,7 +124,8 @@ def build_model(name: str, num_classes: int = 1000, seed: int | None = None) -> 
     With ``seed`` the initialisation is reproducible and the global RNG state is left as it was.
     Build under ``with torch.device("meta"):`` to get shapes without allocating weights.
     """
-    builder = _BUILDERS[check_network(name)]
+    name = check_network(name)
+    builder = _factory(name) if ":" in name else _BUILDERS[name]
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise PyiosoError(f"num_classes must be a positive integer, got {num_classes!r}")
     if seed is None:
