@@ -255,6 +255,33 @@ def test_validate_checks_wiring_and_codings(runs, tmp_path):
     refused(lambda d, a: d["tensors"][d["input"]].update(scale=-1.0), "tensor 'x': scale -1.0")
 
 
+class TopLevelAdd(nn.Module):
+    """A residual add in the model's own forward, in no block module."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.conv1 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.conv2 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(torch.relu(self.conv2(self.conv1(x)) + x))
+
+
+def test_a_residual_add_of_ones_own_forward_is_a_block(images):
+    """Issue 25: block detection came from module types only, so this add's convs were
+    reconstructed one by one; the graph makes them one block with the add."""
+    from pyioso.calib import blocks
+
+    torch.manual_seed(0)
+    net = qnet.build(TopLevelAdd().eval(), images[:8], 4, 4)
+    assert [[n.name for n in s.nodes] for s in blocks.segments(net)] == [
+        ["stem.0"], ["conv1.0", "conv2.0", "add"], ["head.0", "head.2"]]
+    assert [s.name for s in blocks.segments(net, "layer")] == ["stem.0", "conv1.0", "conv2.0", "head.2"]
+
+
 def test_unsupported_layer_is_named(images):
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(8, 10)).eval()

@@ -3,7 +3,9 @@
 `block` granularity follows BRECQ: a block is one instance of a module type that holds a
 residual add (BasicBlock, Bottleneck, InvertedResidual, ResBottleneckBlock, ...), found from the
 traced graph, so every instance of that type is a block even without its skip (a stride-2
-inverted residual). Convs and FCs outside blocks (stem, head) are reconstructed alone. `layer`
+inverted residual). A residual add in no such module (written in a model's own forward) makes
+a block of the ops from where its two inputs part to the add, found from the graph alone.
+Convs and FCs outside blocks (stem, head) are reconstructed alone. `layer`
 granularity (AdaRound) gives every conv/FC its own segment. Parameter-free ops outside a
 segment (max/avg pool, an add between layers) run at the start of the next one.
 """
@@ -42,14 +44,44 @@ def _block_of(node: Node, types: set[str]) -> str | None:
     return next((path for path, kind in node.scope if kind in types), None)
 
 
+def graph_blocks(nodes: list[Node], types: set[str]) -> dict[str, str]:
+    """Node name -> block (its add's name) for the residual adds outside every module type of
+    `types`: the ops after the last tensor both of the add's inputs derive from, up to the add,
+    that the add depends on."""
+    producer = {n.output: i for i, n in enumerate(nodes)}
+
+    def ancestors(tensor: str) -> set[str]:
+        seen, todo = set(), [tensor]
+        while todo:
+            t = todo.pop()
+            if t not in seen:
+                seen.add(t)
+                if t in producer:
+                    todo.extend(nodes[producer[t]].inputs)
+        return seen
+
+    found: dict[str, str] = {}
+    for i, add in enumerate(nodes):
+        if add.kind != "add" or _block_of(add, types) is not None:
+            continue
+        first, second = (ancestors(t) for t in add.inputs[:2])
+        split = max(first & second, key=lambda t: producer.get(t, -1))
+        feeding = ancestors(add.output)
+        for node in nodes[producer.get(split, -1) + 1:i + 1]:
+            if node.output in feeding and _block_of(node, types) is None:
+                found.setdefault(node.name, add.name)
+    return found
+
+
 def segments(net: QNet, granularity: str = "block") -> list[Segment]:
     if granularity not in GRANULARITIES:
         raise PyiosoError(f"granularity {granularity!r} is not one of {', '.join(GRANULARITIES)}")
     types = block_types(net.nodes) if granularity == "block" else set()
+    graph = graph_blocks(net.nodes, types) if granularity == "block" else {}
     groups: list[tuple[str, list[Node]]] = []
     pending: list[Node] = []
     for node in net.nodes:
-        block = _block_of(node, types)
+        block = _block_of(node, types) or graph.get(node.name)
         if block is not None:
             if groups and groups[-1][0] == block and not pending:
                 groups[-1][1].append(node)
