@@ -128,7 +128,7 @@ def test_window_larger_than_input():
 
 
 @pytest.mark.parametrize("multiplier, offset, why", [
-    (2 ** 23 + 5, 0, r"the multiplier M 8388613 lies outside the engine's 24-bit signed multiplier"),
+    (2 ** 23 + 5, 0, r"the multiplier M 8388613 lies outside the 24-bit signed multiplier"),
     (-2 ** 30, 0, r"the multiplier M -1073741824 lies outside"),
     (2 ** 40, 0, r"the multiplier M 1099511627776 lies outside"),
     (1, 2 ** 62, r"t = S\*M \+ B overflows 57 bits"),
