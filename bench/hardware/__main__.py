@@ -22,7 +22,6 @@ from golden.errors import PyiosoError
 from hw.host import Depths
 from hw.params import EngineParams
 from pyioso import output
-from pyioso.cli.types import positive_float, positive_int
 
 ROOT = liberty.ROOT
 
@@ -67,16 +66,16 @@ def parse(argv) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--liberty", default="", help="liberty file(s), comma-separated, .lib or "
                         ".lib.gz, mapped as one library (default: the open PDKs)")
-    parser.add_argument("--clock-mhz", type=positive_float, default=500, help="the common clock the "
+    parser.add_argument("--clock-mhz", type=float, default=500, help="the common clock the "
                         "variants are mapped for and compared at, for files given with --liberty "
-                        "(the open PDKs': asap7 1000, sky130hd 100)")
+                        "(the open PDKs': asap7 400, sky130hd 50)")
     parser.add_argument("--pdk", default="../shared/pdk", help="directory of the open PDKs, "
                         "relative to the repository (default ../shared/pdk)")
-    parser.add_argument("--rows", type=positive_int, default=EngineParams().rows)
-    parser.add_argument("--cols", type=positive_int, default=EngineParams().cols)
-    parser.add_argument("--lanes", type=positive_int, default=EngineParams().lanes,
+    parser.add_argument("--rows", type=int, default=EngineParams().rows)
+    parser.add_argument("--cols", type=int, default=EngineParams().cols)
+    parser.add_argument("--lanes", type=int, default=EngineParams().lanes,
                         help="post-processing lanes (paper: 8)")
-    parser.add_argument("--jobs", type=positive_int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
                         help="Yosys processes at a time (default: the CPUs this process may use)")
     parser.add_argument("--no-sim", action="store_true", help="skip the RTL layer simulations")
     parser.add_argument("--out", default="build/report", help="JSON and cache directory")

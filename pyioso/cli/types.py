@@ -23,12 +23,3 @@ def positive_int(text: str) -> int:
 def nonnegative_int(text: str) -> int:
     return _integer(text, 0, "0 or more")
 
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: use a number above 0")
-    return value
