@@ -55,13 +55,15 @@ def _run_calibrate(args: argparse.Namespace) -> None:
                        args.classes or workflow.FASHION_CLASSES)
     config = _config(args)
     summary = workflow.calibrate_network(run, config, Path(args.out), args.device, not args.quiet)
-    rows = [[e["stage"], e["segment"], f"{e['loss_before']:.5g}", f"{e['loss_after']:.5g}",
+    rows = [[e["stage"], e["segment"], f"{e['loss_before']:.5g}",
              f"{e['legalize']['loss_before']:.5g} -> {e['legalize']['loss_after']:.5g}"
-             if "legalize" in e else "", f"{e.get('seconds', 0):.1f}"]
+             if "legalize" in e else "", f"{e['loss_after']:.5g}", f"{e.get('seconds', 0):.1f}"]
             for e in summary["history"]]
     if rows:
-        print(output.table(["stage", "segment", "loss before", "loss after", "legalization", "s"],
-                           rows, left=2))
+        # in the order they happen; every loss is the hardware model's (hard rounding, legal groups
+        # once fixed) over the first 256 calibration images
+        print(output.table(["stage", "segment", "loss at start", "ISG groups fixed: before -> after",
+                            "final loss (kept)", "s"], rows, left=2))
     print(f"calibration: {args.out}")
     print(f"artifact: {summary['artifact']}" if "artifact" in summary else
           "no artifact: weights-only (--abits 32) and ungrouped (--input-scale free) results are "
