@@ -129,7 +129,7 @@ def _calibrate_in(out: Path, run: Run, config: calibrate.Config, record: dict, m
     calibrate.log.addHandler(handler)
     calibrate.log.setLevel(logging.INFO)
     try:
-        _say(progress, f"building the quantized network (observers on {INIT_IMAGES} images)")
+        _say(progress, f"building the quantized network (observers on {min(INIT_IMAGES, len(images))} images)")
         net = build_network(run, config, images, model).to(dev)
         if (out / FINAL).is_file() and (out / HISTORY).is_file():
             # finished before: its result again (re-exported), not a second calibration
