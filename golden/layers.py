@@ -55,6 +55,13 @@ def check_hw_grouping(sizes, c_in: int, granularity: int = GRANULARITY) -> None:
                 f"(ARCHITECTURE §4); move {sizes[i] % granularity} channels to another group")
 
 
+def uniform_tiles(codes: torch.Tensor, granularity: int = GRANULARITY) -> bool:
+    """True when every K-tile of `granularity` consecutive channels holds one code (§4)."""
+    pad = -codes.numel() % granularity
+    tiles = torch.cat([codes, codes[-1:].expand(pad)]).reshape(-1, granularity)
+    return bool((tiles == tiles[:, :1]).all())
+
+
 def weight_input_channels(weight_shape, groups: int) -> torch.Tensor:
     """[C_out, C_in/groups] map: the layer input channel that weight[k, :, :, c] reads."""
     c_out, c_in_g = weight_shape[0], weight_shape[3]

@@ -205,6 +205,8 @@ EDITS = {     # the issue's tampered copies: name -> edit(doc, arrays)
     "M beyond 24 bits": _set_array(lambda d: _step(d, "Conv")["op"]["requant"]["multiplier"]["array"], 2 ** 23 + 5),
     "M = 2^40": _set_array(lambda d: _step(d, "Conv")["op"]["requant"]["multiplier"]["array"], 2 ** 40),
     "B = 2^62": _set_array(lambda d: _step(d, "Conv")["op"]["requant"]["offset"]["array"], 2 ** 62),
+    "ISG codes out of storage order": lambda d, a: a.update(
+        {d["steps"][1]["op"]["isg_codes"]["array"]: torch.arange(16) % 2}),
 }
 # What `validate` says of each edit that breaks the spec even when re-signed.
 RESEALED = {
@@ -213,6 +215,7 @@ RESEALED = {
     "M beyond 24 bits": "8388613 lies outside the 24-bit signed multiplier",
     "M = 2^40": "1099511627776 lies outside the 24-bit signed multiplier",
     "B = 2^62": "t = S\\*M \\+ B overflows 57 bits",
+    "ISG codes out of storage order": "ISG codes are not one per K-tile of 16 stored channels",
 }
 
 

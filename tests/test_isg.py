@@ -10,8 +10,8 @@ from hypothesis import given, settings, strategies as st
 import golden
 from golden.errors import PyiosoError
 from golden.spec import GRANULARITY, PAPER_GROUP_CODES
-from pyioso.calib.isg import (FIXED_PROB, InputScale, group_tiles, legal_groups, storage_order, tile_groups,
-                              uniform_tiles)
+from golden.layers import uniform_tiles
+from pyioso.calib.isg import FIXED_PROB, InputScale, group_tiles, legal_groups, storage_order, tile_groups
 
 PROPS = settings(max_examples=150, deadline=None, derandomize=True)
 

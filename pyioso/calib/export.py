@@ -14,8 +14,9 @@ import torch
 import golden
 from golden.errors import PyiosoError
 from golden.meaning import FloatConv
+from golden.layers import uniform_tiles
 from golden.spec import GRANULARITY
-from pyioso.calib.isg import storage_order, uniform_tiles
+from pyioso.calib.isg import storage_order
 from pyioso.calib.qnet import QConv, QNet
 from pyioso.integer import intnet
 from pyioso.quant.fixedpoint import add_requant, avg_pool_requant, integer_conv

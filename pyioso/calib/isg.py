@@ -133,13 +133,6 @@ def tile_groups(probs: torch.Tensor, granularity: int) -> torch.Tensor:
     return summed.argmax(1)[tiles]
 
 
-def uniform_tiles(codes: torch.Tensor, granularity: int) -> bool:
-    """True when every K-tile of `granularity` consecutive channels holds one code (§4)."""
-    pad = -codes.numel() % granularity
-    tiles = torch.cat([codes, codes[-1:].expand(pad)]).reshape(-1, granularity)
-    return bool((tiles == tiles[:, :1]).all())
-
-
 def storage_order(codes: torch.Tensor, granularity: int,
                   group_codes=PAPER_GROUP_CODES) -> tuple[torch.Tensor, list[int], list[int]]:
     """(permutation, group sizes, group codes) that make the groups contiguous in storage:

@@ -33,8 +33,8 @@ import torch
 import golden
 from golden.errors import PyiosoError
 from golden.layers import (check_accumulator, check_bits, check_bn_product, check_multipliers,
-                           check_zero_point, scaled_weights)
-from golden.spec import W_ACC, W_M, W_T
+                           check_zero_point, scaled_weights, uniform_tiles)
+from golden.spec import GRANULARITY, W_ACC, W_M, W_T
 from pyioso.data.datasets import FASHION, labelled_images, sample_photos
 from pyioso.integer import intnet
 from pyioso.quant.layer import Coding
@@ -203,7 +203,8 @@ def validate(net: intnet.IntNet, doc: dict, arrays: dict[str, torch.Tensor]) -> 
     """Every field of an integer network against the spec (ARCHITECTURE §1-§7), each message
     naming the tensor or step and the field: codings, graph wiring and channel counts, each
     op's input and output codings against the tensors it reads and writes, M within W_M, the
-    accumulator and t within §7's widths, permutations."""
+    accumulator and t within §7's widths, ISG codes in whole K-tiles of the stored order (what
+    a storage permutation is for), permutations."""
     for name, c in net.codings.items():
         if not (math.isfinite(c.scale) and c.scale > 0):
             raise PyiosoError(f"tensor {name!r}: scale {c.scale} must be a positive number")
@@ -258,6 +259,9 @@ def _check_step(step: intnet.Step, codings: dict, channels: dict) -> int | None:
         if ins[0] is not None and ins[0] != op.c_in:
             raise PyiosoError(f"weight takes {op.c_in} input channels, its input {step.inputs[0]!r} "
                               f"has {ins[0]}")
+        if not uniform_tiles(op.isg_codes, GRANULARITY):
+            raise PyiosoError(f"ISG codes are not one per K-tile of {GRANULARITY} stored channels (§4): "
+                              f"the storage permutation of {step.inputs[0]!r} was not applied to them")
         scaled = scaled_weights(op.weight, op.isg_codes, op.isg_shift, op.groups)
         check_accumulator(scaled, op.in_bits, W_ACC)
         check_bn_product(scaled, op.in_bits, rq, W_T)
