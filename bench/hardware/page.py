@@ -126,13 +126,13 @@ def timing_plot(area: dict, path: str) -> None:
             values = [timed[n]["fastest"][what]["fmax_mhz"] for n in names]
             ax.bar([x + offset for x in range(len(names))], values, width, label=label)
             for x, v in enumerate(values):
-                ax.annotate(f"{v:,.0f}", (x + offset, v), ha="center", va="bottom", fontsize=7)
+                ax.annotate(f"{v:,.0f}", (x + offset, v), ha="center", va="bottom", fontsize=7, rotation=90)
         ax.axhline(lib["clock_mhz"], color="red", linestyle="--", linewidth=1,
                    label=f"common clock {lib['clock_mhz']:g} MHz")
         ax.set_xticks(range(len(names)), [VARIANTS[n].title for n in names], rotation=20, ha="right")
         ax.set_ylabel("fmax (MHz)")
         ax.set_title(f"{lib['name']}: fmax of each variant", fontsize=10)
-        ax.set_ylim(0, 1.3 * max(timed[n]["fastest"]["datapath"]["fmax_mhz"] for n in names))
+        ax.set_ylim(0, 1.4 * max(timed[n]["fastest"]["datapath"]["fmax_mhz"] for n in names))
         ax.legend(fontsize=7, loc="upper left", ncol=3)
     figure.tight_layout()
     save_png(figure, path)
