@@ -35,7 +35,8 @@ tee -q -o {stat} stat -json -tech cmos
 # delay mapping, then buffering and gate sizing for the library's driving cell and load) less its
 # `&fraig -x; scorr`, which took 139 s of a 4x4 controller's 140 for no change in delay, and less
 # `dc2`, which rewrote the prefix adders into carry chains whatever D (ASAP7, mapped for speed:
-# a 57-bit add 853 ps with it, 341 without; a 32 x 24-bit multiply 1,014 and 777 ps).
+# a 57-bit add 853 ps with it, 341 without; a 32 x 24-bit multiply 1,014 and 777 ps:
+# scripts/abc_adder_delay.py).
 ABC_SCRIPT = "strash;&get,-n;&dch,-f;&nf,-D,{delay};&put;buffer;upsize,-D,{delay};dnsize,-D,{delay};stime,-p"
 # Mapping of the generic gates onto one library for a delay target; the area before the
 # memories become macro cells, the netlist after, as structural Verilog that OpenSTA reads.
