@@ -46,7 +46,7 @@ BRECQ_GIT ?=
 LIBERTY ?=
 PDK   ?= ../shared/pdk
 
-.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report train calibrate bench-calib bench-accuracy bench-accuracy-64 golden layers cost clean
+.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report train calibrate bench-calib bench-parity bench-sweep bench-accuracy bench-accuracy-64 golden layers cost clean
 
 help:
 	@echo "make sim LAYER=$(LAYER)            one layer through the engine RTL, every output vs golden (main job)"
@@ -62,6 +62,8 @@ help:
 	@echo "make sim-net ARTIFACT=DIR           every layer of a calibrated artifact through the RTL"
 	@echo "make bench-calib ITERS=1000         block reconstruction speed/loss vs the BRECQ reference"
 	@echo "make bench-accuracy [BENCH_REUSE=docs]  paper tables: docs/RESULTS.md (hours)"
+	@echo "make bench-parity                   our brecq/qdrop vs their own code: docs/PARITY.md (an hour)"
+	@echo "make bench-sweep                    resnet18 W2A4 at 200..20000 iterations: docs/SWEEP.md (a day)"
 	@echo "make bench-accuracy-64              resnet18's target settings at 64 px: docs/64px/RESULTS.md (hours)"
 	@echo "make report [LIBERTY=a.lib,b.lib]   synthesis area, latency per layer, Table 11: docs/HARDWARE.md"
 	@echo "make test / make test-full          the test suite (CI) / with slow tests"
@@ -125,8 +127,27 @@ calibrate: $(STAMP) $(DATA)
 	$(BIN)/pyioso eval --run build/calib/$(NET) --images 2000
 
 bench-calib: $(STAMP) $(DATA)
-	BRECQ_GIT="$(BRECQ_GIT)" scripts/fetch_brecq.sh build/brecq
+	BRECQ_GIT="$(BRECQ_GIT)" scripts/fetch_reference.sh brecq
 	$(PY) scripts/bench_calib.py --iters $(ITERS)
+
+# make bench-parity: our brecq/qdrop against their own code (copies fetched to build/ from GitHub, or
+# from BRECQ_GIT / QDROP_GIT), resnet18 W2A4 and W4A4, SEEDS seeds; writes docs/PARITY.md (an hour).
+QDROP_GIT ?=
+
+bench-parity: $(STAMP) $(DATA)
+	BRECQ_GIT="$(BRECQ_GIT)" scripts/fetch_reference.sh brecq
+	QDROP_GIT="$(QDROP_GIT)" scripts/fetch_reference.sh qdrop
+	$(PY) -m bench.accuracy.parity --seeds $(SEEDS) --jobs $(JOBS)
+
+# make bench-sweep: resnet18 W2A4 at weight-stage budgets SWEEP_ITERS (activation a quarter),
+# SEEDS seeds at SWEEP_SEEDS_AT; resumes per cell, writes docs/SWEEP.md (hours: 20000 is a day).
+SWEEP_ITERS ?= 200,1000,5000,20000
+SWEEP_SEEDS_AT ?= 5000
+SWEEP_JOBS ?= 1
+
+bench-sweep: $(STAMP) $(DATA)
+	$(PY) -m bench.accuracy.sweep --iters $(SWEEP_ITERS) --seeds-at $(SWEEP_SEEDS_AT) --seeds $(SEEDS) \
+		--jobs $(SWEEP_JOBS)
 
 bench-accuracy: $(STAMP) $(DATA)
 	$(PY) -m bench.accuracy --nets $(BENCH_NETS) --iters $(BENCH_ITERS) --act-iters $(BENCH_ACT_ITERS) \

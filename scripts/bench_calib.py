@@ -3,7 +3,7 @@
 
 For each block, the same resnet18 (seeded weights, or --checkpoint), the same Fashion-MNIST
 calibration images, batch and iteration count, and the same torch thread count run through
-BRECQ's block_reconstruction (scripts/brecq_ref.py, a local copy made by scripts/fetch_brecq.sh)
+BRECQ's block_reconstruction (scripts/brecq_ref.py, a local copy made by scripts/fetch_reference.sh brecq)
 and through pyioso's BRECQ weight stage, each in its own process (so peak memory is its own),
 alternating, in one run. Both sides quantize the weights on pyioso's grid (symmetric per channel,
 the hardware's), so that they solve the same problem from the same start; BRECQ also runs on its

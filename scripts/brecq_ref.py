@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The reference half of `make bench-calib`: BRECQ's own block reconstruction, timed on this CPU.
 
-Runs the unmodified-in-logic BRECQ code (a local copy made by scripts/fetch_brecq.sh, never
+Runs the unmodified-in-logic BRECQ code (a local copy made by scripts/fetch_reference.sh brecq, never
 committed) the way its main_imagenet.py does for the weight stage, on one block of pyioso's
 resnet18 with Fashion-MNIST train images, and reports iterations per second of the optimization
 loop alone, peak memory, and the reconstruction loss after hard rounding, measured the way pyioso
@@ -57,10 +57,10 @@ def _vm_hwm_mb() -> float:
 def import_brecq(root: Path):
     """Put the BRECQ copy first on sys.path and return its quant package and resnet module."""
     if not (root / "quant" / "block_recon.py").is_file():
-        raise PyiosoError(f"no BRECQ copy at {root}: make one with `scripts/fetch_brecq.sh {root}`")
+        raise PyiosoError(f"no BRECQ copy at {root}: make one with `scripts/fetch_reference.sh brecq {root}`")
     if "device = 'cuda'" in (root / "quant" / "block_recon.py").read_text():
         raise PyiosoError(f"{root} is a BRECQ copy without the CPU adaptation: remove it and "
-                          f"rerun `scripts/fetch_brecq.sh {root}`")
+                          f"rerun `scripts/fetch_reference.sh brecq {root}`")
     sys.path.insert(0, str(root.resolve()))
     with contextlib.redirect_stdout(sys.stderr):  # linklink prints a notice at import
         import models.resnet
@@ -69,14 +69,9 @@ def import_brecq(root: Path):
     return quant, models.resnet
 
 
-def brecq_resnet18(resnet, seed: int, checkpoint: Path | None) -> torch.nn.Module:
-    """pyioso's resnet18 weights in BRECQ's own ResNet class.
-
-    BRECQ's QuantModel finds blocks by exact type in its `specials` dict, and its QuantBasicBlock
-    reads `relu1`/`relu2`, which torchvision's BasicBlock (one shared `relu`) lacks; so registering
-    torchvision's class would not work. BRECQ's resnet18 has the same parameter and buffer names
-    and the same forward (checked: strict load, identical outputs), so the weights are copied over.
-    """
+def pyioso_resnet18_state(seed: int, checkpoint: Path | None) -> dict:
+    """The state_dict of the torchvision resnet18 pyioso calibrates: the checkpoint's, or seeded
+    untrained weights."""
     tv_model = build_model("resnet18", num_classes=NUM_CLASSES, seed=seed)
     if checkpoint is not None:
         if not checkpoint.is_file():
@@ -91,8 +86,19 @@ def brecq_resnet18(resnet, seed: int, checkpoint: Path | None) -> torch.nn.Modul
         except (RuntimeError, TypeError, AttributeError) as err:
             raise PyiosoError(f"{checkpoint} is not a {NUM_CLASSES}-class torchvision resnet18 state_dict "
                               f"({str(err).splitlines()[0]}): pass model.state_dict() of such a model") from err
+    return tv_model.state_dict()
+
+
+def brecq_resnet18(resnet, seed: int, checkpoint: Path | None) -> torch.nn.Module:
+    """pyioso's resnet18 weights in BRECQ's own ResNet class.
+
+    BRECQ's QuantModel finds blocks by exact type in its `specials` dict, and its QuantBasicBlock
+    reads `relu1`/`relu2`, which torchvision's BasicBlock (one shared `relu`) lacks; so registering
+    torchvision's class would not work. BRECQ's resnet18 has the same parameter and buffer names
+    and the same forward (checked: strict load, identical outputs), so the weights are copied over.
+    """
     model = resnet.resnet18(num_classes=NUM_CLASSES)
-    model.load_state_dict(tv_model.state_dict(), strict=True)
+    model.load_state_dict(pyioso_resnet18_state(seed, checkpoint), strict=True)
     return model.eval()
 
 
@@ -204,8 +210,8 @@ def run(args: argparse.Namespace) -> dict:
     loop_s = end - marks["loop0"]
     return {
         "impl": "brecq",
-        "brecq_commit": (args.brecq / "BRECQ_COMMIT").read_text().split()[0]
-        if (args.brecq / "BRECQ_COMMIT").is_file() else None,
+        "brecq_commit": (args.brecq / "REFERENCE_COMMIT").read_text().split()[0]
+        if (args.brecq / "REFERENCE_COMMIT").is_file() else None,
         "net": "resnet18", "block": args.block, "size": args.size, "wbits": args.wbits, "grid": args.grid,
         "iters": args.iters, "batch": args.batch, "images": args.images, "cached_images": len(cache["inps"]),
         "seed": args.seed, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
@@ -220,7 +226,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--brecq", type=Path, default=Path("build/brecq"), help="copy made by scripts/fetch_brecq.sh")
+    p.add_argument("--brecq", type=Path, default=Path("build/brecq"), help="copy made by scripts/fetch_reference.sh brecq")
     p.add_argument("--iters", type=int, default=200)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--images", type=int, default=1024, help="calibration images (Fashion-MNIST train)")

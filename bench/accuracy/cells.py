@@ -17,6 +17,9 @@ from pyioso.data.datasets import FASHION
 from pyioso.models import train
 
 WEIGHT_ONLY = ((4, None), (3, None), (2, None))
+# Cells of at least this many weight-stage iterations save a checkpoint after every block: they run
+# for an hour or more, and an interrupted one resumes from its last block instead of from zero.
+CHECKPOINT_ITERS = 1000
 WEIGHT_ACT = ((4, 4), (2, 4), (3, 3), (2, 2))
 METHODS = ("rtn", "adaround", "brecq", "qdrop", "brecq+ioso", "qdrop+ioso")
 # QDrop drops quantized activations; with float activations it is BRECQ's weight stage, so the
@@ -125,7 +128,8 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
     config = cell.config(budget)
     run = workflow.Run(cell.net, weights, budget.data, budget.size, budget.images, budget.classes)
     began = time.perf_counter()
-    summary = workflow.calibrate_network(run, config, directory, progress=False, checkpoints=False)
+    summary = workflow.calibrate_network(run, config, directory, progress=False,
+                                         checkpoints=budget.iters >= CHECKPOINT_ITERS)
     seconds = time.perf_counter() - began
     integer = cell.method in IOSO_METHODS and workflow.exportable(config)
     result = workflow.evaluate(directory, budget.eval_images, progress=False, integer=integer,
@@ -133,11 +137,18 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
     record = cell.recorded(budget, calib_seconds=round(seconds, 1), threads=threads, images=result["images"],
                            float=result["top1"]["float"], fake_quant=result["top1"]["fake-quant"],
                            integer=result["top1"].get("integer"), agreement=result["integer_agreement"],
-                           max_logit_code_diff=result["max_logit_code_diff"])
+                           max_logit_code_diff=result["max_logit_code_diff"],
+                           losses=block_losses(summary["history"]))
     (directory / workflow.FINAL).unlink()            # the records and plots stay; the weights go
     shutil.rmtree(directory / workflow.ARTIFACT, ignore_errors=True)
     output.write_json(str(cell.record(out)), record)
     return record
+
+
+def block_losses(history: list[dict]) -> list[dict]:
+    """Each stage's reconstruction loss of each block, before and after (the calibrator's
+    history without its curves): what a budget sweep compares across iterations."""
+    return [{key: entry[key] for key in ("stage", "segment", "loss_before", "loss_after")} for entry in history]
 
 
 def run_grid(cells: list[Cell], budget: Budget, weights: dict[str, str], out: Path,

@@ -1,5 +1,5 @@
 """Plots written next to a calibration: loss curves, ISG group sizes, learned input scales
-(the paper's Fig. 11), and the accuracy of `pyioso eval`."""
+(the paper's Fig. 11), the accuracy of `pyioso eval`, and the benchmarks' accuracy plots."""
 
 from __future__ import annotations
 
@@ -137,4 +137,66 @@ def ablation(rows: list[tuple[str, tuple[float, float] | None]], path: Path) -> 
     ax.set_ylim(low - 0.5 * (high - low + 0.2), high + 0.3 * (high - low + 0.2))
     ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=25, ha="right", fontsize=7)
     ax.set(ylabel="top-1 (%)", title="Ablation, resnet18 W2A4 (paper Table 4)")
+    save_png(fig, str(path))
+
+
+def budget_sweep(records: list[dict], methods: tuple[str, ...], final_loss, path: Path) -> None:
+    """make bench-sweep: top-1 and final reconstruction loss against the weight-stage iterations
+    (a log axis: the budgets grow by 4-5x), a line per method through its budgets, the seeds'
+    spread as error bars where a budget has several."""
+    import statistics
+
+    fig = _figure(10, 3.8)
+    top, loss = fig.subplots(1, 2)
+    for method in methods:
+        mine = [r for r in records if r["method"] == method]
+        budgets = sorted({r["budget"]["iters"] for r in mine})
+        if not budgets:
+            continue
+        for ax, value in ((top, lambda r: r["fake_quant"]), (loss, final_loss)):
+            values = [[value(r) for r in mine if r["budget"]["iters"] == i] for i in budgets]
+            ax.errorbar(budgets, [statistics.fmean(v) for v in values],
+                        yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for v in values],
+                        marker="o", ms=4, lw=1, capsize=2, label=method)
+    if records:
+        top.axhline(records[0]["float"], color="k", ls=":", lw=1, label="float")
+    top.set(ylabel="top-1 (%)", title="top-1 against budget")
+    loss.set(yscale="log", ylabel="final loss, summed over blocks", title="reconstruction loss against budget")
+    budgets = sorted({r["budget"]["iters"] for r in records})
+    for ax in (top, loss):
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [f"{i:,}" for i in budgets])
+        ax.minorticks_off()
+        ax.set_xlabel("weight-stage iterations per block")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    save_png(fig, str(path))
+
+
+def parity(rows: list[dict], path: Path) -> None:
+    """make bench-parity: per setting (method, bits), a bar per implementation at its seeds' mean,
+    each seed a dot on it; a panel per bit setting."""
+    import statistics
+
+    series = (("ours", "pyioso"), ("own", "reference, its own grid"), ("pyioso", "reference, our grid"))
+    panels = list(dict.fromkeys(r["bits"] for r in rows))
+    fig = _figure(5 * len(panels), 3.6)
+    for ax, bits in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        mine = [r for r in rows if r["bits"] == bits]
+        width = 0.8 / len(series)
+        for k, (key, label) in enumerate(series):
+            for i, row in enumerate(mine):
+                values = row.get(key) or []
+                if not values:
+                    continue
+                x = i - 0.4 + width * (k + 0.5)
+                ax.bar(x, statistics.fmean(values), width, color=f"C{k}", label=label if i == 0 or
+                       not any(r.get(key) for r in mine[:i]) else None)
+                ax.plot([x] * len(values), values, "k.", ms=3)
+        ax.set_xticks(range(len(mine)), [r["method"] for r in mine])
+        low = min((v for r in mine for key, _ in series for v in r.get(key) or []), default=0)
+        ax.set_ylim(max(0, low - 5), 100)
+        ax.set(title=f"resnet18 {bits}", ylabel="top-1 (%)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
     save_png(fig, str(path))

@@ -1,0 +1,186 @@
+"""`make bench-parity`: our `brecq` and `qdrop` against the methods' own code, end to end on the
+same resnet18 checkpoint, calibration images, bits and budget, over the same seeds.
+
+Our cells are bench-accuracy's (recorded under OUT/<budget>/cells, so the committed benchmark's
+cells serve here and the other way round). Each reference cell runs scripts/reference_ptq.py in its
+own process on a copy of the reference code (scripts/fetch_reference.sh) and leaves one JSON record
+in OUT/<budget>/parity/, so the comparison resumes per cell. BRECQ's code runs twice: on its own
+weight grid (asymmetric, per-channel MSE range) and on ours (symmetric, what the integer engine
+runs), to tell the grid apart from the optimization.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.accuracy.__main__ import _parse_bits
+from bench.accuracy.cells import Budget, Cell, run_grid
+from golden.errors import PyiosoError
+from pyioso import output
+from pyioso.calib import plots
+from pyioso.cli.types import nonnegative_int, positive_int
+from pyioso.models import train
+
+NET = "resnet18"
+METHODS = ("brecq", "qdrop")
+PNG = "parity.png"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One run of a method's own code."""
+
+    method: str
+    w_bits: int
+    a_bits: int
+    grid: str       # "own" or "pyioso"
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}_W{self.w_bits}A{self.a_bits}_{self.grid}_s{self.seed}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} code, {'its own' if self.grid == 'own' else 'our'} grid"
+
+    def run(self, budget: Budget, checkpoint: str, out: Path) -> dict:
+        record = out / f"{self.key}.json"
+        if not record.is_file():
+            command = [sys.executable, str(ROOT / "scripts" / "reference_ptq.py"), self.method,
+                       "--wbits", str(self.w_bits), "--abits", str(self.a_bits), "--iters", str(budget.iters),
+                       "--act-iters", str(budget.act_iters), "--grid", self.grid, "--seed", str(self.seed),
+                       "--images", str(budget.images), "--size", str(budget.size), "--checkpoint", checkpoint,
+                       "--json", str(record)]
+            done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+            if done.returncode:
+                raise PyiosoError(f"reference run {self.key} failed ({' '.join(command)}):\n"
+                                  + done.stderr[-2000:])
+        return json.loads(record.read_text())
+
+
+def references(bits: list[tuple[int, int]], seeds: int) -> list[Reference]:
+    return [Reference(method, w, a, grid, seed) for w, a in bits for method in METHODS
+            for grid in (("own", "pyioso") if method == "brecq" else ("own",)) for seed in range(seeds)]
+
+
+def _stat(values: list[float]) -> str:
+    if not values:
+        return "–"
+    spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.2f}{spread}"
+
+
+def rows(ours: list[dict], refs: list[tuple[Reference, dict]]) -> list[dict]:
+    """Per method and bits, each implementation's top-1 per seed: `ours`, `own` (the reference on
+    its own grid) and `pyioso` (the reference on our grid)."""
+    found = []
+    for bits in dict.fromkeys(r["bits"] for r in ours):
+        for method in METHODS:
+            row = {"method": method, "bits": bits, "ours": [r["fake_quant"] for r in ours
+                                                            if r["method"] == method and r["bits"] == bits]}
+            for ref, result in refs:
+                if ref.method == method and f"W{ref.w_bits}A{ref.a_bits}" == bits:
+                    row.setdefault(ref.grid, []).append(result["top1"])
+            found.append(row)
+    return found
+
+
+def _difference(row: dict) -> str:
+    """Ours minus the reference on the same grid (QDrop's code runs on its own grid only)."""
+    ref = row.get("pyioso") or row.get("own")
+    if not row["ours"] or not ref:
+        return "–"
+    grid = "our grid" if row.get("pyioso") else "its grid"
+    return f"{statistics.fmean(row['ours']) - statistics.fmean(ref):+.2f} ({grid})"
+
+
+def report(table: list[dict], budget: Budget, docs: Path, command: str, planned: int, recorded: int) -> Path:
+    heads = ["method", "bits", "pyioso", "reference, its own grid", "reference, our grid", "pyioso − reference"]
+    body = [[row["method"], row["bits"], _stat(row["ours"]), _stat(row.get("own", [])), _stat(row.get("pyioso", [])),
+             _difference(row)] for row in table]
+    docs.mkdir(parents=True, exist_ok=True)
+    plots.parity(table, docs / PNG)
+    text = "\n\n".join([
+        "# Baseline parity: our BRECQ and QDrop against their own code",
+        f"resnet18 at {budget.size} px (pyioso train's Fashion-MNIST checkpoint), {budget.images} calibration "
+        f"images drawn by the seed, batch 32, {budget.iters} weight-stage / {budget.act_iters} activation-stage "
+        "iterations per block (QDrop: one joint stage of the first length), first and last layers 8-bit; top-1 % "
+        "on the 10,000 test images, mean ± std over the seeds. The references: BRECQ "
+        "github.com/yhhhli/BRECQ at e455d62, QDrop github.com/wimh966/QDrop at ef37616 (its "
+        "exp/w2a4/r18/config.yaml with these bits and iterations).",
+        f"Produced by `{command}` (bench/accuracy/parity.py); {recorded} of {planned} calibrations recorded.",
+        output.md_table(heads, body), f"![parity]({PNG})"])
+    path = docs / "PARITY.md"
+    output.atomic_write(str(path), lambda f: f.write((text + "\n").encode()))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.accuracy.parity", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bits", default="W2A4,W4A4", help="comma-separated WxAy (default: W2A4,W4A4)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds of each setting (default: 3)")
+    p.add_argument("--iters", type=positive_int, default=Budget.iters,
+                   help=f"weight-stage iterations per block (default: {Budget.iters})")
+    p.add_argument("--act-iters", type=nonnegative_int, default=Budget.act_iters,
+                   help=f"activation-stage iterations per block (default: {Budget.act_iters})")
+    p.add_argument("--jobs", type=positive_int, default=2, help="calibrations side by side (default: 2)")
+    p.add_argument("--out", default="build/bench/accuracy", help="records (default: build/bench/accuracy)")
+    p.add_argument("--docs", default="docs", help="where PARITY.md and its plot go (default: docs)")
+    p.add_argument("--report-only", action="store_true", help="write the report from the recorded cells")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        bits = [_parse_bits(b) for b in args.bits.split(",")]
+        if any(a is None for _, a in bits):
+            raise PyiosoError(f"--bits {args.bits}: parity compares quantized activations; write WxAy with y < 32")
+        budget = Budget(args.iters, args.act_iters)
+        out = Path(args.out) / budget.folder
+        checkpoint = train.resolve_weights(train.TRAINED, NET, budget.data, budget.size, not args.quiet)
+        cells = [Cell(NET, w, a, method, seed) for w, a in bits for method in METHODS for seed in range(args.seeds)]
+        refs = references(bits, args.seeds)
+        ours = run_grid(cells, budget, dict.fromkeys([NET], checkpoint), out, args.jobs, not args.quiet,
+                        not args.report_only)
+        done = _run_references(refs, budget, checkpoint, out / "parity", args.jobs, not args.quiet,
+                               not args.report_only)
+        command = " ".join(["python -m bench.accuracy.parity", *(sys.argv[1:] if argv is None else argv)])
+        path = report(rows(ours, done), budget, Path(args.docs), command.replace(" --report-only", ""),
+                      len(cells) + len(refs), len(ours) + len(done))
+    except PyiosoError as err:
+        sys.exit(f"error: {err}")
+    print(f"wrote {path} ({len(ours)} pyioso and {len(done)} reference calibrations)")
+
+
+def _run_references(refs: list[Reference], budget: Budget, checkpoint: str, out: Path, jobs: int,
+                    progress: bool, run: bool) -> list[tuple[Reference, dict]]:
+    """Each reference cell's record, running the missing ones (`jobs` processes) when `run`."""
+    from tqdm import tqdm
+
+    if not run:
+        return [(ref, json.loads((out / f"{ref.key}.json").read_text())) for ref in refs
+                if (out / f"{ref.key}.json").is_file()]
+    for name in sorted({ref.method for ref in refs}):
+        subprocess.run([str(ROOT / "scripts" / "fetch_reference.sh"), name], check=True, cwd=ROOT)
+    done = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool, \
+            tqdm(total=len(refs), desc="bench-parity references", unit="cell", disable=not progress) as bar:
+        futures = {pool.submit(ref.run, budget, checkpoint, out): ref for ref in refs}
+        for future in as_completed(futures):
+            ref = futures[future]
+            done[ref] = future.result()
+            bar.set_postfix_str(f"{ref.key}: {done[ref]['top1']:.2f}%")
+            bar.update()
+    return [(ref, done[ref]) for ref in refs]
+
+
+if __name__ == "__main__":
+    main()

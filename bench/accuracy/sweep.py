@@ -1,0 +1,158 @@
+"""`make bench-sweep`: one setting (resnet18 W2A4 at 32 px) calibrated at growing budgets, to find
+where the baselines stop improving and what IOSO gains there.
+
+Each budget gives weight-stage iterations N and activation-stage iterations N/4 (the paper's
+20,000/5,000 ratio). The cells are bench-accuracy's own, recorded under OUT/<budget>/cells with
+every block's loss, so the sweep resumes per cell (and per block for long cells), and its cells
+serve a bench-accuracy run at the same budget. Cells run cheapest first: seed 0 at every budget,
+and the extra seeds at --seeds-at once the budgets below it are done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bench.accuracy.__main__ import _parse_bits, _weights
+from bench.accuracy.cells import Budget, Cell, bits_label, run_grid
+from golden.errors import PyiosoError
+from pyioso import output
+from pyioso.calib import calibrate, plots
+from pyioso.cli.types import positive_int
+from pyioso.models import train
+
+METHODS = ("brecq", "qdrop", "brecq+ioso", "qdrop+ioso")
+BUDGETS = (200, 1000, 5000, 20000)
+PNG = "sweep.png"
+
+
+def plan(net: str, bits: tuple[int, int | None], methods: tuple[str, ...], budgets: tuple[int, ...],
+         seeds: int, seeds_at: int, base: Budget = Budget()) -> list[tuple[Budget, Cell]]:
+    """(budget, cell) pairs, cheapest first; `base` gives what every budget shares."""
+    pairs = [(replace(base, iters=iters, act_iters=iters // 4), Cell(net, *bits, method, seed))
+             for iters in budgets for seed in range(seeds if iters == seeds_at else 1) for method in methods]
+    return sorted(pairs, key=lambda pair: (pair[0].iters, pair[1].seed))
+
+
+def final_loss(record: dict) -> float:
+    """The network's reconstruction loss when calibration ended: each block's loss after the
+    last stage that reconstructed it, summed over blocks."""
+    last = {entry["segment"]: entry["loss_after"] for entry in record["losses"]}
+    return sum(last.values())
+
+
+def _stat(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} ({len(values)} seeds)"
+
+
+def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: str, planned: int,
+           out: str) -> Path:
+    """docs/SWEEP.md and its plot, from the records alone."""
+    budgets = sorted({r["budget"]["iters"] for r in records})
+    net, bits = (records[0]["net"], records[0]["bits"]) if records else ("resnet18", "W2A4")
+
+    def cell(method: str, iters: int, key) -> list[float]:
+        return [key(r) for r in records if r["method"] == method and r["budget"]["iters"] == iters]
+
+    top1 = [[m, *(_stat(cell(m, i, lambda r: r["fake_quant"])) for i in budgets)] for m in methods]
+    loss = [[m, *(f"{statistics.fmean(v):.4g}" if (v := cell(m, i, final_loss)) else "–" for i in budgets)]
+            for m in methods]
+    minutes = [[m, *(f"{statistics.fmean(v) / 60:.1f}" if (v := cell(m, i, lambda r: r["calib_seconds"])) else "–"
+                     for i in budgets)] for m in methods]
+    heads = ["method", *(f"{i} / {i // 4}" for i in budgets)]
+    docs.mkdir(parents=True, exist_ok=True)
+    plots.budget_sweep(records, methods, final_loss, docs / PNG)
+    floats = {r["float"] for r in records}
+    sections = [
+        f"# Budget sweep: {net} {bits} at {records[0]['budget']['size'] if records else 32} px",
+        "How far the block reconstruction's iteration budget moves each method: weight-stage iterations "
+        "per block / activation-stage iterations per block (QDrop and qdrop+ioso: one joint stage of the "
+        "first length). Same checkpoint, calibration images (drawn by the seed), batch 32 and test images at "
+        f"every budget: {', '.join(sorted({str(r['budget']['images']) + ' calibration / ' + str(r['images']) + ' test' for r in records}))}. "
+        "One seed per budget unless the cell says more.",
+        f"Produced by `{command}` (bench/accuracy/sweep.py); {len(records)} of {planned} planned "
+        f"calibrations recorded; each record in {out}/<budget>/cells holds every block's loss before and "
+        "after each stage.",
+        f"Float top-1: {', '.join(f'{f:.2f}' for f in sorted(floats)) or '–'} %.",
+        "## Top-1 % (fake-quant)", output.md_table(heads, top1),
+        "## Final reconstruction loss",
+        "Each block's loss after the last stage that reconstructed it, on 256 calibration images, summed over "
+        "the blocks (lower is better; a method's loss includes what its own stages quantize).",
+        output.md_table(heads, loss),
+        f"![top-1 and final loss against iterations]({PNG})",
+        "## Calibration minutes (one thread)", output.md_table(heads, minutes),
+    ]
+    path = docs / "SWEEP.md"
+    output.atomic_write(str(path), lambda f: f.write(("\n\n".join(sections) + "\n").encode()))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.accuracy.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--net", default="resnet18", help="network (default: resnet18)")
+    p.add_argument("--bits", default="W2A4", help="WxAy (default: W2A4)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated (default: {','.join(METHODS)})")
+    p.add_argument("--iters", default=",".join(map(str, BUDGETS)),
+                   help="comma-separated weight-stage budgets; activation stage a quarter (default: "
+                        f"{','.join(map(str, BUDGETS))})")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds at --seeds-at (default: 3)")
+    p.add_argument("--seeds-at", type=positive_int, default=5000,
+                   help="the budget that runs every seed, the largest this machine affords (default: 5000)")
+    p.add_argument("--weights", default=train.TRAINED,
+                   help=f"'{train.TRAINED}' (pyioso train's checkpoint, trained when missing), 'random' (smoke) "
+                        "or a state_dict file (default: trained)")
+    p.add_argument("--size", type=positive_int, default=Budget.size, help="input pixels (default: 32)")
+    p.add_argument("--images", type=positive_int, default=Budget.images, help="calibration images (default: 1024)")
+    p.add_argument("--eval-images", type=positive_int, help="test images (default: all 10k)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="calibrations side by side (default: 1)")
+    p.add_argument("--out", default="build/bench/accuracy", help="records (default: build/bench/accuracy)")
+    p.add_argument("--docs", default="docs", help="where SWEEP.md and its plot go (default: docs)")
+    p.add_argument("--report-only", action="store_true", help="write the report from the recorded cells")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        bits = _parse_bits(args.bits)
+        methods = tuple(args.methods.split(","))
+        for method in methods:
+            calibrate.Config.named(method)
+        try:
+            budgets = tuple(sorted({int(i) for i in args.iters.split(",")}))
+        except ValueError:
+            raise PyiosoError(f"--iters {args.iters!r}: write comma-separated counts, e.g. 200,1000") from None
+        if min(budgets) < 4:
+            raise PyiosoError(f"--iters {args.iters}: every budget needs at least 4 iterations (a quarter for "
+                              "the activation stage)")
+        net = train.Recipe(args.net).check().net
+        base = Budget(images=args.images, eval_images=args.eval_images, size=args.size)
+        pairs = plan(net, bits, methods, budgets, args.seeds, args.seeds_at, base)
+        weights = _weights(args.weights, [net], base, not args.quiet, {net})
+        records = []
+        for budget in sorted({b for b, _ in pairs}, key=lambda b: b.iters):
+            cells = [c for b, c in pairs if b == budget]
+            out = Path(args.out) / budget.folder
+            for cell in cells:      # recorded before losses were logged: run again for them
+                if cell.record(out).is_file() and "losses" not in json.loads(cell.record(out).read_text()):
+                    cell.record(out).unlink()
+            if not args.quiet:
+                print(f"budget {budget.iters}/{budget.act_iters}: {len(cells)} cells", file=sys.stderr)
+            records += run_grid(cells, budget, weights, out, args.jobs, not args.quiet,
+                                not args.report_only)
+        command = " ".join(["python -m bench.accuracy.sweep", *(sys.argv[1:] if argv is None else argv)])
+        path = report(records, methods, Path(args.docs), command.replace(" --report-only", ""), len(pairs),
+                      args.out)
+    except PyiosoError as err:
+        sys.exit(f"error: {err}")
+    print(f"wrote {path} ({len(records)} calibrations, {bits_label(*bits)})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The accuracy benchmark's two studies: the budget sweep (bench.accuracy.sweep) and the baseline
+parity with the reference code (bench.accuracy.parity)."""
+
+import json
+
+import pytest
+
+from bench.accuracy import parity, sweep
+from bench.accuracy.cells import Budget
+
+
+def test_sweep_runs_cheapest_first_and_seeds_one_budget():
+    pairs = sweep.plan("resnet18", (2, 4), ("brecq", "qdrop+ioso"), (20000, 200, 1000), 3, 1000)
+    assert [(b.iters, b.act_iters, c.seed) for b, c in pairs[:2]] == [(200, 50, 0)] * 2
+    assert [b.iters for b, _ in pairs] == sorted(b.iters for b, _ in pairs)
+    assert sorted({c.seed for b, c in pairs if b.iters == 1000}) == [0, 1, 2]
+    assert {c.seed for b, c in pairs if b.iters != 1000} == {0}
+
+
+def test_sweep_records_block_losses_resumes_and_reports(tmp_path):
+    out, docs = tmp_path / "out", tmp_path / "docs"
+    argv = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images", "50", "--iters", "4,8",
+            "--seeds-at", "8", "--seeds", "2", "--methods", "brecq,brecq+ioso", "--jobs", "2", "--quiet",
+            "--out", str(out), "--docs", str(docs)]
+    sweep.main(argv)
+    records = [json.loads(p.read_text()) for p in sorted(out.glob("*/cells/*.json"))]
+    assert len(records) == 2 + 2 * 2
+    for r in records:       # the weight and activation stage of every block, before and after
+        assert {e["stage"] for e in r["losses"]} == {"weights", "activations"}
+        assert sweep.final_loss(r) == pytest.approx(sum(e["loss_after"] for e in r["losses"]
+                                                        if e["stage"] == "activations"))
+    text = (docs / "SWEEP.md").read_text()
+    assert "| method | 4 / 1 | 8 / 2 |" in text and "6 of 6 planned" in text and "(2 seeds)" in text
+    assert (docs / sweep.PNG).stat().st_size > 1000
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")}
+    sweep.main(argv)            # all recorded: nothing runs again
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")} == stamps
+    with pytest.raises(SystemExit, match="at least 4 iterations"):
+        sweep.main([*argv, "--iters", "2"])
+
+
+def _reference_record(out, ref, top1):
+    (out / f"{ref.key}.json").write_text(json.dumps({"top1": top1}))
+
+
+def test_parity_table_compares_on_the_same_grid(tmp_path):
+    refs = parity.references([(2, 4)], 2)
+    assert sorted({(r.method, r.grid) for r in refs}) == [("brecq", "own"), ("brecq", "pyioso"), ("qdrop", "own")]
+    out = tmp_path / "parity"
+    out.mkdir()
+    values = {("brecq", "own"): 80.0, ("brecq", "pyioso"): 70.0, ("qdrop", "own"): 75.0}
+    for ref in refs:
+        _reference_record(out, ref, values[ref.method, ref.grid] + ref.seed)
+    # a recorded reference cell is read back, not run again (no copy of the code is needed)
+    done = [(ref, ref.run(Budget(), "unused.pt", out)) for ref in refs]
+    ours = [{"method": m, "bits": "W2A4", "fake_quant": v} for m, v in
+            (("brecq", 71.0), ("brecq", 72.0), ("qdrop", 73.0), ("qdrop", 74.0))]
+    table = parity.rows(ours, done)
+    assert table[0] == {"method": "brecq", "bits": "W2A4", "ours": [71.0, 72.0], "own": [80.0, 81.0],
+                        "pyioso": [70.0, 71.0]}
+    path = parity.report(table, Budget(), tmp_path / "docs", "python -m bench.accuracy.parity", 10, 10)
+    text = path.read_text()
+    assert "| brecq | W2A4 | 71.50 ± 0.71 | 80.50 ± 0.71 | 70.50 ± 0.71 | +1.00 (our grid) |" in text
+    assert "| qdrop | W2A4 | 73.50 ± 0.71 | 75.50 ± 0.71 | – | -2.00 (its grid) |" in text
+    assert (tmp_path / "docs" / parity.PNG).stat().st_size > 1000
+
+
+def test_parity_refuses_weight_only_bits():
+    with pytest.raises(SystemExit, match="quantized activations"):
+        parity.main(["--bits", "W2A32", "--report-only"])
