@@ -131,6 +131,8 @@ def run_qdrop(args: argparse.Namespace, cali: torch.Tensor) -> dict:
         state.enable_calibration_woquantization(model, quantizer_type="weight_fake_quant")
         model(cali[:2])
     state.enable_quantization(model)
+    if args.grid == "pyioso":
+        _qdrop_on_pyioso_grid(model, args.wbits)
 
     def recon_model(module, fp_module) -> None:      # main_imagenet.py's recon_model
         for name, child in module.named_children():
@@ -144,6 +146,21 @@ def run_qdrop(args: argparse.Namespace, cali: torch.Tensor) -> dict:
     return {"top1": top1(model, args.size, args.eval_images)}
 
 
+@torch.no_grad()
+def _qdrop_on_pyioso_grid(model: torch.nn.Module, bits: int) -> None:
+    """As brecq_ref.use_pyioso_grid, for QDrop's weight quantizers (after its observers ran; the
+    weights are BN-folded, as pyioso's are when it picks its scales)."""
+    from pyioso.quant.layer import qparams
+
+    for m in model.modules():
+        q = getattr(m, "weight_fake_quant", None)
+        if q is None or q.bit != bits:          # the 8-bit stem and head keep QDrop's grid
+            continue
+        scale, _ = qparams(m.weight.detach(), bits, signed=True, ch_axis=0)
+        q.scale.copy_(scale.reshape(q.scale.shape).to(q.scale.dtype))
+        q.zero_point.copy_(torch.full_like(q.zero_point, 2 ** (bits - 1)))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("method", choices=("brecq", "qdrop"))
@@ -153,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=200, help="weight stage (QDrop: its joint stage) per block")
     p.add_argument("--act-iters", type=int, default=50, help="BRECQ's activation stage per block")
     p.add_argument("--grid", choices=("own", "pyioso"), default="own",
-                   help="BRECQ's weight grid: its own (asymmetric, MSE range) or pyioso's symmetric one")
+                   help="weight grid: the reference's own (asymmetric, MSE range) or pyioso's symmetric one")
     p.add_argument("--images", type=int, default=1024, help="calibration images (Fashion-MNIST train)")
     p.add_argument("--eval-images", type=int, help="test images (default: all 10k)")
     p.add_argument("--size", type=int, default=32)
@@ -165,8 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     args.ref = args.ref or Path("build") / args.method
     torch.set_num_threads(args.threads)
     try:
-        if args.method == "qdrop" and args.grid != "own":
-            raise PyiosoError("--grid pyioso applies to BRECQ's quantizers only")
         _seed_all(args.seed)
         cali = calibration_images(args.images, args.size, args.seed)
         began = time.perf_counter()

@@ -45,23 +45,26 @@ def _reference_record(out, ref, top1):
 
 def test_parity_table_compares_on_the_same_grid(tmp_path):
     refs = parity.references([(2, 4)], 2)
-    assert sorted({(r.method, r.grid) for r in refs}) == [("brecq", "own"), ("brecq", "pyioso"), ("qdrop", "own")]
+    assert sorted({(r.method, r.grid) for r in refs}) == [("brecq", "own"), ("brecq", "pyioso"), ("qdrop", "own"),
+                                                          ("qdrop", "pyioso")]
     out = tmp_path / "parity"
     out.mkdir()
-    values = {("brecq", "own"): 80.0, ("brecq", "pyioso"): 70.0, ("qdrop", "own"): 75.0}
+    values = {("brecq", "own"): 80.0, ("brecq", "pyioso"): 70.0, ("qdrop", "own"): 75.0, ("qdrop", "pyioso"): 65.0}
     for ref in refs:
         _reference_record(out, ref, values[ref.method, ref.grid] + ref.seed)
     # a recorded reference cell is read back, not run again (no copy of the code is needed)
     done = [(ref, ref.run(Budget(), "unused.pt", out)) for ref in refs]
-    ours = [{"method": m, "bits": "W2A4", "fake_quant": v} for m, v in
-            (("brecq", 71.0), ("brecq", 72.0), ("qdrop", 73.0), ("qdrop", 74.0))]
+    asym = {"weight_grid": "asymmetric"}
+    ours = [{"method": m, "bits": "W2A4", "fake_quant": v, "options": o} for m, v, o in
+            (("brecq", 71.0, {}), ("brecq", 72.0, {}), ("brecq", 79.0, asym), ("qdrop", 73.0, {}))]
     table = parity.rows(ours, done)
-    assert table[0] == {"method": "brecq", "bits": "W2A4", "ours": [71.0, 72.0], "own": [80.0, 81.0],
-                        "pyioso": [70.0, 71.0]}
+    assert table[0] == {"method": "brecq", "bits": "W2A4", ("pyioso", "symmetric"): [71.0, 72.0],
+                        ("reference", "symmetric"): [70.0, 71.0], ("pyioso", "asymmetric"): [79.0],
+                        ("reference", "asymmetric"): [80.0, 81.0]}
     path = parity.report(table, Budget(), tmp_path / "docs", "python -m bench.accuracy.parity", 10, 10)
     text = path.read_text()
-    assert "| brecq | W2A4 | 71.50 ± 0.71 | 80.50 ± 0.71 | 70.50 ± 0.71 | +1.00 (our grid) |" in text
-    assert "| qdrop | W2A4 | 73.50 ± 0.71 | 75.50 ± 0.71 | – | -2.00 (its grid) |" in text
+    assert "| brecq | W2A4 | 71.50 ± 0.71 | 70.50 ± 0.71 | 79.00 | 80.50 ± 0.71 | +1.00 | -1.50 |" in text
+    assert "| qdrop | W2A4 | 73.00 | 65.50 ± 0.71 | – | 75.50 ± 0.71 | +7.50 | – |" in text
     assert (tmp_path / "docs" / parity.PNG).stat().st_size > 1000
 
 

@@ -487,3 +487,23 @@ def test_every_observer_sets_the_codings_through_the_cli(tmp_path):
 def test_unknown_observer_is_refused():
     with pytest.raises(PyiosoError, match=r"observer 'l1': use one of minmax, ema, mse, kl, percentile"):
         calibrate.Config(observer="l1")
+
+
+def test_asymmetric_weight_grid_is_the_references_and_is_not_exported(images):
+    """--weight-grid asymmetric: an integer zero point per output channel on the unsigned grid (as
+    BRECQ's and QDrop's quantizers), which the engine does not run, so export refuses it."""
+    net = qnet.build(_model(), images[:32], 2, 4, symmetric_weights=False)
+    convs = [m for m in net.ops.values() if isinstance(m, qnet.QConv)]
+    assert any(bool((c.w_zero != 0).any()) for c in convs)
+    for c in convs:
+        codes = c.weight_codes()
+        assert int(codes.min()) >= 0 and int(codes.max()) <= 2 ** c.w_bits - 1
+        zero = c.w_zero[:, None, None, None]
+        assert torch.equal(c.rounding(), (codes - zero) * c.w_scale[:, None, None, None])
+    config = calibrate.Config(w_bits=2, a_bits=4, weight_grid="asymmetric")
+    assert not workflow.exportable(config)
+    net.set_quant(True, True)
+    with pytest.raises(PyiosoError, match="--weight-grid asymmetric"):
+        export.integer_network(net)
+    with pytest.raises(PyiosoError, match="weight_grid 'skewed'"):
+        calibrate.Config(weight_grid="skewed")

@@ -69,7 +69,7 @@ class Reference:
 
 def references(bits: list[tuple[int, int]], seeds: int) -> list[Reference]:
     return [Reference(method, w, a, grid, seed) for w, a in bits for method in METHODS
-            for grid in (("own", "pyioso") if method == "brecq" else ("own",)) for seed in range(seeds)]
+            for grid in ("own", "pyioso") for seed in range(seeds)]
 
 
 def _stat(values: list[float]) -> str:
@@ -79,36 +79,45 @@ def _stat(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2f}{spread}"
 
 
+# The compared columns: (implementation, weight grid), the grids by pyioso's names for them.
+COLUMNS = (("pyioso", "symmetric"), ("reference", "symmetric"), ("pyioso", "asymmetric"),
+           ("reference", "asymmetric"))
+REFERENCE_GRIDS = {"own": "asymmetric", "pyioso": "symmetric"}     # Reference.grid -> its grid
+
+
+def _grid(record: dict) -> str:
+    return record["options"].get("weight_grid", "symmetric")
+
+
 def rows(ours: list[dict], refs: list[tuple[Reference, dict]]) -> list[dict]:
-    """Per method and bits, each implementation's top-1 per seed: `ours`, `own` (the reference on
-    its own grid) and `pyioso` (the reference on our grid)."""
+    """Per method and bits, each (implementation, grid)'s top-1 per seed."""
     found = []
     for bits in dict.fromkeys(r["bits"] for r in ours):
         for method in METHODS:
-            row = {"method": method, "bits": bits, "ours": [r["fake_quant"] for r in ours
-                                                            if r["method"] == method and r["bits"] == bits]}
+            row = {"method": method, "bits": bits, **{column: [] for column in COLUMNS}}
+            for r in ours:
+                if r["method"] == method and r["bits"] == bits:
+                    row["pyioso", _grid(r)].append(r["fake_quant"])
             for ref, result in refs:
                 if ref.method == method and f"W{ref.w_bits}A{ref.a_bits}" == bits:
-                    row.setdefault(ref.grid, []).append(result["top1"])
+                    row["reference", REFERENCE_GRIDS[ref.grid]].append(result["top1"])
             found.append(row)
     return found
 
 
-def _difference(row: dict) -> str:
-    """Ours minus the reference on the same grid (QDrop's code runs on its own grid only)."""
-    ref = row.get("pyioso") or row.get("own")
-    if not row["ours"] or not ref:
-        return "–"
-    grid = "our grid" if row.get("pyioso") else "its grid"
-    return f"{statistics.fmean(row['ours']) - statistics.fmean(ref):+.2f} ({grid})"
+def _difference(row: dict, grid: str) -> str:
+    ours, ref = row["pyioso", grid], row["reference", grid]
+    return f"{statistics.fmean(ours) - statistics.fmean(ref):+.2f}" if ours and ref else "–"
 
 
 def report(table: list[dict], budget: Budget, docs: Path, command: str, planned: int, recorded: int) -> Path:
-    heads = ["method", "bits", "pyioso", "reference, its own grid", "reference, our grid", "pyioso − reference"]
-    body = [[row["method"], row["bits"], _stat(row["ours"]), _stat(row.get("own", [])), _stat(row.get("pyioso", [])),
-             _difference(row)] for row in table]
+    grids = ("symmetric", "asymmetric")
+    heads = ["method", "bits", *(f"{impl}, {grid}" for grid in grids for impl in ("pyioso", "reference")),
+             *(f"pyioso − reference, {grid}" for grid in grids)]
+    body = [[row["method"], row["bits"], *(_stat(row[impl, grid]) for grid in grids for impl in ("pyioso", "reference")),
+             *(_difference(row, grid) for grid in grids)] for row in table]
     docs.mkdir(parents=True, exist_ok=True)
-    plots.parity(table, docs / PNG)
+    plots.parity(table, list(COLUMNS), docs / PNG)
     text = "\n\n".join([
         "# Baseline parity: our BRECQ and QDrop against their own code",
         f"resnet18 at {budget.size} px (pyioso train's Fashion-MNIST checkpoint), {budget.images} calibration "
@@ -116,7 +125,11 @@ def report(table: list[dict], budget: Budget, docs: Path, command: str, planned:
         "iterations per block (QDrop: one joint stage of the first length), first and last layers 8-bit; top-1 % "
         "on the 10,000 test images, mean ± std over the seeds. The references: BRECQ "
         "github.com/yhhhli/BRECQ at e455d62, QDrop github.com/wimh966/QDrop at ef37616 (its "
-        "exp/w2a4/r18/config.yaml with these bits and iterations).",
+        "exp/w2a4/r18/config.yaml with these bits and iterations), run by scripts/reference_ptq.py.",
+        "Two weight grids per output channel: **symmetric** (zero point 0, codes -2^(b-1)..2^(b-1)-1: what the "
+        "integer engine runs, and pyioso's default; the references run on it with pyioso's MSE scales put into "
+        "their quantizers) and **asymmetric** (an integer zero point per channel, MSE-searched range: the "
+        "references' own grid; pyioso's `--weight-grid asymmetric`, fake-quant only).",
         f"Produced by `{command}` (bench/accuracy/parity.py); {recorded} of {planned} calibrations recorded.",
         output.md_table(heads, body), f"![parity]({PNG})"])
     path = docs / "PARITY.md"
@@ -146,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         budget = Budget(args.iters, args.act_iters)
         out = Path(args.out) / budget.folder
         checkpoint = train.resolve_weights(train.TRAINED, NET, budget.data, budget.size, not args.quiet)
-        cells = [Cell(NET, w, a, method, seed) for w, a in bits for method in METHODS for seed in range(args.seeds)]
+        cells = [Cell(NET, w, a, method, seed, options) for w, a in bits for method in METHODS
+                 for options in ((), (("weight_grid", "asymmetric"),)) for seed in range(args.seeds)]
         refs = references(bits, args.seeds)
         ours = run_grid(cells, budget, dict.fromkeys([NET], checkpoint), out, args.jobs, not args.quiet,
                         not args.report_only)

@@ -37,6 +37,9 @@ from pyioso.quant.rounding import AdaRound, BetaSchedule
 METHODS = ("rtn", "adaround", "brecq", "qdrop", "ioso")
 BASES = ("brecq", "qdrop")
 INPUT_SCALES = ("grouped", "free", "none")
+# Weight grids per output channel: symmetric (zero point 0: what the integer engine runs) or
+# asymmetric (an integer zero point per channel: BRECQ's and QDrop's own grid, fake-quant only).
+WEIGHT_GRIDS = ("symmetric", "asymmetric")
 CHECKPOINT = "checkpoint.pt"
 # An activation step is kept at or above this share of its value when its stage began: Adam's
 # absolute steps (act_lr) could otherwise carry a small step across zero, a meaningless coding.
@@ -71,6 +74,7 @@ class Config:
     isg_shift: int = ISG_SHIFT      # n of the ISG scales 1 + s 2^-n (§2)
     observer: str = "mse"           # activation clipping: a name of quant.observers.OBSERVERS
     weight_observer: str = "mse"    # weight clipping (per output channel), likewise
+    weight_grid: str = "symmetric"  # a name of WEIGHT_GRIDS
     legalize_at: float = 0.9        # fraction of the weight stage after which groups are fixed
     seed: int = 0
 
@@ -81,6 +85,8 @@ class Config:
                    f"input_scale {self.input_scale!r}: use one of {', '.join(INPUT_SCALES)}"),
                   (self.iters >= 1 and self.act_iters >= 1, "iters and act_iters must be >= 1"),
                   (self.batch >= 1, "batch must be >= 1"),
+                  (self.weight_grid in WEIGHT_GRIDS,
+                   f"weight_grid {self.weight_grid!r}: use one of {', '.join(WEIGHT_GRIDS)}"),
                   (0 <= self.drop < 1, "drop must be in [0, 1)"),
                   (0 < self.legalize_at <= 1, "legalize_at must be in (0, 1]"),
                   (self.granularity >= 1, "granularity must be >= 1"),

@@ -75,6 +75,9 @@ def float_conv(module: QConv, x: Coding, y: Coding, shift: int,
     """The spec's float layer (golden.meaning) of a calibrated conv: what its fake quantization
     computes, and what the fixed-point tables approximate within §3's bound."""
     f64 = lambda t: t.detach().to(torch.float64).flatten()  # noqa: E731
+    if not module.symmetric:
+        raise PyiosoError("this calibration used --weight-grid asymmetric (a zero point per output channel), "
+                          "which the integer engine does not run: calibrate with the symmetric grid to export")
     dense = module.dense
     return FloatConv(
         weight=module.weight_codes().permute(0, 2, 3, 1).contiguous(), w_scale=f64(module.w_scale),

@@ -173,28 +173,26 @@ def budget_sweep(records: list[dict], methods: tuple[str, ...], final_loss, path
     save_png(fig, str(path))
 
 
-def parity(rows: list[dict], path: Path) -> None:
-    """make bench-parity: per setting (method, bits), a bar per implementation at its seeds' mean,
-    each seed a dot on it; a panel per bit setting."""
+def parity(rows: list[dict], columns: list[tuple[str, str]], path: Path) -> None:
+    """make bench-parity: per setting (method, bits), a bar per (implementation, grid) column at
+    its seeds' mean, each seed a dot on it; a panel per bit setting."""
     import statistics
 
-    series = (("ours", "pyioso"), ("own", "reference, its own grid"), ("pyioso", "reference, our grid"))
     panels = list(dict.fromkeys(r["bits"] for r in rows))
-    fig = _figure(5 * len(panels), 3.6)
+    fig = _figure(5.5 * len(panels), 3.8)
     for ax, bits in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         mine = [r for r in rows if r["bits"] == bits]
-        width = 0.8 / len(series)
-        for k, (key, label) in enumerate(series):
+        width = 0.8 / len(columns)
+        for k, column in enumerate(columns):
             for i, row in enumerate(mine):
-                values = row.get(key) or []
-                if not values:
+                if not row[column]:
                     continue
                 x = i - 0.4 + width * (k + 0.5)
-                ax.bar(x, statistics.fmean(values), width, color=f"C{k}", label=label if i == 0 or
-                       not any(r.get(key) for r in mine[:i]) else None)
-                ax.plot([x] * len(values), values, "k.", ms=3)
+                ax.bar(x, statistics.fmean(row[column]), width, color=f"C{k}",
+                       label=f"{column[0]}, {column[1]} grid" if not any(r[column] for r in mine[:i]) else None)
+                ax.plot([x] * len(row[column]), row[column], "k.", ms=3)
         ax.set_xticks(range(len(mine)), [r["method"] for r in mine])
-        low = min((v for r in mine for key, _ in series for v in r.get(key) or []), default=0)
+        low = min((v for r in mine for c in columns for v in r[c]), default=0)
         ax.set_ylim(max(0, low - 5), 100)
         ax.set(title=f"resnet18 {bits}", ylabel="top-1 (%)")
         if ax.get_legend_handles_labels()[0]:

@@ -71,13 +71,17 @@ class QConv(nn.Module):
     (given by the network: it belongs to the input's tensor class), OSO and the output coding."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, geometry: dict, w_bits: int,
-                 act: ActQuant, activation: str, observer: str = "mse"):
+                 act: ActQuant, activation: str, observer: str = "mse", symmetric: bool = True):
         super().__init__()
         self.geometry, self.w_bits, self.activation = geometry, w_bits, activation
+        self.symmetric = symmetric      # False: an unsigned grid with a zero point per channel
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
-        self.register_buffer("w_scale", qparams(weight, w_bits, signed=True, ch_axis=0,
-                                                observer=observer)[0].to(weight.dtype))
+        scale, zero = qparams(weight, w_bits, signed=symmetric, ch_axis=0, observer=observer)
+        self.register_buffer("w_scale", scale.to(weight.dtype))
+        # derived from the weight like the scale; not saved, so older checkpoints load as before
+        self.register_buffer("w_zero", torch.as_tensor(zero, dtype=weight.dtype).expand(weight.shape[0]).clone(),
+                             persistent=False)
         self.rounding: NearestRounding | AdaRound = self._nearest()
         self.oso_scale = nn.Parameter(torch.ones(weight.shape[0]), requires_grad=False)
         self.oso_offset = nn.Parameter(torch.zeros(weight.shape[0]), requires_grad=False)
@@ -95,10 +99,10 @@ class QConv(nn.Module):
         return not self.dense and self.weight.shape[1] == 1 and self.geometry["groups"] == self.weight.shape[0]
 
     def _nearest(self) -> NearestRounding:
-        return NearestRounding(self.weight, self.w_scale, 0, self.w_bits, True, ch_axis=0)
+        return NearestRounding(self.weight, self.w_scale, self.w_zero, self.w_bits, self.symmetric, ch_axis=0)
 
     def use_adaround(self) -> AdaRound:
-        self.rounding = AdaRound(self.weight, self.w_scale, 0, self.w_bits, True, ch_axis=0)
+        self.rounding = AdaRound(self.weight, self.w_scale, self.w_zero, self.w_bits, self.symmetric, ch_axis=0)
         return self.rounding
 
     def _quantized_weight(self) -> torch.Tensor:
@@ -263,17 +267,19 @@ class QNet(nn.Module):
 
 
 def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
-          isg_shift: int = ISG_SHIFT, observer: str = "mse", weight_observer: str = "mse") -> QNet:
+          isg_shift: int = ISG_SHIFT, observer: str = "mse", weight_observer: str = "mse",
+          symmetric_weights: bool = True) -> QNet:
     """The fake-quant network of a traceable float `model` (eval mode) made of the lowering's
     SUPPORTED ops, with every coding initialized by `observer` on the float tensors of `images`
-    and every weight scale by `weight_observer` (pyioso.quant.observers.OBSERVERS)."""
+    and every weight scale by `weight_observer` (pyioso.quant.observers.OBSERVERS), on symmetric
+    weight grids or (`symmetric_weights` False) ones with a zero point per output channel."""
     low = lower(model, images, w_bits, a_bits)
     coding = lambda n: observe_coding(low.floats[n], low.act_bits(n), observer)  # noqa: E731
     nodes, ops = [], {}
     for op in low.ops:
         key = f"op{len(nodes)}"
         if op.kind in ("conv", "fc"):
-            ops[key] = _conv(low, op, coding(op.output), weight_observer)
+            ops[key] = _conv(low, op, coding(op.output), weight_observer, symmetric_weights)
         elif op.kind == "add":
             ops[key] = QAdd(ActQuant(coding(op.output), "relu" if op.output is not op.node else "none"))
         elif op.kind == "max_pool":
@@ -293,7 +299,7 @@ def _scope(node: fx.Node) -> tuple[tuple[str, str], ...]:
     return tuple((path, cls.__name__) for path, cls in node.meta.get("nn_module_stack", {}).values())
 
 
-def _conv(low: Lowered, op: Op, out: Coding, observer: str) -> QConv:
+def _conv(low: Lowered, op: Op, out: Coding, observer: str, symmetric: bool) -> QConv:
     module, bn, x_float = low.module(op), low.bn(op), low.floats[op.inputs[0]]
     if op.kind == "fc":
         check_fc_input(op.node.target, x_float)
@@ -310,7 +316,7 @@ def _conv(low: Lowered, op: Op, out: Coding, observer: str) -> QConv:
                         dilation=tuple(module.dilation), groups=module.groups)
     bias = torch.zeros(weight.shape[0]) if bias is None else bias
     return QConv(weight.detach().float().contiguous(), bias.detach().float(), geometry, low.weight_bits(op),
-                 ActQuant(out, op.tail.activation), op.tail.activation, observer)
+                 ActQuant(out, op.tail.activation), op.tail.activation, observer, symmetric)
 
 
 def without_dead_channels(weight: torch.Tensor, x: torch.Tensor, groups: int) -> torch.Tensor:

@@ -66,7 +66,7 @@ def _device(name: str) -> torch.device:
 def build_network(run: Run, config: calibrate.Config, images: torch.Tensor, model=None) -> qnet.QNet:
     model = model if model is not None else run.model(config.seed)
     return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8, config.isg_shift,
-                      config.observer, config.weight_observer)
+                      config.observer, config.weight_observer, config.weight_grid == "symmetric")
 
 
 def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str = "cpu",
@@ -180,8 +180,10 @@ def _say(progress: bool, what: str) -> None:
 
 
 def exportable(config: calibrate.Config) -> bool:
-    """Whether the hardware can run the result: activations quantized, ISG scales grouped."""
-    return config.a_bits is not None and not (config.ioso and config.input_scale == "free")
+    """Whether the hardware can run the result: activations quantized, ISG scales grouped,
+    weights on symmetric grids."""
+    return (config.a_bits is not None and not (config.ioso and config.input_scale == "free")
+            and config.weight_grid == "symmetric")
 
 
 def export_network(net: qnet.QNet, run: Run, config: calibrate.Config, directory: Path) -> Path:
