@@ -64,7 +64,12 @@ def _device(name: str) -> torch.device:
 
 
 def build_network(run: Run, config: calibrate.Config, images: torch.Tensor, model=None) -> qnet.QNet:
-    model = model if model is not None else run.model(config.seed)
+    return quantized_network(model if model is not None else run.model(config.seed), config, images)
+
+
+def quantized_network(model: torch.nn.Module, config: calibrate.Config, images: torch.Tensor) -> qnet.QNet:
+    """The fake-quant network of a float model under `config`, its codings observed on the first
+    INIT_IMAGES of `images`."""
     return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8, config.isg_shift,
                       config.observer, config.weight_observer, config.weight_grid == "symmetric")
 
@@ -187,12 +192,55 @@ def exportable(config: calibrate.Config) -> bool:
 
 
 def export_network(net: qnet.QNet, run: Run, config: calibrate.Config, directory: Path) -> Path:
+    return save_artifact(net, config, directory, {"name": run.net, "classes": run.classes, "size": run.size},
+                         {"data": run.data, "images": run.images, "weights": Path(run.weights).name})
+
+
+def save_artifact(net: qnet.QNet, config: calibrate.Config, directory: Path, network: dict,
+                  calibration: dict) -> Path:
+    """The artifact of a calibrated network; `network` names it (name, classes, size of its
+    ImageNet-normalized 3-channel input), `calibration` says what it was calibrated on."""
     integer, perms = export.integer_network(net, config.granularity)
-    info = {"network": {"name": run.net, "classes": run.classes, "size": run.size, "channels": 3,
-                        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-            "calibration": {"config": config.to_json(), "data": run.data, "images": run.images,
-                            "weights": Path(run.weights).name}}
+    info = {"network": {**network, "channels": 3, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+            "calibration": {"config": config.to_json(), **calibration}}
     return artifact.save(directory, integer, perms, info)
+
+
+def logit_codes(net: qnet.QNet, x: torch.Tensor) -> torch.Tensor:
+    """The fake-quant network's logits as the codes of its output coding (what the integer
+    network computes), or its float logits when its activations are not quantized."""
+    fake = net(x)
+    if not net.input_quant.enabled:
+        return fake
+    out = net.coding(net.output_name)
+    return torch.round(fake / out.scale).to(torch.int64) + out.zero_point
+
+
+def side_by_side(model: torch.nn.Module | None, net: qnet.QNet, int_net, x: torch.Tensor, labels: torch.Tensor, batch: int = 250, progress: bool = True) -> dict:
+    """Top-1 of the float model (if given), the fake-quant network and the integer one (if
+    given) on the same images, how often the integer predictions equal the fake-quant ones, and
+    the largest difference of their logit codes."""
+    from tqdm import tqdm
+
+    hits = {"float": 0, "fake-quant": 0, "integer": 0}
+    agree, max_diff = 0, 0
+    with torch.no_grad():
+        for start in tqdm(range(0, len(x), batch), desc="eval", unit="batch", disable=not progress):
+            xb, yb = x[start:start + batch], labels[start:start + batch]
+            if model is not None:
+                hits["float"] += int((model(xb).argmax(1) == yb).sum())
+            codes = logit_codes(net, xb)
+            hits["fake-quant"] += int((codes.argmax(1) == yb).sum())
+            if int_net is not None:
+                int_codes = int_net.forward(int_net.quantize_input(xb))[0]
+                hits["integer"] += int((int_codes.argmax(1) == yb).sum())
+                agree += int((int_codes.argmax(1) == codes.argmax(1)).sum())
+                max_diff = max(max_diff, int((int_codes - codes).abs().max()))
+    n = len(x)
+    kept = {"float": model is not None, "fake-quant": True, "integer": int_net is not None}
+    return {"images": n, "top1": {k: 100 * v / n for k, v in hits.items() if kept[k]},
+            "integer_agreement": 100 * agree / n if int_net else None,
+            "max_logit_code_diff": max_diff if int_net else None}
 
 
 def load_run(directory: Path) -> tuple[Run, calibrate.Config]:
@@ -225,8 +273,6 @@ def evaluate(directory: Path, images: int | None = None, batch: int = 250,
     side, with how often the integer predictions equal the fake-quant ones. `net`: the finished
     fake-quant network, when the caller has it (calibrate_network's summary), instead of
     rebuilding it from the directory."""
-    from tqdm import tqdm
-
     run, config = load_run(directory)
     if integer and exportable(config) and not (directory / ARTIFACT).is_dir():
         raise PyiosoError(f"{directory / ARTIFACT} is missing, so the integer network cannot be "
@@ -238,27 +284,8 @@ def evaluate(directory: Path, images: int | None = None, batch: int = 250,
     model = run.model(config.seed)
     _say(progress, f"reading {images or 'all'} held-out images ({run.data}, {run.size} px)")
     x, labels = labelled_images(run.data, "test", run.size, images, seed=config.seed + 1)
-    out_coding = net.coding(net.output_name)
-    hits = {"float": 0, "fake-quant": 0, "integer": 0}
-    agree, max_diff = 0, 0
-    with torch.no_grad():
-        for start in tqdm(range(0, len(x), batch), desc="eval", unit="batch", disable=not progress):
-            xb, yb = x[start:start + batch], labels[start:start + batch]
-            hits["float"] += int((model(xb).argmax(1) == yb).sum())
-            fake = net(xb)
-            codes = fake if config.a_bits is None else torch.round(
-                fake / out_coding.scale).to(torch.int64) + out_coding.zero_point
-            hits["fake-quant"] += int((codes.argmax(1) == yb).sum())
-            if int_net is not None:
-                int_codes = int_net.forward(int_net.quantize_input(xb))[0]
-                hits["integer"] += int((int_codes.argmax(1) == yb).sum())
-                agree += int((int_codes.argmax(1) == codes.argmax(1)).sum())
-                max_diff = max(max_diff, int((int_codes - codes).abs().max()))
-    n = len(x)
-    result = {"images": n, "data": run.data,
-              "top1": {k: 100 * v / n for k, v in hits.items() if k != "integer" or int_net},
-              "integer_agreement": 100 * agree / n if int_net else None,
-              "max_logit_code_diff": max_diff if int_net else None}
+    compared = side_by_side(model, net, int_net, x, labels, batch, progress)
+    result = {"images": compared["images"], "data": run.data, **compared}
     output.write_json(str(directory / "eval.json"), result)
     plots.accuracy(result, directory / "eval.png")
     return result
