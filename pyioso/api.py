@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from golden.errors import PyiosoError
-from pyioso.calib import calibrate, export, qnet, workflow
+from pyioso.calib import calibrate, export, onnx_export, qnet, workflow
 from pyioso.integer import artifact, intnet
 
 BACKENDS_GROUP = "pyioso.backends"      # entry points: name -> callable(IntNet, input codes) -> logit codes
@@ -54,7 +54,7 @@ def quantize(model: nn.Module, images: torch.Tensor, *, wbits: int = 4, abits: i
     net = workflow.quantized_network(model, config, images)
     calibrator = calibrate.Calibrator(net, images, config, progress=progress)
     history = calibrator.run().segments
-    return Calibration(net, config, model, history, size=int(images.shape[-1]))
+    return Calibration(net, config, model, history, size=int(images.shape[-1]), channels=int(images.shape[1]))
 
 
 def _check_images(images, name: str) -> None:
@@ -75,6 +75,7 @@ class Calibration:
     model: nn.Module
     history: list[dict] = field(default_factory=list)
     size: int = 32
+    channels: int = 3
 
     @property
     def exportable(self) -> bool:
@@ -117,8 +118,14 @@ class Calibration:
             raise PyiosoError(f"the network ends in a {type(last).__name__}, not an FC or conv: its classes are "
                               "the logits of a last linear layer")
         return workflow.save_artifact(self.network, self.config, Path(path),
-                                      {"name": name, "classes": int(last.weight.shape[0]), "size": self.size},
+                                      {"name": name, "classes": int(last.weight.shape[0]), "size": self.size,
+                                       "channels": self.channels},
                                       {"data": "python", "images": None, "weights": None})
+
+    def export_onnx(self, path: str | Path) -> Path:
+        """Write a standard QDQ ONNX model of the fake-quant network (pyioso.calib.onnx_export),
+        checked by onnx's checker; onnxruntime runs it."""
+        return onnx_export.save(self.network, path, self.size, self.channels)
 
 
 def load(path: str | Path) -> IntegerNetwork:

@@ -85,6 +85,25 @@ def test_the_rtl_backend_gives_golden_logits(calibration, tmp_path):
     assert torch.equal(network.run(x, backend="rtl"), network.run(x))
 
 
+def test_onnx_round_trip_under_onnxruntime(calibration, tmp_path):
+    """A standard QDQ model: onnx's checker passes it, onnxruntime runs it, and its classes are
+    the fake-quant network's."""
+    import onnx
+
+    from pyioso.calib import onnx_export
+
+    path = calibration.export_onnx(tmp_path / "small.onnx")
+    model = onnx.load(path)
+    kinds = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Add", "MaxPool", "AveragePool"} <= kinds
+    assert {i.data_type for i in model.graph.initializer if "weight" in i.name} == {onnx.TensorProto.INT8}
+    x, _ = labelled_images(FASHION, "test", SIZE, 500, seed=1)
+    ort = onnx_export.run(path, x)
+    assert float((ort.argmax(1) == calibration.predict(x)).float().mean()) >= 0.99
+    with pytest.raises(PyiosoError, match="ending in .onnx"):
+        calibration.export_onnx(tmp_path / "small.pb")
+
+
 def test_bad_input_is_refused_before_any_work(trained, calibration, tmp_path):
     model, x = trained
 

@@ -201,7 +201,7 @@ def save_artifact(net: qnet.QNet, config: calibrate.Config, directory: Path, net
     """The artifact of a calibrated network; `network` names it (name, classes, size of its
     ImageNet-normalized 3-channel input), `calibration` says what it was calibrated on."""
     integer, perms = export.integer_network(net, config.granularity)
-    info = {"network": {**network, "channels": 3, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+    info = {"network": {"channels": 3, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), **network},
             "calibration": {"config": config.to_json(), **calibration}}
     return artifact.save(directory, integer, perms, info)
 
@@ -241,6 +241,31 @@ def side_by_side(model: torch.nn.Module | None, net: qnet.QNet, int_net, x: torc
     return {"images": n, "top1": {k: 100 * v / n for k, v in hits.items() if kept[k]},
             "integer_agreement": 100 * agree / n if int_net else None,
             "max_logit_code_diff": max_diff if int_net else None}
+
+
+def export_onnx(directory: Path, path: Path, images: int | None = 1000, progress: bool = True) -> dict:
+    """Write a finished calibration as a QDQ ONNX model (pyioso.calib.onnx_export) and measure it
+    under onnxruntime next to the fake-quant network on held-out images: top-1 of both and how
+    often their classes agree. The result is also written next to the model (PATH.json)."""
+    from pyioso.calib import onnx_export
+
+    run, config = load_run(directory)
+    if config.a_bits is None:
+        raise PyiosoError(f"{directory} is a weight-only calibration: a QDQ model needs quantized activations")
+    _say(progress, f"rebuilding the calibrated network from {directory / FINAL}")
+    net = calibrated_network(directory)[0]
+    onnx_export.save(net, path, run.size)
+    _say(progress, f"running {path} under onnxruntime on {images or 'all'} held-out images")
+    x, labels = labelled_images(run.data, "test", run.size, images, seed=config.seed + 1)
+    with torch.no_grad():
+        fake = torch.cat([net(x[i:i + 250]) for i in range(0, len(x), 250)]).argmax(1)
+    ort = onnx_export.run(path, x).argmax(1)
+    n = len(x)
+    result = {"images": n, "data": run.data, "onnx": str(path),
+              "top1": {"onnx": 100 * int((ort == labels).sum()) / n, "fake-quant": 100 * int((fake == labels).sum()) / n},
+              "onnx_agreement": 100 * int((ort == fake).sum()) / n}
+    output.write_json(str(path.with_suffix(".json")), result)
+    return result
 
 
 def load_run(directory: Path) -> tuple[Run, calibrate.Config]:

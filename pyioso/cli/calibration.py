@@ -138,6 +138,12 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_export(args: argparse.Namespace) -> None:
     directory = Path(args.run_dir)
+    if args.onnx:
+        result = workflow.export_onnx(directory, Path(args.onnx), args.images, progress=not args.quiet)
+        top1 = result["top1"]
+        print(f"onnx: {args.onnx}; on {result['images']} held-out images onnxruntime top-1 {top1['onnx']:.2f}%, "
+              f"fake-quant {top1['fake-quant']:.2f}%, same class on {result['onnx_agreement']:.2f}%")
+        return
     net, run, config = workflow.calibrated_network(directory)
     path = workflow.export_network(net, run, config, Path(args.out) if args.out else directory / workflow.ARTIFACT)
     print(f"artifact: {path}")
@@ -149,9 +155,16 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         description=("Rebuild a finished calibration and write its integer network: manifest.json\n"
                      "(graph, shapes, bits, zero-points, ISG groups and permutations, M/B/F) and\n"
                      "arrays.safetensors. `pyioso calibrate` already does this into RUN/artifact."),
-        epilog="example:\n  pyioso export --run runs/r18 --out runs/r18/artifact")
+        epilog="examples:\n  pyioso export --run runs/r18 --out runs/r18/artifact\n"
+               "  pyioso export --run runs/r18 --onnx runs/r18/model.onnx --images 10000")
     p.add_argument("--run", dest="run_dir", required=True, help="calibration directory (pyioso calibrate --out)")
     p.add_argument("--out", help="artifact directory (default: RUN/artifact)")
+    p.add_argument("--onnx", metavar="FILE.onnx",
+                   help="write a QDQ ONNX model instead (onnx's checker passes it), then run it under onnxruntime "
+                        "next to the fake-quant network on held-out images")
+    p.add_argument("--images", type=positive_int, default=1000,
+                   help="held-out images of that check (default: 1000; the test split has 10000)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=_run_export)
 
 
