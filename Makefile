@@ -19,6 +19,9 @@ SEED  ?= 0
 # SUMMARY: also write the summary as Markdown there (docs/RANDOM_OPS.md for the committed run)
 SCRATCHPADS ?= default
 SUMMARY ?=
+# make sim-random / bench-accuracy / bench-sweep: RAY=local (a Ray instance here), auto (this
+# machine's cluster) or a cluster address runs the cells as Ray tasks; empty: local processes.
+RAY ?=
 ARTIFACT ?=
 # make sim-net CHAIN=1: test images through every op on the RTL; RUN: a calibration directory
 CHAIN ?=
@@ -93,7 +96,8 @@ else
 endif
 
 sim-random: $(STAMP) $(DATA)
-	$(PY) -m sim.random_layers --n $(N) --seed $(SEED) --scratchpads $(SCRATCHPADS) $(if $(SUMMARY),--summary $(SUMMARY))
+	$(PY) -m sim.random_layers --n $(N) --seed $(SEED) --scratchpads $(SCRATCHPADS) $(if $(SUMMARY),--summary $(SUMMARY)) \
+		$(if $(RAY),--ray $(RAY))
 
 verilog: $(STAMP)
 	$(PY) -m sim.verilog --no-isg
@@ -147,12 +151,12 @@ SWEEP_JOBS ?= 1
 
 bench-sweep: $(STAMP) $(DATA)
 	$(PY) -m bench.accuracy.sweep --iters $(SWEEP_ITERS) --seeds-at $(SWEEP_SEEDS_AT) --seeds $(SEEDS) \
-		--jobs $(SWEEP_JOBS)
+		--jobs $(SWEEP_JOBS) $(if $(RAY),--ray $(RAY))
 
 bench-accuracy: $(STAMP) $(DATA)
 	$(PY) -m bench.accuracy --nets $(BENCH_NETS) --iters $(BENCH_ITERS) --act-iters $(BENCH_ACT_ITERS) \
 		--seeds $(SEEDS) --jobs $(JOBS) --size $(BENCH_SIZE) --docs $(BENCH_DOCS) \
-		$(if $(BENCH_REUSE),--reuse $(BENCH_REUSE)) $(BENCH_FLAGS)
+		$(if $(BENCH_REUSE),--reuse $(BENCH_REUSE)) $(if $(RAY),--ray $(RAY)) $(BENCH_FLAGS)
 
 # At 64 px resnet18's float top-1 reaches the aim that 32 px misses (docs/CALIBRATION.md); its
 # W4A4 and W2A4 rows, the targets' settings, are what that input size costs 3-4x the time for.

@@ -20,7 +20,6 @@ import random
 import re
 import sys
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from golden.errors import PyiosoError
 from golden.layers import Requant
 from golden.spec import W_M
 from hw.params import EngineParams
-from pyioso import output
+from pyioso import output, parallel
 from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.integer.layer_case import random_case
 from sim import runner
@@ -181,6 +180,7 @@ def main(argv=None) -> int:
                         "many passes")
     parser.add_argument("--jobs", type=positive_int, default=len(os.sched_getaffinity(0)),
                         help="simulator processes at once (default: the CPUs this process may use)")
+    parser.add_argument("--ray", help=parallel.RAY_HELP)
     parser.add_argument("--summary", help="also write the summary as Markdown to this file")
     parser.add_argument("--records", help="the JSON-lines record of the draws, read to resume "
                         "(default build/sim/random/<scratchpads>_seed<S>.jsonl)")
@@ -197,10 +197,10 @@ def main(argv=None) -> int:
                 record = json.loads(line)
                 done[record["index"]] = record
     todo = [i for i in range(args.n) if i not in done or done[i]["status"] == "failed"]
-    with open(log, "a") as sink, ProcessPoolExecutor(args.jobs, initializer=_start_worker,
-                                                     initargs=(params, args.scratchpads)) as pool:
+    with open(log, "a") as sink:
         bar = tqdm(total=args.n, initial=args.n - len(todo), desc="random ops", unit="op")
-        for record in pool.map(run_one, [args.seed] * len(todo), todo, chunksize=1):
+        for record in parallel.unordered(run_one, [(args.seed, i) for i in todo], args.jobs, args.ray,
+                                         _start_worker, (params, args.scratchpads)):
             sink.write(json.dumps(record) + "\n")
             sink.flush()
             done[record["index"]] = record

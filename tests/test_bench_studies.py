@@ -7,6 +7,7 @@ import pytest
 
 from bench.accuracy import parity, sweep
 from bench.accuracy.cells import Budget
+from golden.errors import PyiosoError
 
 
 def test_sweep_runs_cheapest_first_and_seeds_one_budget():
@@ -71,3 +72,31 @@ def test_parity_table_compares_on_the_same_grid(tmp_path):
 def test_parity_refuses_weight_only_bits():
     with pytest.raises(SystemExit, match="quantized activations"):
         parity.main(["--bits", "W2A32", "--report-only"])
+
+
+def test_a_tiny_grid_runs_on_a_local_ray_and_lands_in_the_same_records(tmp_path):
+    """--ray local: a Ray instance with 2 CPUs runs each cell as a task; the records are those of
+    a run on local processes, and a second run (resumed) runs nothing."""
+    from bench.accuracy import __main__ as cli
+
+    tiny = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images", "50", "--iters", "2",
+            "--act-iters", "1", "--seeds", "1", "--bits", "W2A4", "--methods", "rtn,brecq", "--no-ablation",
+            "--jobs", "2", "--quiet"]
+    local, ray = tmp_path / "local", tmp_path / "ray"
+    cli.main([*tiny, "--out", str(local), "--docs", str(local / "docs")])
+    cli.main([*tiny, "--out", str(ray), "--docs", str(ray / "docs"), "--ray", "local"])
+
+    def untimed(out):
+        return {p.name: {k: v for k, v in json.loads(p.read_text()).items() if k != "calib_seconds"}
+                for p in out.glob("*/cells/*.json")}
+    assert len(untimed(ray)) == 2 and untimed(ray) == untimed(local)
+    stamps = {p: p.stat().st_mtime_ns for p in ray.glob("*/cells/*.json")}
+    cli.main([*tiny, "--out", str(ray), "--docs", str(ray / "docs"), "--ray", "local"])
+    assert {p: p.stat().st_mtime_ns for p in ray.glob("*/cells/*.json")} == stamps
+
+
+def test_an_absent_ray_cluster_is_named():
+    from pyioso import parallel
+
+    with pytest.raises(PyiosoError, match="--ray 127.0.0.1:1: no Ray cluster"):
+        list(parallel.unordered(print, [(1,)], 1, "127.0.0.1:1"))

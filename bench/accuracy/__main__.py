@@ -10,6 +10,7 @@ from bench.accuracy.cells import METHODS, Budget, grid, run_grid
 from bench.accuracy.records import forget_other_checkpoints, reuse
 from bench.accuracy.report import report, targets
 from golden.errors import PyiosoError
+from pyioso import parallel
 from pyioso.calib import calibrate
 from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.data.datasets import FASHION
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
                         "docs, to extend the committed benchmark)")
     p.add_argument("--no-ablation", action="store_true", help="skip the Table 4 ablation")
     p.add_argument("--jobs", type=positive_int, default=2, help="calibrations side by side, one thread each (default: 2)")
+    p.add_argument("--ray", help=parallel.RAY_HELP)
     p.add_argument("--out", default="build/bench/accuracy", help="records and runs (default: build/bench/accuracy)")
     p.add_argument("--docs", default="docs", help="where RESULTS.md, results.csv and plots go (default: docs)")
     p.add_argument("--quiet", action="store_true")
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             for net in unknown:
                 print(f"warning: {args.reuse} recorded no SHA-256 of {net}'s checkpoint, so its reused cells "
                       "may come from other weights than the new cells", file=sys.stderr)
-        records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only)
+        records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only, args.ray)
         command = " ".join(["python -m bench.accuracy", *(sys.argv[1:] if argv is None else argv)])
         command = command.replace(" --report-only", "").replace(" --quiet", "")
         path = report(records, nets, weights, budget, Path(args.docs), command, out, len(cells))

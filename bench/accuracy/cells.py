@@ -6,12 +6,10 @@ import json
 import re
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
-from pyioso import output
+from pyioso import output, parallel
 from pyioso.calib import calibrate, workflow
 from pyioso.data.datasets import FASHION
 from pyioso.models import train
@@ -120,7 +118,7 @@ def grid(plan: dict[str, tuple[tuple[int, int | None], ...]], seeds: int, method
 
 
 def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int = 1) -> dict:
-    """Calibrate and evaluate one cell; its record, also written to OUT/cells/KEY.json."""
+    """Calibrate and evaluate one cell (its calibration folder in OUT/runs/KEY); its record."""
     import torch
 
     torch.set_num_threads(threads)
@@ -141,7 +139,6 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
                            losses=block_losses(summary["history"]))
     (directory / workflow.FINAL).unlink()            # the records and plots stay; the weights go
     shutil.rmtree(directory / workflow.ARTIFACT, ignore_errors=True)
-    output.write_json(str(cell.record(out)), record)
     return record
 
 
@@ -152,9 +149,10 @@ def block_losses(history: list[dict]) -> list[dict]:
 
 
 def run_grid(cells: list[Cell], budget: Budget, weights: dict[str, str], out: Path,
-             jobs: int = 1, progress: bool = True, run: bool = True) -> list[dict]:
-    """Run the cells not yet recorded, `jobs` processes of one thread each (with `run` False,
-    only collect the recorded ones)."""
+             jobs: int = 1, progress: bool = True, run: bool = True, ray: str | None = None) -> list[dict]:
+    """Run the cells not yet recorded, `jobs` processes of one thread each, or Ray tasks
+    (pyioso.parallel), writing each record here as it arrives (with `run` False, only collect
+    the recorded ones)."""
     from tqdm import tqdm
 
     records = {}
@@ -169,13 +167,13 @@ def run_grid(cells: list[Cell], budget: Budget, weights: dict[str, str], out: Pa
     if not run:
         bar.close()
         return [records[cell] for cell in cells if cell in records]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_cell, cell, budget, weights[cell.net], out): cell for cell in todo}
-        for future in as_completed(futures):
-            cell = futures[future]
-            records[cell] = future.result()
-            bar.set_postfix_str(f"{cell.key}: {records[cell]['fake_quant']:.2f}%")
-            bar.update()
+    by_key = {cell.key: cell for cell in todo}
+    for record in parallel.unordered(run_cell, [(cell, budget, weights[cell.net], out) for cell in todo], jobs, ray):
+        cell = by_key[record["key"]]
+        output.write_json(str(cell.record(out)), record)
+        records[cell] = record
+        bar.set_postfix_str(f"{cell.key}: {record['fake_quant']:.2f}%")
+        bar.update()
     bar.close()
     return [records[cell] for cell in cells]
 

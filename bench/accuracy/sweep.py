@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.accuracy.__main__ import _parse_bits, _weights
 from bench.accuracy.cells import Budget, Cell, bits_label, run_grid
 from golden.errors import PyiosoError
-from pyioso import output
+from pyioso import output, parallel
 from pyioso.calib import calibrate, plots
 from pyioso.cli.types import positive_int
 from pyioso.models import train
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", type=positive_int, default=Budget.images, help="calibration images (default: 1024)")
     p.add_argument("--eval-images", type=positive_int, help="test images (default: all 10k)")
     p.add_argument("--jobs", type=positive_int, default=1, help="calibrations side by side (default: 1)")
+    p.add_argument("--ray", help=parallel.RAY_HELP)
     p.add_argument("--out", default="build/bench/accuracy", help="records (default: build/bench/accuracy)")
     p.add_argument("--docs", default="docs", help="where SWEEP.md and its plot go (default: docs)")
     p.add_argument("--report-only", action="store_true", help="write the report from the recorded cells")
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             if not args.quiet:
                 print(f"budget {budget.iters}/{budget.act_iters}: {len(cells)} cells", file=sys.stderr)
             records += run_grid(cells, budget, weights, out, args.jobs, not args.quiet,
-                                not args.report_only)
+                                not args.report_only, args.ray)
         command = " ".join(["python -m bench.accuracy.sweep", *(sys.argv[1:] if argv is None else argv)])
         path = report(records, methods, Path(args.docs), command.replace(" --report-only", ""), len(pairs),
                       args.out)

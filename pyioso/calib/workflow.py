@@ -100,9 +100,17 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
 
 
 def _check_same_run(out: Path, record: dict) -> None:
-    if (out / RUN).is_file() and json.loads((out / RUN).read_text()) != json.loads(json.dumps(record)):
+    if (out / RUN).is_file() and _settings(json.loads((out / RUN).read_text())) != _settings(record):
         raise PyiosoError(f"--out {out} holds a calibration with other settings (its {RUN} differs): "
                           "give another --out, or remove the folder to start over")
+
+
+def _settings(record: dict) -> dict:
+    """A run.json record with every calibration setting spelled out: a folder written before a
+    setting existed holds its default, and resumes."""
+    record = json.loads(json.dumps(record))
+    config = {**record["config"], "beta": tuple(record["config"]["beta"])}
+    return {**record, "config": json.loads(json.dumps(calibrate.Config(**config).to_json()))}
 
 
 @contextlib.contextmanager

@@ -1,0 +1,82 @@
+"""The cells of a long run (a benchmark grid, random ops through the RTL) side by side, on local
+processes or as tasks of a Ray cluster: one call, two engines, results as they finish.
+
+`ray` is None (local spawn processes, the default), "local" (start a Ray instance here with
+`jobs` CPUs), "auto" (the cluster `ray start` runs on this machine) or a cluster address
+(ray://host:10001 or host:6379). Every node must have this checkout and its venv at the same
+path, with the data and checkpoints the cells read; results come back to the caller, which
+writes the records, so a cluster run resumes like a local one.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from multiprocessing import get_context
+
+from golden.errors import PyiosoError
+
+RAY_HELP = ("run the cells as Ray tasks: 'local' (a Ray instance on this machine, --jobs CPUs), 'auto' (the "
+            "cluster of this machine) or a cluster address (ray://host:10001); default: local processes")
+
+
+class _Star:
+    """fn(*args) as a one-argument callable a pool can pickle."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def __call__(self, args: tuple):
+        return self.fn(*args)
+
+
+def unordered(fn: Callable, items: Iterable[tuple], jobs: int, ray: str | None = None,
+              initializer: Callable | None = None, initargs: tuple = ()) -> Iterator:
+    """fn(*item) for every item, `jobs` at once, yielded as each finishes."""
+    items = list(items)
+    if not items:
+        return
+    with _pool(jobs, ray, initializer, initargs) as pool:
+        yield from pool.imap_unordered(_Star(fn), items, chunksize=1)
+
+
+@contextmanager
+def _pool(jobs: int, ray: str | None, initializer, initargs):
+    if ray is None:
+        with get_context("spawn").Pool(jobs, initializer, initargs) as pool:
+            yield pool
+        return
+    import ray as ray_module
+    from ray.util.multiprocessing import Pool
+
+    started = not ray_module.is_initialized()
+    if started:
+        _check_reachable(ray)
+        try:
+            if ray == "local":
+                ray_module.init(num_cpus=jobs, include_dashboard=False, logging_level="warning",
+                                log_to_driver=False)
+            else:
+                ray_module.init(address=ray, logging_level="warning", log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise PyiosoError(f"--ray {ray}: no Ray cluster to connect to ({str(err).splitlines()[0]}): start one "
+                              "with `ray start --head`, give its address, or use --ray local") from None
+    try:
+        with Pool(processes=jobs, initializer=initializer, initargs=initargs) as pool:
+            yield pool
+    finally:
+        if started:
+            ray_module.shutdown()
+
+
+def _check_reachable(ray: str) -> None:
+    """A cluster address that nothing listens on is named at once (Ray itself retries for minutes)."""
+    if ray in ("local", "auto"):
+        return
+    host, _, port = ray.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as err:
+        raise PyiosoError(f"--ray {ray}: no Ray cluster to connect to ({err}): start one with `ray start --head`, "
+                          "give its address (host:6379 or ray://host:10001), or use --ray local") from None
