@@ -11,6 +11,7 @@ from torch import nn
 
 from golden.errors import PyiosoError
 from pyioso.calib import calibrate, export, qnet, workflow
+from pyioso.cli import main as cli
 from pyioso.data.datasets import calibration_images
 from pyioso.integer import artifact
 from pyioso.models.tv import torchvision
@@ -409,6 +410,11 @@ def test_a_network_of_ones_own_calibrates_evaluates_and_exports(tmp_path, monkey
     assert result["integer_agreement"] is not None and result["images"] == 16
     net, _, _ = workflow.calibrated_network(out)
     assert workflow.export_network(net, run, config, tmp_path / "again").is_dir()
+    # ... and as a QDQ ONNX model, run under onnxruntime next to the fake-quant network
+    assert cli.main(["export", "--run", str(out), "--onnx", str(tmp_path / "small.onnx"), "--images", "16",
+                     "--quiet"]) == 0
+    checked = json.loads((tmp_path / "small.json").read_text())
+    assert checked["images"] == 16 and checked["onnx_agreement"] >= 90
     with pytest.raises(PyiosoError, match="'nowhere_module' cannot be imported"):
         workflow.Run("nowhere_module:build", "random").model(0)
     with pytest.raises(PyiosoError, match="has no callable 'missing'"):
@@ -466,7 +472,6 @@ def test_every_observer_sets_the_codings_through_the_cli(tmp_path):
     """pyioso calibrate --observer/--weight-observer (the lecture's clipping methods): each name
     reaches the run's config and the exported artifact, and picks its own clipping ranges: the
     min/max range is the widest, the clipping ones are narrower somewhere."""
-    from pyioso.cli import main as cli
 
     scales = {}
     for name in OBSERVERS:
