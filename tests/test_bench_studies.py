@@ -36,6 +36,9 @@ def test_sweep_records_block_losses_resumes_and_reports(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")}
     sweep.main(argv)            # all recorded: nothing runs again
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")} == stamps
+    fresh = tmp_path / "fresh"     # a clone's empty build/: the committed records, nothing run
+    sweep.main([*argv, "--out", str(fresh)])
+    assert not list(fresh.glob("*/runs/*")) and len(list(fresh.glob("*/cells/*.json"))) == 6
     with pytest.raises(SystemExit, match="at least 4 iterations"):
         sweep.main([*argv, "--iters", "2"])
 
