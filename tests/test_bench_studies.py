@@ -6,7 +6,7 @@ import json
 import pytest
 
 from bench.accuracy import parity, sweep
-from bench.accuracy.cells import Budget
+from bench.accuracy.cells import Budget, Cell
 from golden.errors import PyiosoError
 
 
@@ -70,6 +70,19 @@ def test_parity_table_compares_on_the_same_grid(tmp_path):
     assert "| brecq | W2A4 | 71.50 ± 0.71 | 70.50 ± 0.71 | 79.00 | 80.50 ± 0.71 | +1.00 | -1.50 |" in text
     assert "| qdrop | W2A4 | 73.00 | 65.50 ± 0.71 | – | 75.50 ± 0.71 | +7.50 | – |" in text
     assert (tmp_path / "docs" / parity.PNG).stat().st_size > 1000
+    # a clone finds the committed records where a run looks for them, under the same budget only
+    cell = Cell("resnet18", 2, 4, "brecq", 0)
+    committed = {"pyioso": [cell.recorded(Budget(), fake_quant=71.0)],
+                 "references": {ref.key: {"top1": 80.0, "iters": 200, "act_iters": 50, "images": 1024, "size": 32}
+                                for ref in refs}}
+    (tmp_path / parity.RECORDS).write_text(json.dumps(committed))
+    clone = tmp_path / "clone"
+    parity._restore(tmp_path / parity.RECORDS, [cell], refs, Budget(), clone)
+    assert json.loads(cell.record(clone).read_text())["fake_quant"] == 71.0
+    assert len(list((clone / "parity").glob("*.json"))) == len(refs)
+    other = tmp_path / "other"
+    parity._restore(tmp_path / parity.RECORDS, [cell], refs, Budget(iters=1000, act_iters=250), other)
+    assert not other.exists()
 
 
 def test_parity_refuses_weight_only_bits():

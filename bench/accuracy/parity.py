@@ -31,6 +31,7 @@ from pyioso.models import train
 NET = "resnet18"
 METHODS = ("brecq", "qdrop")
 PNG = "parity.png"
+RECORDS = "parity.json"     # every recorded calibration, committed beside PARITY.md: a clone resumes from it
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         cells = [Cell(NET, w, a, method, seed, options) for w, a in bits for method in METHODS
                  for options in ((), (("weight_grid", "asymmetric"),)) for seed in range(args.seeds)]
         refs = references(bits, args.seeds)
+        _restore(Path(args.docs) / RECORDS, cells, refs, budget, out)
         ours = run_grid(cells, budget, dict.fromkeys([NET], checkpoint), out, args.jobs, not args.quiet,
                         not args.report_only)
         done = _run_references(refs, budget, checkpoint, out / "parity", args.jobs, not args.quiet,
@@ -169,9 +171,28 @@ def main(argv: list[str] | None = None) -> None:
         command = " ".join(["python -m bench.accuracy.parity", *(sys.argv[1:] if argv is None else argv)])
         path = report(rows(ours, done), budget, Path(args.docs), command.replace(" --report-only", ""),
                       len(cells) + len(refs), len(ours) + len(done))
+        output.write_json(str(Path(args.docs) / RECORDS),
+                          {"pyioso": ours, "references": {ref.key: result for ref, result in done}})
     except PyiosoError as err:
         sys.exit(f"error: {err}")
     print(f"wrote {path} ({len(ours)} pyioso and {len(done)} reference calibrations)")
+
+
+def _restore(path: Path, cells: list[Cell], refs: list[Reference], budget: Budget, out: Path) -> None:
+    """Records a committed comparison holds under this budget, written where a run finds them."""
+    if not path.is_file():
+        return
+    committed = json.loads(path.read_text())
+    ours = {r["key"]: r for r in committed["pyioso"] if Budget(**r["budget"]) == budget}
+    for cell in cells:
+        if not cell.record(out).is_file() and cell.key in ours:
+            output.write_json(str(cell.record(out)), ours[cell.key])
+    for ref in refs:
+        result = committed["references"].get(ref.key)
+        if not (out / "parity" / f"{ref.key}.json").is_file() and result and \
+                (result["iters"], result["images"], result["size"]) == (budget.iters, budget.images, budget.size) and \
+                result["act_iters"] in (None, budget.act_iters):
+            output.write_json(str(out / "parity" / f"{ref.key}.json"), result)
 
 
 def _run_references(refs: list[Reference], budget: Budget, checkpoint: str, out: Path, jobs: int,
