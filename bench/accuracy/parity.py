@@ -91,19 +91,19 @@ def _grid(record: dict) -> str:
 
 
 def rows(ours: list[dict], refs: list[tuple[Reference, dict]]) -> list[dict]:
-    """Per method and bits, each (implementation, grid)'s top-1 per seed."""
-    found = []
-    for bits in dict.fromkeys(r["bits"] for r in ours):
-        for method in METHODS:
-            row = {"method": method, "bits": bits, **{column: [] for column in COLUMNS}}
-            for r in ours:
-                if r["method"] == method and r["bits"] == bits:
-                    row["pyioso", _grid(r)].append(r["fake_quant"])
-            for ref, result in refs:
-                if ref.method == method and f"W{ref.w_bits}A{ref.a_bits}" == bits:
-                    row["reference", REFERENCE_GRIDS[ref.grid]].append(result["top1"])
-            found.append(row)
-    return found
+    """Per method and bits, each (implementation, grid)'s top-1 per seed. BRECQ's code also
+    reports its top-1 after the weight stage (activations float): the WxA32 rows."""
+    entries = [(r["method"], r["bits"], "pyioso", _grid(r), r["fake_quant"]) for r in ours]
+    for ref, result in refs:
+        grid = REFERENCE_GRIDS[ref.grid]
+        entries.append((ref.method, f"W{ref.w_bits}A{ref.a_bits}", "reference", grid, result["top1"]))
+        if result.get("weight_only") is not None:
+            entries.append((ref.method, f"W{ref.w_bits}A32", "reference", grid, result["weight_only"]))
+    found = {}
+    for method, bits, impl, grid, top1 in entries:
+        row = found.setdefault((bits, method), {"method": method, "bits": bits, **{c: [] for c in COLUMNS}})
+        row[impl, grid].append(top1)
+    return sorted(found.values(), key=lambda r: (r["bits"].endswith("A32"), r["bits"], METHODS.index(r["method"])))
 
 
 def _difference(row: dict, grid: str) -> str:
@@ -131,6 +131,9 @@ def report(table: list[dict], budget: Budget, docs: Path, command: str, planned:
         "integer engine runs, and pyioso's default; the references run on it with pyioso's MSE scales put into "
         "their quantizers) and **asymmetric** (an integer zero point per channel, MSE-searched range: the "
         "references' own grid; pyioso's `--weight-grid asymmetric`, fake-quant only).",
+        "The WxA32 rows are the weight stage alone (activations float): pyioso calibrated with weights only, "
+        "BRECQ's code measured after its weight stage, as its main_imagenet.py prints it. They tell a "
+        "difference of the weight stage apart from one of the activation stage.",
         f"Produced by `{command}` (bench/accuracy/parity.py); {recorded} of {planned} calibrations recorded.",
         output.md_table(heads, body), f"![parity]({PNG})"])
     path = docs / "PARITY.md"
@@ -160,8 +163,12 @@ def main(argv: list[str] | None = None) -> None:
         budget = Budget(args.iters, args.act_iters)
         out = Path(args.out) / budget.folder
         checkpoint = train.resolve_weights(train.TRAINED, NET, budget.data, budget.size, not args.quiet)
+        grids = ((), (("weight_grid", "asymmetric"),))
         cells = [Cell(NET, w, a, method, seed, options) for w, a in bits for method in METHODS
-                 for options in ((), (("weight_grid", "asymmetric"),)) for seed in range(args.seeds)]
+                 for options in grids for seed in range(args.seeds)]
+        # the weight stage alone, next to what BRECQ's code reports after it
+        cells += [Cell(NET, w, None, "brecq", seed, options) for w in dict.fromkeys(w for w, _ in bits)
+                  for options in grids for seed in range(args.seeds)]
         refs = references(bits, args.seeds)
         _restore(Path(args.docs) / RECORDS, cells, refs, budget, out)
         ours = run_grid(cells, budget, dict.fromkeys([NET], checkpoint), out, args.jobs, not args.quiet,
