@@ -116,3 +116,13 @@ def test_an_absent_ray_cluster_is_named():
 
     with pytest.raises(PyiosoError, match="--ray 127.0.0.1:1: no Ray cluster"):
         list(parallel.unordered(print, [(1,)], 1, "127.0.0.1:1"))
+
+
+def test_results_carry_the_studies_written_beside_them(tmp_path):
+    from bench.accuracy import report
+
+    assert report.studies(tmp_path) == []
+    (tmp_path / "SWEEP.md").write_text("# Budget sweep\n\ntext\n\n## Top-1 %\n\n| a |\n\n![plot](sweep.png)\n")
+    title, body = report.studies(tmp_path)
+    assert title == "## Budget sweep ([SWEEP.md](SWEEP.md))"
+    assert body == "text\n\n### Top-1 %\n\n| a |\n\n![plot](sweep.png)"

@@ -219,6 +219,22 @@ def _iterations(csv_path: Path) -> list[tuple[int, int]]:
     return sorted(budgets - {None})
 
 
+STUDIES = (("PARITY.md", "Baseline parity with the reference code"),
+           ("SWEEP.md", "Budget sweep"))
+
+
+def studies(docs: Path) -> list[str]:
+    """The studies written beside RESULTS.md (make bench-parity, make bench-sweep), each as a
+    section of it: its text under one more heading level, its plots linked as they are."""
+    sections = []
+    for name, title in STUDIES:
+        if (docs / name).is_file():
+            body = (docs / name).read_text().split("\n", 1)[1].strip()
+            body = "\n".join("#" + line if line.startswith("## ") else line for line in body.splitlines())
+            sections += [f"## {title} ([{name}]({name}))", body]
+    return sections
+
+
 def report(records: list[dict], nets: list[str], weights: dict[str, str], budget: Budget,
            docs: Path, command: str, out: Path, planned: int) -> Path:
     """docs/RESULTS.md, docs/results.csv and the plots, from the records alone."""
@@ -280,6 +296,9 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
            "low-bit grids: expect larger gaps to IOSO than the paper's (not measured here at its budget)."
            if budget.iters < calibrate.Config.iters else ""),
         "## Accuracy",
+        *(["**These tables are the quick budget** (" f"{budget.iters}/{budget.act_iters} iterations), where the "
+           "rounding-only baselines have not converged: the budget sweep and the baseline parity below show "
+           "how far they move."] if budget.iters < calibrate.Config.iters and studies(docs) else []),
         accuracy_tables(records, nets),
         "![accuracy versus bits](results_bits.png)",
         "## Integer inference next to fake-quant (every IOSO row)",
@@ -297,6 +316,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
                      "resnet18 W2A4 brecq+ioso, seed 0: the soft input-channel scales when the groups were "
                      "fixed, and the group sizes after legalization (multiples of 16 channels).",
                      "![input scales](results_input_scales.png)", "![group sizes](results_groups.png)"]
+    sections += studies(docs)
     sections += ["## Targets", "\n".join(f"- {line}" for line in targets(records)) or "- no resnet18 rows",
                  "## Integer-op cost (paper Table 5, from `pyioso cost --net all`)",
                  cost_table(),
