@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pyioso import output, parallel
 from pyioso.calib import calibrate, workflow
+from pyioso.cli.types import positive_int
 from pyioso.data.datasets import FASHION
 from pyioso.models import train
 
@@ -146,6 +147,17 @@ def block_losses(history: list[dict]) -> list[dict]:
     """Each stage's reconstruction loss of each block, before and after (the calibrator's
     history without its curves): what a budget sweep compares across iterations."""
     return [{key: entry[key] for key in ("stage", "segment", "loss_before", "loss_after")} for entry in history]
+
+
+def add_run_options(p, report: str, jobs: int, ray: bool = True) -> None:
+    """The options a study shares with the grid: side by side, where records and report go."""
+    p.add_argument("--jobs", type=positive_int, default=jobs, help=f"calibrations side by side (default: {jobs})")
+    if ray:
+        p.add_argument("--ray", help=parallel.RAY_HELP)
+    p.add_argument("--out", default="build/bench/accuracy", help="records (default: build/bench/accuracy)")
+    p.add_argument("--docs", default="docs", help=f"where {report} and its plot go (default: docs)")
+    p.add_argument("--report-only", action="store_true", help="write the report from the recorded cells")
+    p.add_argument("--quiet", action="store_true")
 
 
 def run_grid(cells: list[Cell], budget: Budget, weights: dict[str, str], out: Path,

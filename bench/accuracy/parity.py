@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits
-from bench.accuracy.cells import Budget, Cell, run_grid
+from bench.accuracy.cells import Budget, Cell, add_run_options, run_grid
 from golden.errors import PyiosoError
 from pyioso import output
 from pyioso.calib import plots
@@ -150,11 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"weight-stage iterations per block (default: {Budget.iters})")
     p.add_argument("--act-iters", type=nonnegative_int, default=Budget.act_iters,
                    help=f"activation-stage iterations per block (default: {Budget.act_iters})")
-    p.add_argument("--jobs", type=positive_int, default=2, help="calibrations side by side (default: 2)")
-    p.add_argument("--out", default="build/bench/accuracy", help="records (default: build/bench/accuracy)")
-    p.add_argument("--docs", default="docs", help="where PARITY.md and its plot go (default: docs)")
-    p.add_argument("--report-only", action="store_true", help="write the report from the recorded cells")
-    p.add_argument("--quiet", action="store_true")
+    add_run_options(p, "PARITY.md", jobs=2, ray=False)
     args = p.parse_args(argv)
     try:
         bits = [_parse_bits(b) for b in args.bits.split(",")]

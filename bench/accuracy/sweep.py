@@ -18,9 +18,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits, _weights
-from bench.accuracy.cells import Budget, Cell, bits_label, run_grid
+from bench.accuracy.cells import Budget, Cell, add_run_options, bits_label, run_grid
 from golden.errors import PyiosoError
-from pyioso import output, parallel
+from pyioso import output
 from pyioso.calib import calibrate, plots
 from pyioso.cli.types import positive_int
 from pyioso.models import train
@@ -123,12 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=positive_int, default=Budget.size, help="input pixels (default: 32)")
     p.add_argument("--images", type=positive_int, default=Budget.images, help="calibration images (default: 1024)")
     p.add_argument("--eval-images", type=positive_int, help="test images (default: all 10k)")
-    p.add_argument("--jobs", type=positive_int, default=1, help="calibrations side by side (default: 1)")
-    p.add_argument("--ray", help=parallel.RAY_HELP)
-    p.add_argument("--out", default="build/bench/accuracy", help="records (default: build/bench/accuracy)")
-    p.add_argument("--docs", default="docs", help="where SWEEP.md and its plot go (default: docs)")
-    p.add_argument("--report-only", action="store_true", help="write the report from the recorded cells")
-    p.add_argument("--quiet", action="store_true")
+    add_run_options(p, "SWEEP.md", jobs=1)
     args = p.parse_args(argv)
     try:
         bits = _parse_bits(args.bits)
