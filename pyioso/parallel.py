@@ -55,8 +55,9 @@ def _pool(jobs: int, ray: str | None, initializer, initargs):
         _check_reachable(ray)
         try:
             if ray == "local":
+                # Ray starts its workers at niceness 15: beside any other work here they would starve
                 ray_module.init(num_cpus=jobs, include_dashboard=False, logging_level="warning",
-                                log_to_driver=False)
+                                log_to_driver=False, _system_config={"worker_niceness": 0})
             else:
                 ray_module.init(address=ray, logging_level="warning", log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as err:
