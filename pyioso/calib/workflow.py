@@ -109,8 +109,11 @@ def _settings(record: dict) -> dict:
     """A run.json record with every calibration setting spelled out: a folder written before a
     setting existed holds its default, and resumes."""
     record = json.loads(json.dumps(record))
-    config = {**record["config"], "beta": tuple(record["config"]["beta"])}
-    return {**record, "config": json.loads(json.dumps(calibrate.Config(**config).to_json()))}
+    try:
+        config = calibrate.Config(**{**record["config"], "beta": tuple(record["config"]["beta"])})
+    except (KeyError, TypeError, PyiosoError):      # not a whole config: compared as it stands
+        return record
+    return {**record, "config": json.loads(json.dumps(config.to_json()))}
 
 
 @contextlib.contextmanager
