@@ -179,8 +179,13 @@ def parity(rows: list[dict], columns: list[tuple[str, str]], path: Path) -> None
     import statistics
 
     panels = list(dict.fromkeys(r["bits"] for r in rows))
-    fig = _figure(5.5 * len(panels), 3.8)
-    for ax, bits in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+    cols = min(2, len(panels))
+    grid_rows = -(-len(panels) // cols)
+    fig = _figure(5 * cols, 3.2 * grid_rows + 0.5)
+    axes = fig.subplots(grid_rows, cols, squeeze=False).flatten()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax, bits in zip(axes, panels):
         mine = [r for r in rows if r["bits"] == bits]
         width = 0.8 / len(columns)
         for k, column in enumerate(columns):
@@ -195,6 +200,7 @@ def parity(rows: list[dict], columns: list[tuple[str, str]], path: Path) -> None
         low = min((v for r in mine for c in columns for v in r[c]), default=0)
         ax.set_ylim(max(0, low - 5), 100)
         ax.set(title=f"resnet18 {bits}", ylabel="top-1 (%)")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right")
+    handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncols=len(handles), fontsize=7)
     save_png(fig, str(path))
