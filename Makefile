@@ -139,9 +139,7 @@ bench-calib: $(STAMP) $(DATA)
 QDROP_GIT ?=
 
 bench-parity: $(STAMP) $(DATA)
-	BRECQ_GIT="$(BRECQ_GIT)" scripts/fetch_reference.sh brecq
-	QDROP_GIT="$(QDROP_GIT)" scripts/fetch_reference.sh qdrop
-	$(PY) -m bench.accuracy.parity --seeds $(SEEDS) --jobs $(JOBS)
+	BRECQ_GIT="$(BRECQ_GIT)" QDROP_GIT="$(QDROP_GIT)" $(PY) -m bench.accuracy.parity --seeds $(SEEDS) --jobs $(JOBS)
 
 # make bench-sweep: resnet18 W2A4 at weight-stage budgets SWEEP_ITERS (activation a quarter),
 # SEEDS seeds at SWEEP_SEEDS_AT; resumes per cell, writes docs/SWEEP.md (hours: 20000 is a day).

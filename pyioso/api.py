@@ -44,11 +44,8 @@ def quantize(model: nn.Module, images: torch.Tensor, *, wbits: int = 4, abits: i
     if not isinstance(model, nn.Module):
         raise PyiosoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_images(images, "images")
-    if not 2 <= wbits <= 8:
-        raise PyiosoError(f"wbits {wbits} is out of range: the integer datapath takes 2..8")
-    if abits is not None and abits != 32 and not 2 <= abits <= 8:
-        raise PyiosoError(f"abits {abits} is out of range: use 2..8, or 32 (None) for weights only")
-    config = calibrate.Config.named(method, base, w_bits=wbits, a_bits=None if abits in (None, 32) else abits,
+    w_bits, a_bits = workflow.calibration_bits(wbits, abits)
+    config = calibrate.Config.named(method, base, w_bits=w_bits, a_bits=a_bits,
                                     iters=iters, act_iters=act_iters, seed=seed, **settings)
     model = copy.deepcopy(model).eval()
     net = workflow.quantized_network(model, config, images)

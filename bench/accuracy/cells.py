@@ -16,9 +16,6 @@ from pyioso.data.datasets import FASHION
 from pyioso.models import train
 
 WEIGHT_ONLY = ((4, None), (3, None), (2, None))
-# Cells of at least this many weight-stage iterations save a checkpoint after every block: they run
-# for an hour or more, and an interrupted one resumes from its last block instead of from zero.
-CHECKPOINT_ITERS = 1000
 WEIGHT_ACT = ((4, 4), (2, 4), (3, 3), (2, 2))
 METHODS = ("rtn", "adaround", "brecq", "qdrop", "brecq+ioso", "qdrop+ioso")
 # QDrop drops quantized activations; with float activations it is BRECQ's weight stage, so the
@@ -35,6 +32,9 @@ ABLATION = (
     ("+ input scale grouped (ISG)", "brecq+ioso", (), "V gamma phi gamma_y R"),
 )
 ABLATION_NET, ABLATION_BITS = "resnet18", (2, 4)
+# Cells of at least this many weight-stage iterations save a checkpoint after every block: they run
+# for an hour or more, and an interrupted one resumes from its last block instead of from zero.
+CHECKPOINT_ITERS = 1000
 
 
 def bits_label(w_bits: int, a_bits: int | None) -> str:

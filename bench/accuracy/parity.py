@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits
 from bench.accuracy.cells import Budget, Cell, add_run_options, run_grid
+from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
 from pyioso.calib import plots
@@ -49,10 +50,6 @@ class Reference:
     def key(self) -> str:
         return f"{self.method}_W{self.w_bits}A{self.a_bits}_{self.grid}_s{self.seed}"
 
-    @property
-    def label(self) -> str:
-        return f"{self.method} code, {'its own' if self.grid == 'own' else 'our'} grid"
-
     def run(self, budget: Budget, checkpoint: str, out: Path) -> dict:
         record = out / f"{self.key}.json"
         if not record.is_file():
@@ -71,13 +68,6 @@ class Reference:
 def references(bits: list[tuple[int, int]], seeds: int) -> list[Reference]:
     return [Reference(method, w, a, grid, seed) for w, a in bits for method in METHODS
             for grid in ("own", "pyioso") for seed in range(seeds)]
-
-
-def _stat(values: list[float]) -> str:
-    if not values:
-        return "–"
-    spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-    return f"{statistics.fmean(values):.2f}{spread}"
 
 
 # The compared columns: (implementation, weight grid), the grids by pyioso's names for them.
@@ -115,7 +105,7 @@ def report(table: list[dict], budget: Budget, docs: Path, command: str, planned:
     grids = ("symmetric", "asymmetric")
     heads = ["method", "bits", *(f"{impl}, {grid}" for grid in grids for impl in ("pyioso", "reference")),
              *(f"pyioso − reference, {grid}" for grid in grids)]
-    body = [[row["method"], row["bits"], *(_stat(row[impl, grid]) for grid in grids for impl in ("pyioso", "reference")),
+    body = [[row["method"], row["bits"], *(spread(row[impl, grid]) for grid in grids for impl in ("pyioso", "reference")),
              *(_difference(row, grid) for grid in grids)] for row in table]
     docs.mkdir(parents=True, exist_ok=True)
     plots.parity(table, list(COLUMNS), docs / PNG)
@@ -206,8 +196,11 @@ def _run_references(refs: list[Reference], budget: Budget, checkpoint: str, out:
     if not run:
         return [(ref, json.loads((out / f"{ref.key}.json").read_text())) for ref in refs
                 if (out / f"{ref.key}.json").is_file()]
-    for name in sorted({ref.method for ref in refs}):
-        subprocess.run([str(ROOT / "scripts" / "fetch_reference.sh"), name], check=True, cwd=ROOT)
+    for name in sorted({ref.method for ref in refs if not (out / f"{ref.key}.json").is_file()}):
+        fetched = subprocess.run([str(ROOT / "scripts" / "fetch_reference.sh"), name], capture_output=True,
+                                 text=True, cwd=ROOT)
+        if fetched.returncode:
+            raise PyiosoError(fetched.stderr.strip())
     done = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool, \
             tqdm(total=len(refs), desc="bench-parity references", unit="cell", disable=not progress) as bar:

@@ -31,6 +31,14 @@ def _fmt(stat: tuple[float, float] | None) -> str:
     return "–" if stat is None else f"{stat[0]:.2f} ± {stat[1]:.2f}"
 
 
+def spread(values: list[float]) -> str:
+    """Mean ± sample std of the seeds' values (the mean alone for one seed, – for none)."""
+    if not values:
+        return "–"
+    mean = statistics.fmean(values)
+    return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
 def _select(records: list[dict], **match) -> list[dict]:
     return [r for r in records if all(r[k] == v for k, v in match.items())]
 

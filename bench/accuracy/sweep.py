@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits, _weights
 from bench.accuracy.cells import Budget, Cell, add_run_options, bits_label, run_grid
+from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
 from pyioso.calib import calibrate, plots
@@ -47,11 +48,7 @@ def final_loss(record: dict) -> float:
 
 
 def _stat(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} ({len(values)} seeds)"
+    return spread(values) + (f" ({len(values)} seeds)" if len(values) > 1 else "")
 
 
 def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: str, planned: int,

@@ -63,6 +63,16 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def calibration_bits(wbits: int, abits: int | None, flag: str = "") -> tuple[int, int | None]:
+    """(w_bits, a_bits) of a calibration as the CLI (flag "--") and the API take them: both in
+    2..8, activations 32 or None for weights only (a_bits None)."""
+    if not 2 <= wbits <= 8:
+        raise PyiosoError(f"{flag}wbits {wbits} is out of range: the integer datapath takes 2..8")
+    if abits is not None and abits != 32 and not 2 <= abits <= 8:
+        raise PyiosoError(f"{flag}abits {abits} is out of range: use 2..8, or 32 for weights only")
+    return wbits, None if abits in (None, 32) else abits
+
+
 def build_network(run: Run, config: calibrate.Config, images: torch.Tensor, model=None) -> qnet.QNet:
     return quantized_network(model if model is not None else run.model(config.seed), config, images)
 
@@ -227,7 +237,8 @@ def logit_codes(net: qnet.QNet, x: torch.Tensor) -> torch.Tensor:
     return torch.round(fake / out.scale).to(torch.int64) + out.zero_point
 
 
-def side_by_side(model: torch.nn.Module | None, net: qnet.QNet, int_net, x: torch.Tensor, labels: torch.Tensor, batch: int = 250, progress: bool = True) -> dict:
+def side_by_side(model: torch.nn.Module | None, net: qnet.QNet, int_net, x: torch.Tensor, labels: torch.Tensor,
+                 batch: int = 250, progress: bool = True) -> dict:
     """Top-1 of the float model (if given), the fake-quant network and the integer one (if
     given) on the same images, how often the integer predictions equal the fake-quant ones, and
     the largest difference of their logit codes."""
@@ -269,11 +280,11 @@ def export_onnx(directory: Path, path: Path, images: int | None = 1000, progress
     _say(progress, f"running {path} under onnxruntime on {images or 'all'} held-out images")
     x, labels = labelled_images(run.data, "test", run.size, images, seed=config.seed + 1)
     with torch.no_grad():
-        fake = torch.cat([net(x[i:i + 250]) for i in range(0, len(x), 250)]).argmax(1)
+        fake = torch.cat([logit_codes(net, x[i:i + 250]) for i in range(0, len(x), 250)]).argmax(1)
     ort = onnx_export.run(path, x).argmax(1)
     n = len(x)
-    result = {"images": n, "data": run.data, "onnx": str(path),
-              "top1": {"onnx": 100 * int((ort == labels).sum()) / n, "fake-quant": 100 * int((fake == labels).sum()) / n},
+    top1 = {"onnx": 100 * int((ort == labels).sum()) / n, "fake-quant": 100 * int((fake == labels).sum()) / n}
+    result = {"images": n, "data": run.data, "onnx": str(path), "top1": top1,
               "onnx_agreement": 100 * int((ort == fake).sum()) / n}
     output.write_json(str(path.with_suffix(".json")), result)
     return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from golden.errors import PyiosoError
 from golden.spec import GRANULARITY, ISG_SHIFT
 from pyioso import output
 from pyioso.calib import calibrate, workflow
@@ -22,16 +21,13 @@ def _bits(text: str) -> int:
 
 
 def _config(args: argparse.Namespace) -> calibrate.Config:
-    if not 2 <= args.wbits <= 8:
-        raise PyiosoError(f"--wbits {args.wbits} is out of range: the integer datapath takes 2..8")
-    if args.abits != 32 and not 2 <= args.abits <= 8:
-        raise PyiosoError(f"--abits {args.abits} is out of range: use 2..8, or 32 for weights only")
+    w_bits, a_bits = workflow.calibration_bits(args.wbits, args.abits, "--")
     iters = dict(workflow.QUICK) if args.quick else {}
     for name in ("iters", "act_iters"):
         if getattr(args, name) is not None:
             iters[name] = getattr(args, name)
     return calibrate.Config.named(
-        args.method, args.base, w_bits=args.wbits, a_bits=None if args.abits == 32 else args.abits,
+        args.method, args.base, w_bits=w_bits, a_bits=a_bits,
         batch=args.batch, lr=args.lr, act_lr=args.act_lr,
         round_weight=args.round_weight, group_weight=args.group_weight, drop=args.drop,
         input_scale=args.input_scale, oso_scale=not args.no_oso_scale,
