@@ -94,8 +94,9 @@ class Calibration:
         """The integer network golden runs (what `export` writes), in storage order."""
         if not self.exportable:
             raise PyiosoError(f"this calibration ({self.config.method}, a_bits {self.config.a_bits}, input scales "
-                              f"{self.config.input_scale}, {self.config.weight_grid} weights) is not an integer "
-                              "network: quantize activations, keep grouped input scales and symmetric weights")
+                              f"{self.config.input_scale}, {self.config.weight_grid} weights, {self.config.act_points} "
+                              "points) is not an integer network: quantize activations at the engine's points, "
+                              "keep grouped input scales and symmetric weights")
         return export.integer_network(self.network, self.config.granularity)[0]
 
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor, batch: int = 250,

@@ -58,17 +58,22 @@ def test_parity_table_compares_on_the_same_grid(tmp_path):
         _reference_record(out, ref, values[ref.method, ref.grid] + ref.seed)
     # a recorded reference cell is read back, not run again (no copy of the code is needed)
     done = [(ref, ref.run(Budget(), "unused.pt", out)) for ref in refs]
-    asym = {"weight_grid": "asymmetric"}
+    asym, points = {"weight_grid": "asymmetric"}, {"act_points": "reference"}
     ours = [{"method": m, "bits": "W2A4", "fake_quant": v, "options": o} for m, v, o in
-            (("brecq", 71.0, {}), ("brecq", 72.0, {}), ("brecq", 79.0, asym), ("qdrop", 73.0, {}))]
+            (("brecq", 71.0, {}), ("brecq", 72.0, {}), ("brecq", 79.0, asym), ("qdrop", 73.0, {}),
+             ("brecq", 80.5, {**asym, **points}))]
     table = parity.rows(ours, done)
     assert table[0] == {"method": "brecq", "bits": "W2A4", ("pyioso", "symmetric"): [71.0, 72.0],
                         ("reference", "symmetric"): [70.0, 71.0], ("pyioso", "asymmetric"): [79.0],
-                        ("reference", "asymmetric"): [80.0, 81.0]}
+                        ("reference", "asymmetric"): [80.0, 81.0], (parity.POINTS, "symmetric"): [],
+                        (parity.POINTS, "asymmetric"): [80.5]}
     path = parity.report(table, Budget(), tmp_path / "docs", "python -m bench.accuracy.parity", 10, 10)
     text = path.read_text()
     assert "| brecq | W2A4 | 71.50 ± 0.71 | 70.50 ± 0.71 | 79.00 | 80.50 ± 0.71 | +1.00 | -1.50 |" in text
     assert "| qdrop | W2A4 | 73.00 | 65.50 ± 0.71 | – | 75.50 ± 0.71 | +7.50 | – |" in text
+    # the points ablation: a row only where pyioso ran at the reference's points
+    assert "| brecq | W2A4 | asymmetric | 79.00 | 80.50 | 80.50 ± 0.71 | -1.50 | +0.00 |" in text
+    assert text.count("| W2A4 | symmetric |") == 0
     assert (tmp_path / "docs" / parity.PNG).stat().st_size > 1000
     # a clone finds the committed records where a run looks for them, under the same budget only
     cell = Cell("resnet18", 2, 4, "brecq", 0)

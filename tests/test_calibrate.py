@@ -512,3 +512,28 @@ def test_asymmetric_weight_grid_is_the_references_and_is_not_exported(images):
         export.integer_network(net)
     with pytest.raises(PyiosoError, match="weight_grid 'skewed'"):
         calibrate.Config(weight_grid="skewed")
+
+
+@pytest.mark.parametrize("base, eight_bit", [("brecq", "stem.0"), ("qdrop", "add_1")])
+def test_reference_points_quantize_what_the_reference_code_does(images, base, eight_bit):
+    """--act-points reference: the input image, the convs before a residual add and the
+    classifier's input and logits stay float; BRECQ's stem output and QDrop's last block output
+    take 8 bits. The tensors left float are exactly the float network's; export refuses it."""
+    config = calibrate.Config.named(base, w_bits=2, a_bits=4, act_points="reference", iters=2, act_iters=2)
+    assert config.quant_points == base and not workflow.exportable(config)
+    net = workflow.quantized_network(_model(), config, images[:32])
+    kept = {t for t in (net.input_name, *(n.output for n in net.nodes)) if net.coding(t).kept_float}
+    pre_add = {n.output for n in net.nodes if n.name.endswith(("conv2", "downsample.0"))}
+    assert len(pre_add) == 3        # two blocks' last convs and one downsample
+    assert kept == {net.input_name, net.nodes[-1].output, net.nodes[-1].inputs[0], *pre_add}
+    bits = {n.name: net.op(n).act.bits for n in net.nodes if hasattr(net.op(n), "act") and n.output not in kept}
+    assert {name for name, b in bits.items() if b == 8} == {eight_bit}
+    net.set_quant(True, True)
+    x = images[:8]
+    values = net.run({net.input_name: net.quantize_input(x)}, net.nodes)
+    assert torch.equal(values[net.input_name], x)
+    calibrate.Calibrator(net, images[:64], config, progress=False).run()
+    with pytest.raises(PyiosoError, match="--act-points engine to export"):
+        export.integer_network(net)
+    with pytest.raises(PyiosoError, match="act_points 'all'"):
+        calibrate.Config(act_points="all")

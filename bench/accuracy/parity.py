@@ -70,9 +70,10 @@ def references(bits: list[tuple[int, int]], seeds: int) -> list[Reference]:
             for grid in ("own", "pyioso") for seed in range(seeds)]
 
 
-# The compared columns: (implementation, weight grid), the grids by pyioso's names for them.
-COLUMNS = (("pyioso", "symmetric"), ("reference", "symmetric"), ("pyioso", "asymmetric"),
-           ("reference", "asymmetric"))
+# The compared columns: (implementation, weight grid), the grids by pyioso's names for them. POINTS
+# is pyioso quantizing only the tensors the reference's code quantizes (--act-points reference).
+POINTS = "pyioso at the reference's points"
+COLUMNS = tuple((impl, grid) for grid in ("symmetric", "asymmetric") for impl in ("pyioso", POINTS, "reference"))
 REFERENCE_GRIDS = {"own": "asymmetric", "pyioso": "symmetric"}     # Reference.grid -> its grid
 
 
@@ -80,10 +81,14 @@ def _grid(record: dict) -> str:
     return record["options"].get("weight_grid", "symmetric")
 
 
+def _impl(record: dict) -> str:
+    return POINTS if record["options"].get("act_points", "engine") == "reference" else "pyioso"
+
+
 def rows(ours: list[dict], refs: list[tuple[Reference, dict]]) -> list[dict]:
     """Per method and bits, each (implementation, grid)'s top-1 per seed. BRECQ's code also
     reports its top-1 after the weight stage (activations float): the WxA32 rows."""
-    entries = [(r["method"], r["bits"], "pyioso", _grid(r), r["fake_quant"]) for r in ours]
+    entries = [(r["method"], r["bits"], _impl(r), _grid(r), r["fake_quant"]) for r in ours]
     for ref, result in refs:
         grid = REFERENCE_GRIDS[ref.grid]
         entries.append((ref.method, f"W{ref.w_bits}A{ref.a_bits}", "reference", grid, result["top1"]))
@@ -96,9 +101,20 @@ def rows(ours: list[dict], refs: list[tuple[Reference, dict]]) -> list[dict]:
     return sorted(found.values(), key=lambda r: (r["bits"].endswith("A32"), r["bits"], METHODS.index(r["method"])))
 
 
-def _difference(row: dict, grid: str) -> str:
-    ours, ref = row["pyioso", grid], row["reference", grid]
+def _difference(row: dict, grid: str, impl: str = "pyioso") -> str:
+    ours, ref = row[impl, grid], row["reference", grid]
     return f"{statistics.fmean(ours) - statistics.fmean(ref):+.2f}" if ours and ref else "–"
+
+
+def points_table(table: list[dict]) -> str:
+    """The quantization-points ablation: pyioso at the engine's points and at the reference's,
+    against the reference, per method, bits and grid."""
+    heads = ["method", "bits", "weight grid", "pyioso, engine's points", "pyioso, reference's points",
+             "reference", "engine's − reference", "reference's points − reference"]
+    body = [[row["method"], row["bits"], grid, spread(row["pyioso", grid]), spread(row[POINTS, grid]),
+             spread(row["reference", grid]), _difference(row, grid), _difference(row, grid, POINTS)]
+            for row in table for grid in ("symmetric", "asymmetric") if row[POINTS, grid]]
+    return output.md_table(heads, body) if body else "No calibration at the reference's points is recorded yet."
 
 
 def report(table: list[dict], budget: Budget, docs: Path, command: str, planned: int, recorded: int) -> Path:
@@ -125,7 +141,14 @@ def report(table: list[dict], budget: Budget, docs: Path, command: str, planned:
         "BRECQ's code measured after its weight stage, as its main_imagenet.py prints it. They tell a "
         "difference of the weight stage apart from one of the activation stage.",
         f"Produced by `{command}` (bench/accuracy/parity.py); {recorded} of {planned} calibrations recorded.",
-        output.md_table(heads, body), f"![parity]({PNG})"])
+        output.md_table(heads, body), f"![parity]({PNG})",
+        "## Quantization points",
+        "pyioso quantizes every tensor the integer engine stores. The references quantize fewer: not the input "
+        "image, not the outputs of a block's last conv and downsample before the residual add, not the pooled "
+        "vector nor the logits; BRECQ keeps the stem's output at 8 bits (pyioso: the activation bits), QDrop the "
+        "last block's output. `--act-points reference` quantizes exactly the reference's tensors (fake-quant "
+        "only), so the difference that remains is the method's, not the network's.",
+        points_table(table)])
     path = docs / "PARITY.md"
     output.atomic_write(str(path), lambda f: f.write((text + "\n").encode()))
     return path
@@ -150,11 +173,12 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(args.out) / budget.folder
         checkpoint = train.resolve_weights(train.TRAINED, NET, budget.data, budget.size, not args.quiet)
         grids = ((), (("weight_grid", "asymmetric"),))
-        cells = [Cell(NET, w, a, method, seed, options) for w, a in bits for method in METHODS
-                 for options in grids for seed in range(args.seeds)]
+        points = ((), (("act_points", "reference"),))
+        cells = [Cell(NET, w, a, method, seed, grid + point) for w, a in bits for method in METHODS
+                 for grid in grids for point in points for seed in range(args.seeds)]
         # the weight stage alone, next to what BRECQ's code reports after it
-        cells += [Cell(NET, w, None, "brecq", seed, options) for w in dict.fromkeys(w for w, _ in bits)
-                  for options in grids for seed in range(args.seeds)]
+        cells += [Cell(NET, w, None, "brecq", seed, grid) for w in dict.fromkeys(w for w, _ in bits)
+                  for grid in grids for seed in range(args.seeds)]
         refs = references(bits, args.seeds)
         _restore(Path(args.docs) / RECORDS, cells, refs, budget, out)
         ours = run_grid(cells, budget, dict.fromkeys([NET], checkpoint), out, args.jobs, not args.quiet,

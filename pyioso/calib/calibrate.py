@@ -40,6 +40,9 @@ INPUT_SCALES = ("grouped", "free", "none")
 # Weight grids per output channel: symmetric (zero point 0: what the integer engine runs) or
 # asymmetric (an integer zero point per channel: BRECQ's and QDrop's own grid, fake-quant only).
 WEIGHT_GRIDS = ("symmetric", "asymmetric")
+# Quantized tensors: every one the engine stores, or (an ablation, fake-quant only) only those the
+# base method's own code quantizes (pyioso.calib.qnet.QUANT_POINTS).
+ACT_POINTS = ("engine", "reference")
 CHECKPOINT = "checkpoint.pt"
 # An activation step is kept at or above this share of its value when its stage began: Adam's
 # absolute steps (act_lr) could otherwise carry a small step across zero, a meaningless coding.
@@ -75,6 +78,7 @@ class Config:
     observer: str = "mse"           # activation clipping: a name of quant.observers.OBSERVERS
     weight_observer: str = "mse"    # weight clipping (per output channel), likewise
     weight_grid: str = "symmetric"  # a name of WEIGHT_GRIDS
+    act_points: str = "engine"      # a name of ACT_POINTS
     legalize_at: float = 0.9        # fraction of the weight stage after which groups are fixed
     seed: int = 0
 
@@ -87,6 +91,8 @@ class Config:
                   (self.batch >= 1, "batch must be >= 1"),
                   (self.weight_grid in WEIGHT_GRIDS,
                    f"weight_grid {self.weight_grid!r}: use one of {', '.join(WEIGHT_GRIDS)}"),
+                  (self.act_points in ACT_POINTS,
+                   f"act_points {self.act_points!r}: use one of {', '.join(ACT_POINTS)}"),
                   (0 <= self.drop < 1, "drop must be in [0, 1)"),
                   (0 < self.legalize_at <= 1, "legalize_at must be in (0, 1]"),
                   (self.granularity >= 1, "granularity must be >= 1"),
@@ -119,6 +125,11 @@ class Config:
     @property
     def uses_qdrop(self) -> bool:
         return self.method == "qdrop" or (self.ioso and self.base == "qdrop")
+
+    @property
+    def quant_points(self) -> str:
+        """The network's quantization points, a name of pyioso.calib.qnet.QUANT_POINTS."""
+        return "engine" if self.act_points == "engine" else self.method if self.method in BASES else self.base
 
     @property
     def reconstruction_unit(self) -> str:
@@ -321,7 +332,7 @@ class Calibrator:
                 oso += [p for p, on in ((c.oso_scale, self.config.oso_scale),
                                         (c.oso_offset, self.config.oso_offset)) if on]
         steps = [self.net.op(n).act.scale for n in seg.nodes
-                 if stage.acts and hasattr(self.net.op(n), "act")]
+                 if stage.acts and hasattr(self.net.op(n), "act") and not self.net.op(n).act.kept_float]
         return rounding, scales, oso, steps
 
     def _reconstruct(self, si: int, stage: Stage, i: int, seg: Segment, fp: dict, q: dict,
@@ -339,7 +350,9 @@ class Calibrator:
         for p in weights + steps:
             p.requires_grad_(True)
         floors = [s.detach() * STEP_FLOOR for s in steps]
-        optimizer = torch.optim.Adam([g for g in params if g["params"]], fused=True)
+        # nothing to learn (a logits layer kept float in the activation stage): measured, not trained
+        iters = stage.iters if weights or steps else 0
+        optimizer = torch.optim.Adam([g for g in params if g["params"]], fused=True) if iters else None
         cosine = [lambda t: 1.0] * (1 if weights else 0) + \
             [lambda t: 0.5 * (1 + math.cos(math.pi * t / stage.iters))] * (1 if steps else 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine) if cosine else None
@@ -355,10 +368,10 @@ class Calibrator:
         loss = lambda: self.segment_loss(nodes, targets, q, fp_out, stage.p, self.loss_images)  # noqa: E731
         n_images = self.images.shape[0]
         legalize_at = int(config.legalize_at * stage.iters) if scales and mode == "soft" else None
-        entry = {"stage": stage.name, "segment": seg.name, "iters": stage.iters, "curve": [],
+        entry = {"stage": stage.name, "segment": seg.name, "iters": iters, "curve": [],
                  "loss_before": loss()}
         self.net.train()
-        bar = tqdm(range(stage.iters), desc=f"{stage.name} {i + 1}/{len(self.segments)} {seg.name}",
+        bar = tqdm(range(iters), desc=f"{stage.name} {i + 1}/{len(self.segments)} {seg.name}",
                    leave=False, disable=not self.progress, unit="it", mininterval=1.0)
         start = time.perf_counter()
         for t in bar:
@@ -484,13 +497,20 @@ class Calibrator:
             raise PyiosoError(f"{path} was written by an older pyioso (checkpoint format "
                               f"{state.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}): "
                               "delete it to start over")
-        if state.get("fingerprint") != self.fingerprint or state.get("config") != self.config.to_json():
+        if state.get("fingerprint") != self.fingerprint or full_settings(state.get("config")) != self.config.to_json():
             raise PyiosoError(f"{path} belongs to a calibration with other settings, model or data: "
                               "use another --out directory or delete the checkpoint to start over")
         restore(self.net, state)
         self.history.segments = list(state["history"])
         log.info("resuming after stage %d segment %d", *state["done"])
         return tuple(state["done"])
+
+
+def full_settings(settings: dict | None) -> dict | None:
+    """A saved Config.to_json() with the settings added since it was saved at their defaults, so
+    that older runs and checkpoints resume (None: not a config's settings)."""
+    defaults = Config().to_json()
+    return {**defaults, **settings} if isinstance(settings, dict) and settings.keys() <= defaults.keys() else None
 
 
 def structure(net: QNet) -> dict:

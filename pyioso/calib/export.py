@@ -28,6 +28,11 @@ def integer_network(net: QNet, granularity: int = GRANULARITY) -> tuple[intnet.I
     if not net.input_quant.enabled:
         raise PyiosoError("the network's activations are not quantized (weight-only calibration): "
                           "the integer network needs activation codes; calibrate with --abits 2..8")
+    floats = [t for t in (net.input_name, *(n.output for n in net.nodes)) if net.coding(t).kept_float]
+    if floats:
+        raise PyiosoError(f"this calibration keeps {len(floats)} tensors float ({', '.join(floats[:3])}, ...: "
+                          "--act-points reference), which the integer engine stores as codes: calibrate with "
+                          "--act-points engine to export")
     perms = _permutations(net, granularity)
     steps, codings = [], {net.input_name: net.input_quant.coding()}
     for node in net.nodes:

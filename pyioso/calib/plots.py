@@ -42,6 +42,8 @@ def losses(history: list[dict], path: Path) -> None:
         # A legend fits a block-wise run; a layer-wise one (AdaRound: every layer) gets a depth scale.
         depth = Normalize(0, max(1, len(entries) - 1))
         for i, e in enumerate(entries):
+            if not e["curve"]:          # a segment with nothing to learn in this stage
+                continue
             its, values = zip(*e["curve"])
             color = None if len(entries) <= LEGEND_MAX else colormaps["viridis"](depth(i))
             row[0].plot(its, values, label=e["segment"], lw=1, color=color)
@@ -202,5 +204,6 @@ def parity(rows: list[dict], columns: list[tuple[str, str]], path: Path) -> None
         ax.set(title=f"resnet18 {bits}", ylabel="top-1 (%)")
     handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
     if handles:
-        fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncols=len(handles), fontsize=7)
+        fig.legend(handles.values(), handles.keys(), loc="outside upper center",
+                   ncols=min(3 if cols > 1 else 2, len(handles)), fontsize=7)
     save_png(fig, str(path))

@@ -21,7 +21,7 @@ import golden
 from golden.errors import PyiosoError
 from golden.spec import ISG_SHIFT
 from pyioso.calib.isg import InputScale
-from pyioso.lowering.plan import Lowered, Op, check_fc_input, lower, max_pool, pool_kernel
+from pyioso.lowering.plan import EDGE_BITS, Lowered, Op, check_fc_input, lower, max_pool, pool_kernel
 from pyioso.quant.bn import fold_conv_bn, fold_linear_bn
 from pyioso.quant.layer import Coding, observe_coding, qparams
 from pyioso.quant.rounding import AdaRound, NearestRounding
@@ -35,15 +35,17 @@ class ActQuant(nn.Module):
     Enabled: code = clamp(round(x / s) + z, lo, hi), value = s (code - z), with the clipped STE for
     x and the LSQ gradient for s (trained with Adam, which makes LSQ's gradient scale moot).
     Disabled: the float activation. With `drop` > 0 in training, each element keeps its float
-    value with that probability (QDrop).
+    value with that probability (QDrop). A `kept_float` tensor is never quantized: an ablation
+    of the quantization points (REFERENCE_POINTS), not something the engine can run.
     """
 
-    def __init__(self, coding: Coding, activation: str):
+    def __init__(self, coding: Coding, activation: str, kept_float: bool = False):
         super().__init__()
         self.bits, self.zero_point, self.activation = coding.bits, coding.zero_point, activation
         self.scale = nn.Parameter(torch.tensor(coding.scale, dtype=torch.float32),
                                   requires_grad=False)
         self.enabled, self.drop, self.generator = False, 0.0, None
+        self.kept_float = kept_float
 
     def coding(self) -> Coding:
         return Coding(float(self.scale), self.zero_point, self.bits)
@@ -54,7 +56,7 @@ class ActQuant(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         real = _FLOAT_ACTIVATIONS[self.activation](x)
-        if not self.enabled:
+        if not self.enabled or self.kept_float:
             return real
         lo, hi = self.bounds()
         s = self.scale.clamp_min(torch.finfo(self.scale.dtype).eps)
@@ -266,32 +268,66 @@ class QNet(nn.Module):
                 module.act.enabled = acts
 
 
+# Which tensors carry a coding. "engine": every tensor the integer engine stores (the default,
+# and the only exportable one). "brecq" and "qdrop": only those the method's own code quantizes on
+# a ResNet (yhhhli/BRECQ quant_model.py, wimh966/QDrop main_imagenet.py quantize_model): not the
+# input image, not the convs read only by a residual add, not the classifier's input and output; BRECQ
+# keeps the stem's output at 8 bits, QDrop the last block's output.
+QUANT_POINTS = ("engine", "brecq", "qdrop")
+
+
 def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
           isg_shift: int = ISG_SHIFT, observer: str = "mse", weight_observer: str = "mse",
-          symmetric_weights: bool = True) -> QNet:
+          symmetric_weights: bool = True, points: str = "engine") -> QNet:
     """The fake-quant network of a traceable float `model` (eval mode) made of the lowering's
     SUPPORTED ops, with every coding initialized by `observer` on the float tensors of `images`
     and every weight scale by `weight_observer` (pyioso.quant.observers.OBSERVERS), on symmetric
-    weight grids or (`symmetric_weights` False) ones with a zero point per output channel."""
+    weight grids or (`symmetric_weights` False) ones with a zero point per output channel, with
+    the quantization `points` of QUANT_POINTS."""
     low = lower(model, images, w_bits, a_bits)
-    coding = lambda n: observe_coding(low.floats[n], low.act_bits(n), observer)  # noqa: E731
+    kept_float, bits = _points(low, points)
+
+    def act(node: fx.Node, activation: str) -> ActQuant:
+        coding = observe_coding(low.floats[node], bits.get(node, low.act_bits(node)), observer)
+        return ActQuant(coding, activation, node in kept_float)
+
     nodes, ops = [], {}
     for op in low.ops:
         key = f"op{len(nodes)}"
         if op.kind in ("conv", "fc"):
-            ops[key] = _conv(low, op, coding(op.output), weight_observer, symmetric_weights)
+            ops[key] = _conv(low, op, act(op.output, op.tail.activation), weight_observer, symmetric_weights)
         elif op.kind == "add":
-            ops[key] = QAdd(ActQuant(coding(op.output), "relu" if op.output is not op.node else "none"))
+            ops[key] = QAdd(act(op.output, "relu" if op.output is not op.node else "none"))
         elif op.kind == "max_pool":
             ops[key] = QMaxPool(max_pool(low.module(op), a_bits))
         else:
-            ops[key] = QAvgPool(pool_kernel(op, low.floats), ActQuant(coding(op.output), "none"))
+            ops[key] = QAvgPool(pool_kernel(op, low.floats), act(op.output, "none"))
         nodes.append(Node(op.name, key, op.kind, tuple(n.name for n in op.inputs), op.output.name,
                           _scope(op.node)))
     widths = {n.name: v.shape[1] for n, v in low.floats.items()}
     classes, channels, permutable = _tensor_classes(nodes, ops, low.input.name, widths)
-    return QNet(nodes, ops, low.input.name, ActQuant(coding(low.input), "none"), classes, channels,
+    return QNet(nodes, ops, low.input.name, act(low.input, "none"), classes, channels,
                 permutable, isg_shift)
+
+
+def _points(low: Lowered, points: str) -> tuple[set[fx.Node], dict[fx.Node, int]]:
+    """(tensors kept float, tensors with other bits than low.act_bits) of QUANT_POINTS[points]."""
+    if points not in QUANT_POINTS:
+        raise PyiosoError(f"quantization points {points!r} are unknown: use one of {', '.join(QUANT_POINTS)}")
+    if points == "engine":
+        return set(), {}
+    producer, readers = {op.output: op for op in low.ops}, {}
+    for op in low.ops:
+        for t in op.inputs:
+            readers.setdefault(t, []).append(op.kind)
+    pre_add = {t for t, kinds in readers.items()        # a conv read only by adds: BRECQ's conv2, downsample
+               if set(kinds) == {"add"} and t in producer and producer[t].kind in ("conv", "fc")}
+    kept_float = {low.input, low.last.output, *low.last.inputs, *pre_add}
+    if points == "brecq":
+        stems = [op.output for op in low.ops if low.input in op.inputs]
+        return kept_float, dict.fromkeys(stems, EDGE_BITS)
+    pooled = [producer[t] for t in low.last.inputs if t in producer]
+    return kept_float, {t: EDGE_BITS for op in pooled if op.kind == "avg_pool" for t in op.inputs}
 
 
 def _scope(node: fx.Node) -> tuple[tuple[str, str], ...]:
@@ -299,7 +335,7 @@ def _scope(node: fx.Node) -> tuple[tuple[str, str], ...]:
     return tuple((path, cls.__name__) for path, cls in node.meta.get("nn_module_stack", {}).values())
 
 
-def _conv(low: Lowered, op: Op, out: Coding, observer: str, symmetric: bool) -> QConv:
+def _conv(low: Lowered, op: Op, act: ActQuant, observer: str, symmetric: bool) -> QConv:
     module, bn, x_float = low.module(op), low.bn(op), low.floats[op.inputs[0]]
     if op.kind == "fc":
         check_fc_input(op.node.target, x_float)
@@ -316,7 +352,7 @@ def _conv(low: Lowered, op: Op, out: Coding, observer: str, symmetric: bool) -> 
                         dilation=tuple(module.dilation), groups=module.groups)
     bias = torch.zeros(weight.shape[0]) if bias is None else bias
     return QConv(weight.detach().float().contiguous(), bias.detach().float(), geometry, low.weight_bits(op),
-                 ActQuant(out, op.tail.activation), op.tail.activation, observer, symmetric)
+                 act, op.tail.activation, observer, symmetric)
 
 
 def without_dead_channels(weight: torch.Tensor, x: torch.Tensor, groups: int) -> torch.Tensor:

@@ -81,7 +81,8 @@ def quantized_network(model: torch.nn.Module, config: calibrate.Config, images: 
     """The fake-quant network of a float model under `config`, its codings observed on the first
     INIT_IMAGES of `images`."""
     return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8, config.isg_shift,
-                      config.observer, config.weight_observer, config.weight_grid == "symmetric")
+                      config.observer, config.weight_observer, config.weight_grid == "symmetric",
+                      config.quant_points)
 
 
 def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str = "cpu",
@@ -118,12 +119,8 @@ def _check_same_run(out: Path, record: dict) -> None:
 def _settings(record: dict) -> dict:
     """A run.json record with every calibration setting spelled out: a folder written before a
     setting existed holds its default, and resumes."""
-    record = json.loads(json.dumps(record))
-    try:
-        config = calibrate.Config(**{**record["config"], "beta": tuple(record["config"]["beta"])})
-    except (KeyError, TypeError, PyiosoError):      # not a whole config: compared as it stands
-        return record
-    return {**record, "config": json.loads(json.dumps(config.to_json()))}
+    config = calibrate.full_settings(record.get("config"))
+    return json.loads(json.dumps(record if config is None else {**record, "config": config}))
 
 
 @contextlib.contextmanager
@@ -206,10 +203,10 @@ def _say(progress: bool, what: str) -> None:
 
 
 def exportable(config: calibrate.Config) -> bool:
-    """Whether the hardware can run the result: activations quantized, ISG scales grouped,
-    weights on symmetric grids."""
+    """Whether the hardware can run the result: activations quantized at every point the engine
+    stores, ISG scales grouped, weights on symmetric grids."""
     return (config.a_bits is not None and not (config.ioso and config.input_scale == "free")
-            and config.weight_grid == "symmetric")
+            and config.weight_grid == "symmetric" and config.act_points == "engine")
 
 
 def export_network(net: qnet.QNet, run: Run, config: calibrate.Config, directory: Path) -> Path:
