@@ -49,7 +49,7 @@ BRECQ_GIT ?=
 LIBERTY ?=
 PDK   ?= ../shared/pdk
 
-.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report train calibrate bench-calib bench-parity bench-sweep bench-accuracy bench-accuracy-64 golden layers cost clean
+.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report train calibrate bench-calib bench-parity bench-sweep bench-toolbox bench-accuracy bench-accuracy-64 golden layers cost clean
 
 help:
 	@echo "make sim LAYER=$(LAYER)            one layer through the engine RTL, every output vs golden (main job)"
@@ -67,6 +67,7 @@ help:
 	@echo "make bench-accuracy [BENCH_REUSE=docs]  paper tables: docs/RESULTS.md (hours)"
 	@echo "make bench-parity                   our brecq/qdrop vs their own code: docs/PARITY.md (an hour)"
 	@echo "make bench-sweep                    resnet18 W2A4 at 200..20000 iterations: docs/SWEEP.md (a day)"
+	@echo "make bench-toolbox                  observers, ternary/binary weights on resnet18: docs/TOOLBOX.md"
 	@echo "make bench-accuracy-64              resnet18's target settings at 64 px: docs/64px/RESULTS.md (hours)"
 	@echo "make report [LIBERTY=a.lib,b.lib]   synthesis area, latency per layer, Table 11: docs/HARDWARE.md"
 	@echo "make test / make test-full          the test suite (CI) / with slow tests"
@@ -150,6 +151,12 @@ SWEEP_JOBS ?= 1
 bench-sweep: $(STAMP) $(DATA)
 	$(PY) -m bench.accuracy.sweep --iters $(SWEEP_ITERS) --seeds-at $(SWEEP_SEEDS_AT) --seeds $(SEEDS) \
 		--jobs $(SWEEP_JOBS) $(if $(RAY),--ray $(RAY))
+
+# make bench-toolbox: the lecture's methods on resnet18 at the quick budget, SEEDS seeds, TOOLBOX_JOBS side by
+# side; resumes per cell, writes docs/TOOLBOX.md.
+TOOLBOX_JOBS ?= 1
+bench-toolbox: $(STAMP) $(DATA)
+	$(PY) -m bench.accuracy.toolbox --seeds $(SEEDS) --jobs $(TOOLBOX_JOBS) $(if $(RAY),--ray $(RAY))
 
 bench-accuracy: $(STAMP) $(DATA)
 	$(PY) -m bench.accuracy --nets $(BENCH_NETS) --iters $(BENCH_ITERS) --act-iters $(BENCH_ACT_ITERS) \

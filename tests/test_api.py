@@ -85,6 +85,21 @@ def test_the_rtl_backend_gives_golden_logits(calibration, tmp_path):
     assert torch.equal(network.run(x, backend="rtl"), network.run(x))
 
 
+@pytest.mark.parametrize("levels, codes", [("ternary", {-1, 0, 1}), ("binary", {-1, 1})])
+def test_ternary_and_binary_weights_run_on_the_engine(trained, tmp_path, levels, codes):
+    """TWN's and XNOR-Net's codes are 2-bit codes: the middle layers export with them (the 8-bit
+    stem and head stay uniform), golden runs the artifact and the RTL equals golden."""
+    model, x = trained
+    calibration = pyioso.quantize(model, x[:256], wbits=2, abits=4, method="brecq", iters=20, act_iters=10,
+                                  progress=False, weight_levels=levels)
+    network = pyioso.load(calibration.export(tmp_path / "artifact"))
+    convs = {step.name: step.op for step in network.net.steps if hasattr(step.op, "weight")}
+    assert {int(c) for name in ("conv1", "conv2") for c in convs[name].weight.unique()} == codes
+    assert len({int(c) for c in convs["head"].weight.unique()}) > 3
+    test_x, _ = labelled_images(FASHION, "test", SIZE, 1, seed=2)
+    assert torch.equal(network.run(test_x, backend="rtl"), network.run(test_x))
+
+
 def test_onnx_round_trip_under_onnxruntime(calibration, tmp_path):
     """A standard QDQ model: onnx's checker passes it, onnxruntime runs it, and its classes are
     the fake-quant network's."""

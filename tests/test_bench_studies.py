@@ -131,3 +131,28 @@ def test_results_carry_the_studies_written_beside_them(tmp_path):
     title, body = report.studies(tmp_path)
     assert title == "## Budget sweep ([SWEEP.md](SWEEP.md))"
     assert body == "text\n\n### Top-1 %\n\n| a |\n\n![plot](sweep.png)"
+
+
+def test_toolbox_levels_run_export_and_report(tmp_path):
+    """make bench-toolbox's levels study, RTN only on a random resnet18: ternary and binary cells
+    run their integer networks (2-bit codes); the report and plot are written, and a second run
+    (resumed) runs nothing."""
+    from bench.accuracy import toolbox
+
+    argv = ["--studies", "levels", "--methods", "rtn", "--weights", "random", "--size", "16", "--iters", "2",
+            "--act-iters", "1", "--seeds", "1", "--eval-images", "20", "--out", str(tmp_path / "out"),
+            "--docs", str(tmp_path / "docs"), "--quiet"]
+    toolbox.main(argv)
+    records = {r["key"]: r for r in json.loads((tmp_path / "docs" / toolbox.RECORDS).read_text())}
+    assert sorted(records) == ["resnet18_W2A4_rtn_s0", "resnet18_W2A4_rtn_weight_levels-binary_s0",
+                               "resnet18_W2A4_rtn_weight_levels-ternary_s0"]
+    assert records["resnet18_W2A4_rtn_weight_levels-ternary_s0"]["integer"] is not None
+    text = (tmp_path / "docs" / "TOOLBOX.md").read_text()
+    assert "## Ternary and binary weights" in text and "(integer " in text
+    assert (tmp_path / "docs" / toolbox.PNG).stat().st_size > 1000
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}
+    toolbox.main(argv)
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}
+    with pytest.raises(SystemExit, match="quaternary unknown"):
+        toolbox.main(["--studies", "quaternary", "--report-only"])
+

@@ -533,6 +533,8 @@ def test_reference_points_quantize_what_the_reference_code_does(images, base, ei
     values = net.run({net.input_name: net.quantize_input(x)}, net.nodes)
     assert torch.equal(values[net.input_name], x)
     calibrate.Calibrator(net, images[:64], config, progress=False).run()
+    with torch.no_grad():           # float logits are compared as they are, not rounded to a coding
+        assert torch.equal(workflow.logit_codes(net, x), net(x))
     with pytest.raises(PyiosoError, match="--act-points engine to export"):
         export.integer_network(net)
     with pytest.raises(PyiosoError, match="act_points 'all'"):

@@ -130,7 +130,8 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
     summary = workflow.calibrate_network(run, config, directory, progress=False,
                                          checkpoints=budget.iters >= CHECKPOINT_ITERS)
     seconds = time.perf_counter() - began
-    integer = cell.method in IOSO_METHODS and workflow.exportable(config)
+    # the integer network where a table reports it: IOSO's, and the 2-bit codes of ternary/binary weights
+    integer = (cell.method in IOSO_METHODS or config.weight_levels != "uniform") and workflow.exportable(config)
     result = workflow.evaluate(directory, budget.eval_images, progress=False, integer=integer,
                                net=summary["network"])
     record = cell.recorded(budget, calib_seconds=round(seconds, 1), threads=threads, images=result["images"],

@@ -228,7 +228,8 @@ def _iterations(csv_path: Path) -> list[tuple[int, int]]:
 
 
 STUDIES = (("PARITY.md", "Baseline parity with the reference code"),
-           ("SWEEP.md", "Budget sweep"))
+           ("SWEEP.md", "Budget sweep"),
+           ("TOOLBOX.md", "The lecture's toolbox"))
 
 
 def studies(docs: Path) -> list[str]:

@@ -31,6 +31,7 @@ from pyioso.calib.blocks import Segment
 from pyioso.calib.isg import InputScale
 from pyioso.calib.qnet import QConv, QNet
 from pyioso.quant import rounding
+from pyioso.quant.levels import LEVELS, STORAGE_BITS
 from pyioso.quant.observers import OBSERVERS
 from pyioso.quant.rounding import AdaRound, BetaSchedule
 
@@ -79,6 +80,7 @@ class Config:
     weight_observer: str = "mse"    # weight clipping (per output channel), likewise
     weight_grid: str = "symmetric"  # a name of WEIGHT_GRIDS
     act_points: str = "engine"      # a name of ACT_POINTS
+    weight_levels: str = "uniform"  # a name of pyioso.quant.levels.LEVELS (ternary, binary: w_bits 2)
     legalize_at: float = 0.9        # fraction of the weight stage after which groups are fixed
     seed: int = 0
 
@@ -91,6 +93,11 @@ class Config:
                   (self.batch >= 1, "batch must be >= 1"),
                   (self.weight_grid in WEIGHT_GRIDS,
                    f"weight_grid {self.weight_grid!r}: use one of {', '.join(WEIGHT_GRIDS)}"),
+                  (self.weight_levels in LEVELS,
+                   f"weight_levels {self.weight_levels!r}: use one of {', '.join(LEVELS)}"),
+                  (self.weight_levels == "uniform" or (self.w_bits == STORAGE_BITS and self.weight_grid == "symmetric"),
+                   f"weight_levels {self.weight_levels} stores its codes in {STORAGE_BITS}-bit symmetric weights: "
+                   f"use w_bits {STORAGE_BITS} and the symmetric grid"),
                   (self.act_points in ACT_POINTS,
                    f"act_points {self.act_points!r}: use one of {', '.join(ACT_POINTS)}"),
                   (0 <= self.drop < 1, "drop must be in [0, 1)"),
@@ -189,7 +196,7 @@ def prepare(net: QNet, config: Config) -> None:
         if stage.rounding:
             rounding.build_kernels(net.input_quant.scale.device.type)     # before any timed loop
             for module in net.ops.values():
-                if isinstance(module, QConv) and not isinstance(module.rounding, AdaRound):
+                if isinstance(module, QConv) and module.learns_rounding and not isinstance(module.rounding, AdaRound):
                     module.use_adaround()
 
 

@@ -142,6 +142,34 @@ def ablation(rows: list[tuple[str, tuple[float, float] | None]], path: Path) -> 
     save_png(fig, str(path))
 
 
+def grouped_bars(panels: list[tuple[str, list[str], dict[str, list[list[float]]]]], path: Path,
+                 ylabel: str = "top-1 (%)") -> None:
+    """Panels (title, groups, series -> each group's values) in a grid of two columns: per group a
+    bar per series at its values' mean, each value (a seed) a dot on it."""
+    import statistics
+
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = _figure(5 * cols, 3.2 * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax, (title, groups, series) in zip(axes, panels):
+        width = 0.8 / max(1, len(series))
+        for k, (name, values) in enumerate(series.items()):
+            xs = [i - 0.4 + width * (k + 0.5) for i in range(len(groups))]
+            means = [statistics.fmean(v) if v else 0.0 for v in values]
+            ax.bar(xs, means, width, color=f"C{k}", label=name)
+            for x, v in zip(xs, values):
+                ax.plot([x] * len(v), v, "k.", ms=3)
+        ax.set_xticks(range(len(groups)), groups, fontsize=8)
+        low = min((x for v in series.values() for g in v for x in g), default=0)
+        ax.set_ylim(max(0, low - 5), 100)
+        ax.set(title=title, ylabel=ylabel)
+        ax.legend(fontsize=7, loc="lower right")
+    save_png(fig, str(path))
+
+
 def budget_sweep(records: list[dict], methods: tuple[str, ...], final_loss, path: Path) -> None:
     """make bench-sweep: top-1 and final reconstruction loss against the weight-stage iterations
     (a log axis: the budgets grow by 4-5x), a line per method through its budgets, the seeds'

@@ -24,6 +24,7 @@ from pyioso.calib.isg import InputScale
 from pyioso.lowering.plan import EDGE_BITS, Lowered, Op, check_fc_input, lower, max_pool, pool_kernel
 from pyioso.quant.bn import fold_conv_bn, fold_linear_bn
 from pyioso.quant.layer import Coding, observe_coding, qparams
+from pyioso.quant.levels import fixed_rounding
 from pyioso.quant.rounding import AdaRound, NearestRounding
 
 _FLOAT_ACTIVATIONS = {"none": lambda x: x, "relu": F.relu, "relu6": F.relu6}
@@ -73,13 +74,18 @@ class QConv(nn.Module):
     (given by the network: it belongs to the input's tensor class), OSO and the output coding."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, geometry: dict, w_bits: int,
-                 act: ActQuant, activation: str, observer: str = "mse", symmetric: bool = True):
+                 act: ActQuant, activation: str, observer: str = "mse", symmetric: bool = True,
+                 levels: str = "uniform"):
         super().__init__()
         self.geometry, self.w_bits, self.activation = geometry, w_bits, activation
         self.symmetric = symmetric      # False: an unsigned grid with a zero point per channel
+        self.levels = levels            # uniform, or ternary/binary codes (fixed, stored in w_bits)
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
-        scale, zero = qparams(weight, w_bits, signed=symmetric, ch_axis=0, observer=observer)
+        if levels == "uniform":
+            scale, zero = qparams(weight, w_bits, signed=symmetric, ch_axis=0, observer=observer)
+        else:
+            scale, zero = fixed_rounding(levels, weight)[1], 0
         self.register_buffer("w_scale", scale.to(weight.dtype))
         # derived from the weight like the scale; not saved, so older checkpoints load as before
         self.register_buffer("w_zero", torch.as_tensor(zero, dtype=weight.dtype).expand(weight.shape[0]).clone(),
@@ -100,7 +106,14 @@ class QConv(nn.Module):
         """Channelwise (C_out = groups, one input channel each): it carries the channel order."""
         return not self.dense and self.weight.shape[1] == 1 and self.geometry["groups"] == self.weight.shape[0]
 
+    @property
+    def learns_rounding(self) -> bool:
+        """AdaRound applies: the uniform grid (ternary and binary codes are the method's own)."""
+        return self.levels == "uniform"
+
     def _nearest(self) -> NearestRounding:
+        if not self.learns_rounding:
+            return fixed_rounding(self.levels, self.weight)[0]
         return NearestRounding(self.weight, self.w_scale, self.w_zero, self.w_bits, self.symmetric, ch_axis=0)
 
     def use_adaround(self) -> AdaRound:
@@ -278,12 +291,13 @@ QUANT_POINTS = ("engine", "brecq", "qdrop")
 
 def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
           isg_shift: int = ISG_SHIFT, observer: str = "mse", weight_observer: str = "mse",
-          symmetric_weights: bool = True, points: str = "engine") -> QNet:
+          symmetric_weights: bool = True, points: str = "engine", levels: str = "uniform") -> QNet:
     """The fake-quant network of a traceable float `model` (eval mode) made of the lowering's
     SUPPORTED ops, with every coding initialized by `observer` on the float tensors of `images`
     and every weight scale by `weight_observer` (pyioso.quant.observers.OBSERVERS), on symmetric
     weight grids or (`symmetric_weights` False) ones with a zero point per output channel, with
-    the quantization `points` of QUANT_POINTS."""
+    the quantization `points` of QUANT_POINTS; the w_bits layers' weights take `levels`
+    (pyioso.quant.levels.LEVELS: uniform, or ternary/binary codes stored in w_bits)."""
     low = lower(model, images, w_bits, a_bits)
     kept_float, bits = _points(low, points)
 
@@ -295,7 +309,8 @@ def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
     for op in low.ops:
         key = f"op{len(nodes)}"
         if op.kind in ("conv", "fc"):
-            ops[key] = _conv(low, op, act(op.output, op.tail.activation), weight_observer, symmetric_weights)
+            ops[key] = _conv(low, op, act(op.output, op.tail.activation), weight_observer, symmetric_weights,
+                             levels if low.weight_bits(op) == w_bits else "uniform")
         elif op.kind == "add":
             ops[key] = QAdd(act(op.output, "relu" if op.output is not op.node else "none"))
         elif op.kind == "max_pool":
@@ -335,7 +350,7 @@ def _scope(node: fx.Node) -> tuple[tuple[str, str], ...]:
     return tuple((path, cls.__name__) for path, cls in node.meta.get("nn_module_stack", {}).values())
 
 
-def _conv(low: Lowered, op: Op, act: ActQuant, observer: str, symmetric: bool) -> QConv:
+def _conv(low: Lowered, op: Op, act: ActQuant, observer: str, symmetric: bool, levels: str) -> QConv:
     module, bn, x_float = low.module(op), low.bn(op), low.floats[op.inputs[0]]
     if op.kind == "fc":
         check_fc_input(op.node.target, x_float)
@@ -352,7 +367,7 @@ def _conv(low: Lowered, op: Op, act: ActQuant, observer: str, symmetric: bool) -
                         dilation=tuple(module.dilation), groups=module.groups)
     bias = torch.zeros(weight.shape[0]) if bias is None else bias
     return QConv(weight.detach().float().contiguous(), bias.detach().float(), geometry, low.weight_bits(op),
-                 act, op.tail.activation, observer, symmetric)
+                 act, op.tail.activation, observer, symmetric, levels)
 
 
 def without_dead_channels(weight: torch.Tensor, x: torch.Tensor, groups: int) -> torch.Tensor:

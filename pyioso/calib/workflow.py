@@ -82,7 +82,7 @@ def quantized_network(model: torch.nn.Module, config: calibrate.Config, images: 
     INIT_IMAGES of `images`."""
     return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8, config.isg_shift,
                       config.observer, config.weight_observer, config.weight_grid == "symmetric",
-                      config.quant_points)
+                      config.quant_points, config.weight_levels)
 
 
 def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str = "cpu",
@@ -226,11 +226,12 @@ def save_artifact(net: qnet.QNet, config: calibrate.Config, directory: Path, net
 
 def logit_codes(net: qnet.QNet, x: torch.Tensor) -> torch.Tensor:
     """The fake-quant network's logits as the codes of its output coding (what the integer
-    network computes), or its float logits when its activations are not quantized."""
+    network computes), or its float logits when its activations are not quantized or its logits
+    are kept float (--act-points reference: rounding them afterwards would make ties it never had)."""
     fake = net(x)
-    if not net.input_quant.enabled:
-        return fake
     out = net.coding(net.output_name)
+    if not net.input_quant.enabled or out.kept_float:
+        return fake
     return torch.round(fake / out.scale).to(torch.int64) + out.zero_point
 
 

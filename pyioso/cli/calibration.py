@@ -11,6 +11,7 @@ from pyioso.calib import calibrate, workflow
 from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.data.datasets import FASHION
 from pyioso.models import train
+from pyioso.quant.levels import LEVELS
 from pyioso.quant.observers import OBSERVERS
 
 _RAW = argparse.RawDescriptionHelpFormatter
@@ -33,7 +34,7 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         input_scale=args.input_scale, oso_scale=not args.no_oso_scale,
         oso_offset=not args.no_oso_offset, granularity=args.granularity, isg_shift=args.isg_shift,
         observer=args.observer, weight_observer=args.weight_observer, weight_grid=args.weight_grid,
-        act_points=args.act_points,
+        act_points=args.act_points, weight_levels=args.weight_levels,
         legalize_at=args.legalize_at, seed=args.seed, **iters)
 
 
@@ -124,6 +125,9 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-grid", default="symmetric", choices=calibrate.WEIGHT_GRIDS,
                    help="weight grid per output channel: symmetric (the engine's, default) or asymmetric "
                         "(a zero point per channel, BRECQ's and QDrop's own grid: fake-quant only, not exportable)")
+    p.add_argument("--weight-levels", default="uniform", choices=LEVELS,
+                   help="weights of the --wbits layers: uniform (default), ternary (TWN: {-1, 0, +1} x a channel's "
+                        "alpha) or binary (XNOR-Net: {-1, +1} x mean|W|); both need --wbits 2 and export as 2-bit codes")
     p.add_argument("--act-points", default="engine", choices=calibrate.ACT_POINTS,
                    help="quantized tensors: engine (every tensor the engine stores, default) or reference (only "
                         "those BRECQ's or QDrop's own code quantizes: an ablation, fake-quant only, not exportable)")

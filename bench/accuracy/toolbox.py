@@ -1,0 +1,178 @@
+"""`make bench-toolbox`: the lecture's methods in the same pipeline, on resnet18 at 32 px.
+
+Each study varies one calibration setting over its values, for a few methods and bit settings,
+with everything else as bench-accuracy runs it (same checkpoint, calibration images drawn by the
+seed, budget and test images). The cells are bench-accuracy's own (OUT/<budget>/cells), so a
+study resumes per cell and takes the default value's cells from a bench-accuracy run:
+- observers: the clipping range of activations and weights (minmax, EMA, MSE, KL, percentile);
+- levels: ternary (TWN) and binary (XNOR-Net) weights against the uniform 2-bit grid. They export
+  as 2-bit codes, so their integer networks run on golden (the "integer" columns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.accuracy.__main__ import _weights
+from bench.accuracy.cells import Budget, Cell, add_run_options, bits_label, run_grid
+from bench.accuracy.report import spread
+from golden.errors import PyiosoError
+from pyioso import output
+from pyioso.calib import plots
+from pyioso.cli.types import nonnegative_int, positive_int
+from pyioso.models import train
+from pyioso.quant.levels import LEVELS
+from pyioso.quant.observers import OBSERVERS
+
+NET = "resnet18"
+PNG = "toolbox.png"
+RECORDS = "toolbox.json"    # every recorded cell, committed beside TOOLBOX.md: a clone resumes from it
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    settings: tuple[str, ...]       # the Config fields one value sets
+    values: tuple[str, ...]         # the first is the default (cells without options)
+    bits: tuple[tuple[int, int], ...]
+    methods: tuple[str, ...]
+    about: str
+
+    def options(self, value: str) -> tuple[tuple[str, object], ...]:
+        return () if value == self.values[0] else tuple((s, value) for s in self.settings)
+
+    def cells(self, seeds: int) -> list[Cell]:
+        return [Cell(NET, w, a, method, seed, self.options(value)) for seed in range(seeds)
+                for w, a in self.bits for method in self.methods for value in self.values]
+
+    def value(self, record: dict) -> str:
+        return record["options"].get(self.settings[0], self.values[0])
+
+    def records(self, records: list[dict], bits: tuple[int, int]) -> list[dict]:
+        """This study's records at `bits`: its own cells and the default cells every study shares."""
+        return [r for r in records if r["bits"] == bits_label(*bits) and r["method"] in self.methods
+                and (self.settings[0] in r["options"] or not r["options"])]
+
+
+STUDIES = (
+    Study("observers", "Clipping: the range observer", ("observer", "weight_observer"),
+          ("mse", *(o for o in OBSERVERS if o != "mse")), ((4, 4), (8, 8)), ("rtn", "brecq"),
+          "`--observer NAME --weight-observer NAME`: the clipping range of every activation (per tensor) and "
+          "weight (per output channel). minmax: no clipping; ema: moving average (momentum 0.1) of each "
+          "image's min and max; mse: BRECQ's L_2.4 search (the default); kl: TensorRT's entropy threshold "
+          "(2,048 bins); percentile: 99.99th. RTN keeps the observer's ranges; BRECQ then learns the "
+          "activation steps from them."),
+    Study("levels", "Ternary and binary weights", ("weight_levels",), LEVELS, ((2, 4),),
+          ("rtn", "brecq", "brecq+ioso"),
+          "`--weight-levels ternary|binary --wbits 2`: the middle layers' weights as TWN's {-1, 0, +1} x alpha "
+          "(threshold 0.7 mean|W|) or XNOR-Net's {-1, +1} x mean|W| per output channel, against the uniform "
+          "signed 2-bit grid (-2..1 x an MSE scale); the 8-bit stem and classifier stay uniform. The codes are "
+          "fixed by the rule, so BRECQ learns only the activation steps and IOSO adds OSO and ISG around them. "
+          "Both code sets are 2-bit codes: the integer networks export and run on golden (and the RTL: "
+          "tests/test_api.py)."),
+)
+
+
+def table(study: Study, records: list[dict]) -> str:
+    """Rows (bits, method), a column per value: fake-quant top-1, and integer top-1 where run."""
+    heads = ["bits", "method", *study.values]
+    body = []
+    for w, a in study.bits:
+        for method in study.methods:
+            mine = [r for r in study.records(records, (w, a)) if r["method"] == method]
+            row = [bits_label(w, a), method]
+            for value in study.values:
+                cell = [r for r in mine if study.value(r) == value]
+                text = spread([r["fake_quant"] for r in cell])
+                integer = [r["integer"] for r in cell if r.get("integer") is not None]
+                row.append(text + (f" (integer {spread(integer)})" if integer else ""))
+            body.append(row)
+    return output.md_table(heads, body)
+
+
+def panels(records: list[dict]) -> list[tuple[str, list[str], dict[str, list[list[float]]]]]:
+    """One panel per (study, bits): a group per value, a bar per method (top-1 of each seed)."""
+    found = []
+    for study in STUDIES:
+        for w, a in study.bits:
+            mine = study.records(records, (w, a))
+            series = {m: [[r["fake_quant"] for r in mine if r["method"] == m and study.value(r) == v]
+                          for v in study.values] for m in study.methods}
+            found.append((f"{study.title.split(':')[0]}, {NET} {bits_label(w, a)}", list(study.values), series))
+    return found
+
+
+def report(records: list[dict], budget: Budget, docs: Path, command: str, planned: int) -> Path:
+    docs.mkdir(parents=True, exist_ok=True)
+    output.write_json(str(docs / RECORDS), records)
+    plots.grouped_bars(panels(records), docs / PNG)
+    sections = [
+        f"# The lecture's toolbox on {NET}",
+        f"{NET} at {budget.size} px (pyioso train's Fashion-MNIST checkpoint), {budget.images} calibration images "
+        f"drawn by the seed, batch 32, {budget.iters} weight-stage / {budget.act_iters} activation-stage iterations "
+        "per block (the quick budget of RESULTS.md), first and last layers 8-bit; fake-quant top-1 % on the 10,000 "
+        "test images, mean ± std over the seeds.",
+        f"Produced by `{command}` (bench/accuracy/toolbox.py); {len(records)} of {planned} calibrations recorded.",
+        f"![toolbox]({PNG})"]
+    for study in STUDIES:
+        sections += [f"## {study.title}", study.about, table(study, records)]
+    path = docs / "TOOLBOX.md"
+    output.atomic_write(str(path), lambda f: f.write(("\n\n".join(sections) + "\n").encode()))
+    return path
+
+
+def _restore(path: Path, cells: list[Cell], budget: Budget, out: Path) -> None:
+    """Cells a committed study holds under this budget, written where a run finds them."""
+    if not path.is_file():
+        return
+    committed = {r["key"]: r for r in json.loads(path.read_text()) if Budget(**r["budget"]) == budget}
+    for cell in cells:
+        if not cell.record(out).is_file() and cell.key in committed:
+            output.write_json(str(cell.record(out)), committed[cell.key])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.accuracy.toolbox", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--studies", default=",".join(s.name for s in STUDIES),
+                   help=f"comma-separated (default: {','.join(s.name for s in STUDIES)})")
+    p.add_argument("--methods", help="only these of each study's methods (comma-separated; default: all)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds of each cell (default: 3)")
+    p.add_argument("--iters", type=positive_int, default=Budget.iters,
+                   help=f"weight-stage iterations per block (default: {Budget.iters})")
+    p.add_argument("--act-iters", type=nonnegative_int, default=Budget.act_iters,
+                   help=f"activation-stage iterations per block (default: {Budget.act_iters})")
+    p.add_argument("--weights", default=train.TRAINED,
+                   help=f"'{train.TRAINED}' (pyioso train's checkpoint), 'random' (smoke) or a state_dict file")
+    p.add_argument("--size", type=positive_int, default=Budget.size, help="input pixels (default: 32)")
+    p.add_argument("--eval-images", type=positive_int, help="test images (default: all 10k)")
+    add_run_options(p, "TOOLBOX.md", jobs=1)
+    args = p.parse_args(argv)
+    try:
+        names = args.studies.split(",")
+        unknown = sorted(set(names) - {s.name for s in STUDIES})
+        if unknown:
+            raise PyiosoError(f"--studies {args.studies}: {', '.join(unknown)} unknown; use "
+                              f"{', '.join(s.name for s in STUDIES)}")
+        budget = Budget(args.iters, args.act_iters, eval_images=args.eval_images, size=args.size)
+        methods = set(args.methods.split(",")) if args.methods else {m for s in STUDIES for m in s.methods}
+        cells = list(dict.fromkeys(c for seed in range(args.seeds) for s in STUDIES if s.name in names
+                                   for c in s.cells(args.seeds) if c.seed == seed and c.method in methods))
+        out = Path(args.out) / budget.folder
+        _restore(Path(args.docs) / RECORDS, cells, budget, out)
+        weights = _weights(args.weights, [NET], budget, not args.quiet, {NET})
+        records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only, args.ray)
+        command = " ".join(["python -m bench.accuracy.toolbox", *(sys.argv[1:] if argv is None else argv)])
+        path = report(records, budget, Path(args.docs), command.replace(" --report-only", ""), len(cells))
+    except PyiosoError as err:
+        sys.exit(f"error: {err}")
+    print(f"wrote {path} ({len(records)} calibrations)")
+
+
+if __name__ == "__main__":
+    main()

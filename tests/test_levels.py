@@ -1,0 +1,52 @@
+"""Ternary (TWN) and binary (XNOR-Net) weights: the papers' codes and scales, kept fixed by the
+calibration, refused where they cannot be stored."""
+
+import pytest
+import torch
+
+from golden.errors import PyiosoError
+from pyioso.calib import calibrate
+from pyioso.calib.qnet import QConv
+from pyioso.quant import levels
+
+
+def _weight() -> torch.Tensor:
+    torch.manual_seed(0)
+    w = torch.randn(4, 3, 3, 3)
+    w[3] = 0.0                      # a dead channel: codes 0 (ternary), a tiny positive scale
+    return w
+
+
+def test_ternary_is_twn():
+    w = _weight()
+    rounding, alpha = levels.fixed_rounding("ternary", w)
+    for c in range(3):
+        mag = w[c].abs()
+        delta = 0.7 * mag.mean()
+        kept = mag > delta
+        assert torch.allclose(alpha[c], mag[kept].mean())
+        assert torch.equal(rounding.codes()[c], torch.sign(w[c]) * kept)
+    assert torch.equal(rounding.codes()[3], torch.zeros_like(w[3])) and alpha[3] > 0
+    assert torch.allclose(rounding(), rounding.codes() * alpha[:, None, None, None])
+
+
+def test_binary_is_xnor_net():
+    w = _weight()
+    rounding, alpha = levels.fixed_rounding("binary", w)
+    assert torch.allclose(alpha[:3], w[:3].abs().flatten(1).mean(1))
+    assert set(rounding.codes().unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(rounding.codes()[:3], torch.where(w[:3] >= 0, 1.0, -1.0))
+
+
+def test_fixed_levels_are_not_learned_and_need_two_bit_symmetric_weights():
+    w = _weight()
+    act = type("Act", (), {})()
+    conv = QConv(w, torch.zeros(4), dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1), 2,
+                 act, "relu", levels="ternary")
+    assert not conv.learns_rounding and isinstance(conv.rounding, levels.TernaryRounding)
+    with pytest.raises(PyiosoError, match="use w_bits 2 and the symmetric grid"):
+        calibrate.Config(w_bits=4, weight_levels="binary")
+    with pytest.raises(PyiosoError, match="use w_bits 2 and the symmetric grid"):
+        calibrate.Config(w_bits=2, weight_levels="ternary", weight_grid="asymmetric")
+    with pytest.raises(PyiosoError, match="weight_levels 'quaternary'"):
+        calibrate.Config(w_bits=2, weight_levels="quaternary")
