@@ -21,13 +21,14 @@ import torch
 
 from golden.errors import PyiosoError
 from pyioso import output
-from pyioso.calib import calibrate, export, plots, qnet
+from pyioso.calib import calibrate, export, finetune, plots, qnet
 from pyioso.data.datasets import FASHION, calibration_images, check_classes, labelled_images
 from pyioso.data.images import IMAGENET_MEAN, IMAGENET_STD
 from pyioso.integer import artifact
 from pyioso.models.weights import load_model
 
 RUN, FINAL, HISTORY, ARTIFACT, LOG = "run.json", "calibrated.pt", "history.json", "artifact", "calibrate.log"
+FINETUNE = "finetune.json"      # a finetuned folder's epochs (pyioso finetune)
 LOCK = ".lock"          # held (flock) by the calibration running in the folder
 FASHION_CLASSES = 10
 INIT_IMAGES = 64        # images the MSE observers initialize the activation codings on
@@ -261,6 +262,40 @@ def side_by_side(model: torch.nn.Module | None, net: qnet.QNet, int_net, x: torc
     return {"images": n, "top1": {k: 100 * v / n for k, v in hits.items() if kept[k]},
             "integer_agreement": 100 * agree / n if int_net else None,
             "max_logit_code_diff": max_diff if int_net else None}
+
+
+def finetune_network(directory: Path, out: Path, settings: finetune.FinetuneConfig, progress: bool = True) -> dict:
+    """`pyioso finetune`: a finished calibration continued by quantization-aware training
+    (pyioso.calib.finetune) into `out`, a calibration folder of its own (run.json with the
+    finetune settings, calibrated.pt, history.json, finetune.json with the epochs, artifact/),
+    so eval, export, sim-net and the API take it like any other. A finished `out` is reused."""
+    run, config = load_run(directory)
+    if not exportable(config):
+        raise PyiosoError(f"{directory} is not an integer network (weights only, free input scales, an asymmetric "
+                          "grid or the reference's points): finetune keeps a network the engine runs; "
+                          "calibrate one with --abits 2..8 and the defaults")
+    if out.resolve() == directory.resolve():
+        raise PyiosoError(f"--out {out} is the calibration itself: finetune writes a new folder, give another --out")
+    if out.exists() and not out.is_dir():
+        raise PyiosoError(f"--out {out} is a file: give a directory for the finetuned network")
+    record = {**json.loads((directory / RUN).read_text()), "finetune": {**settings.to_json(), "from": str(directory)}}
+    _check_same_run(out, record)
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        if (out / FINAL).is_file() and (out / FINETUNE).is_file():
+            net, epochs = calibrated_network(out)[0], json.loads((out / FINETUNE).read_text())
+        else:
+            net = calibrated_network(directory)[0]
+            _say(progress, f"reading {settings.images or 'all'} training images ({run.data}, {run.size} px)")
+            x, labels = labelled_images(run.data, "train", run.size, settings.images, seed=settings.seed)
+            epochs = finetune.finetune(net, x, labels, settings, progress)
+            output.write_json(str(out / RUN), record)
+            output.atomic_write(str(out / FINAL), lambda f: torch.save(
+                {"structure": calibrate.structure(net), "state": net.state_dict()}, f))
+            output.write_json(str(out / HISTORY), json.loads((directory / HISTORY).read_text()))
+            output.write_json(str(out / FINETUNE), epochs)
+        calibrate.finish(net, config)
+        return {"epochs": epochs, "network": net, "artifact": str(export_network(net, run, config, out / ARTIFACT))}
 
 
 def export_onnx(directory: Path, path: Path, images: int | None = 1000, progress: bool = True) -> dict:

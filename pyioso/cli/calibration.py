@@ -7,7 +7,7 @@ from pathlib import Path
 
 from golden.spec import GRANULARITY, ISG_SHIFT
 from pyioso import output
-from pyioso.calib import calibrate, workflow
+from pyioso.calib import calibrate, finetune, workflow
 from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.data.datasets import FASHION
 from pyioso.models import train
@@ -172,6 +172,39 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_export)
 
 
+def _run_finetune(args: argparse.Namespace) -> None:
+    _use_threads(args)
+    settings = finetune.FinetuneConfig(args.epochs, args.lr, args.batch, args.images, args.seed)
+    summary = workflow.finetune_network(Path(args.run_dir), Path(args.out), settings, not args.quiet)
+    rows = [[e["epoch"], f"{e['loss']:.4f}", f"{e['train_top1']:.2f}"] for e in summary["epochs"]]
+    print(output.table(["epoch", "training loss", "training top-1 %"], rows, left=1))
+    print(f"finetuned: {args.out}\nartifact: {summary['artifact']}\n(pyioso eval --run {args.out} compares it)")
+
+
+def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "finetune", formatter_class=_RAW,
+        help="quantization-aware training (STE, LSQ steps) after a calibration, exported like it",
+        description=("Continue a finished calibration with quantization-aware training on the labelled\n"
+                     "training split: weights through the straight-through estimator from their calibrated\n"
+                     "codes, weight and activation steps as LSQ, OSO and biases, Adam with a cosine schedule.\n"
+                     "ISG groups, bits and zero points stay as calibrated, so the result is an integer\n"
+                     "network like any other: OUT/artifact, `pyioso eval --run OUT`, `make sim-net`."),
+        epilog="example:\n  pyioso finetune --run runs/r18 --out runs/r18_qat --epochs 1")
+    p.add_argument("--run", dest="run_dir", required=True, help="calibration directory (pyioso calibrate --out)")
+    p.add_argument("--out", required=True, help="directory of the finetuned network (a calibration folder)")
+    p.add_argument("--epochs", type=positive_int, default=1, help="passes over the training images (default: 1)")
+    p.add_argument("--lr", type=float, default=finetune.FinetuneConfig.lr,
+                   help=f"Adam learning rate (default: {finetune.FinetuneConfig.lr:g})")
+    p.add_argument("--batch", type=positive_int, default=finetune.FinetuneConfig.batch,
+                   help=f"images per step (default: {finetune.FinetuneConfig.batch})")
+    p.add_argument("--images", type=positive_int, help="training images (default: the whole train split)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the image choice and order (default: 0)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_finetune)
+
+
 def _run_eval(args: argparse.Namespace) -> None:
     result = workflow.evaluate(Path(args.run_dir), args.images, progress=not args.quiet)
     rows = [[name, f"{value:.2f}"] for name, value in result["top1"].items()]
@@ -234,4 +267,4 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_train)
 
 
-COMMANDS = (_add_train, _add_calibrate, _add_export, _add_eval)
+COMMANDS = (_add_train, _add_calibrate, _add_finetune, _add_export, _add_eval)
