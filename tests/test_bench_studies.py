@@ -156,3 +156,20 @@ def test_toolbox_levels_run_export_and_report(tmp_path):
     with pytest.raises(SystemExit, match="quaternary unknown"):
         toolbox.main(["--studies", "quaternary", "--report-only"])
 
+
+def test_a_finetune_cell_records_the_qat_network(tmp_path, monkeypatch):
+    """A cell with the finetune option runs `pyioso finetune` on its calibration and records the
+    finetuned network (fake-quant and integer), with its epochs; no weights are left behind."""
+    import functools
+
+    from bench.accuracy import cells
+    from pyioso.calib import finetune
+
+    monkeypatch.setattr(cells.finetune, "FinetuneConfig", functools.partial(finetune.FinetuneConfig, images=64))
+    cell = Cell("resnet18", 2, 4, "rtn", 0, (("weight_levels", "ternary"), (cells.FINETUNE, 1)))
+    budget = Budget(iters=2, act_iters=1, images=32, eval_images=20, size=16)
+    record = cells.run_cell(cell, budget, "random", tmp_path)
+    assert record["key"] == "resnet18_W2A4_rtn_weight_levels-ternary_finetune-1_s0"
+    assert len(record["finetune"]) == 1 and record["integer"] is not None and record["agreement"] is not None
+    assert not list(tmp_path.rglob("calibrated.pt")) and not list(tmp_path.rglob("artifact"))
+

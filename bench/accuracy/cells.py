@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pyioso import output, parallel
-from pyioso.calib import calibrate, workflow
+from pyioso.calib import calibrate, finetune, workflow
 from pyioso.cli.types import positive_int
 from pyioso.data.datasets import FASHION
 from pyioso.models import train
@@ -35,6 +35,8 @@ ABLATION_NET, ABLATION_BITS = "resnet18", (2, 4)
 # Cells of at least this many weight-stage iterations save a checkpoint after every block: they run
 # for an hour or more, and an interrupted one resumes from its last block instead of from zero.
 CHECKPOINT_ITERS = 1000
+# A cell option that is not a calibration setting: epochs of `pyioso finetune` (QAT) after it.
+FINETUNE = "finetune"
 
 
 def bits_label(w_bits: int, a_bits: int | None) -> str:
@@ -93,9 +95,13 @@ class Cell:
                 "budget": asdict(budget), **results}
 
     def config(self, budget: Budget) -> calibrate.Config:
+        settings = {k: v for k, v in self.options if k != FINETUNE}
         return calibrate.Config.named(self.method, w_bits=self.w_bits, a_bits=self.a_bits,
-                                      iters=budget.iters, act_iters=budget.act_iters, seed=self.seed,
-                                      **dict(self.options))
+                                      iters=budget.iters, act_iters=budget.act_iters, seed=self.seed, **settings)
+
+    @property
+    def finetune_epochs(self) -> int:
+        return dict(self.options).get(FINETUNE, 0)
 
 
 # The calibration whose history draws the Fig. 11 plots (input scales, group sizes).
@@ -129,18 +135,26 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
     began = time.perf_counter()
     summary = workflow.calibrate_network(run, config, directory, progress=False,
                                          checkpoints=budget.iters >= CHECKPOINT_ITERS)
+    extra = {}
+    if cell.finetune_epochs:        # QAT on the calibration, evaluated in place of it
+        tuned = workflow.finetune_network(directory, directory / "finetuned",
+                                          finetune.FinetuneConfig(cell.finetune_epochs, seed=cell.seed), False)
+        directory, summary = directory / "finetuned", {**summary, "network": tuned["network"]}
+        extra = {"finetune": tuned["epochs"]}
     seconds = time.perf_counter() - began
-    # the integer network where a table reports it: IOSO's, and the 2-bit codes of ternary/binary weights
-    integer = (cell.method in IOSO_METHODS or config.weight_levels != "uniform") and workflow.exportable(config)
+    # the integer network where a table reports it: IOSO's, ternary/binary codes, QAT's
+    integer = (cell.method in IOSO_METHODS or config.weight_levels != "uniform" or cell.finetune_epochs > 0) \
+        and workflow.exportable(config)
     result = workflow.evaluate(directory, budget.eval_images, progress=False, integer=integer,
                                net=summary["network"])
     record = cell.recorded(budget, calib_seconds=round(seconds, 1), threads=threads, images=result["images"],
                            float=result["top1"]["float"], fake_quant=result["top1"]["fake-quant"],
                            integer=result["top1"].get("integer"), agreement=result["integer_agreement"],
                            max_logit_code_diff=result["max_logit_code_diff"],
-                           losses=block_losses(summary["history"]))
-    (directory / workflow.FINAL).unlink()            # the records and plots stay; the weights go
-    shutil.rmtree(directory / workflow.ARTIFACT, ignore_errors=True)
+                           losses=block_losses(summary["history"]), **extra)
+    for folder in {out / "runs" / cell.key, directory}:     # the records and plots stay; the weights go
+        (folder / workflow.FINAL).unlink()
+        shutil.rmtree(folder / workflow.ARTIFACT, ignore_errors=True)
     return record
 
 

@@ -6,7 +6,8 @@ seed, budget and test images). The cells are bench-accuracy's own (OUT/<budget>/
 study resumes per cell and takes the default value's cells from a bench-accuracy run:
 - observers: the clipping range of activations and weights (minmax, EMA, MSE, KL, percentile);
 - levels: ternary (TWN) and binary (XNOR-Net) weights against the uniform 2-bit grid. They export
-  as 2-bit codes, so their integer networks run on golden (the "integer" columns).
+  as 2-bit codes, so their integer networks run on golden (the "integer" columns);
+- qat, ternary_qat: one epoch of `pyioso finetune` (QAT with the STE) after the calibration.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accuracy.__main__ import _weights
-from bench.accuracy.cells import Budget, Cell, add_run_options, bits_label, run_grid
+from bench.accuracy.cells import FINETUNE, Budget, Cell, add_run_options, bits_label, run_grid
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -35,28 +36,39 @@ RECORDS = "toolbox.json"    # every recorded cell, committed beside TOOLBOX.md: 
 
 @dataclass(frozen=True)
 class Study:
+    """One setting varied over `values` (the first: the default, cells without that option), for
+    each net, bits and method, with the `fixed` options on every cell."""
+
     name: str
     title: str
-    settings: tuple[str, ...]       # the Config fields one value sets
-    values: tuple[str, ...]         # the first is the default (cells without options)
+    settings: tuple[str, ...]       # the cell options one value sets (Config fields, or FINETUNE)
+    values: tuple
     bits: tuple[tuple[int, int], ...]
     methods: tuple[str, ...]
     about: str
+    labels: tuple[str, ...] = ()    # the values' column names (default: the values)
+    nets: tuple[str, ...] = (NET,)
+    fixed: tuple[tuple[str, object], ...] = ()
 
-    def options(self, value: str) -> tuple[tuple[str, object], ...]:
-        return () if value == self.values[0] else tuple((s, value) for s in self.settings)
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.labels or tuple(map(str, self.values))
+
+    def options(self, value) -> tuple[tuple[str, object], ...]:
+        return self.fixed + (() if value == self.values[0] else tuple((s, value) for s in self.settings))
 
     def cells(self, seeds: int) -> list[Cell]:
-        return [Cell(NET, w, a, method, seed, self.options(value)) for seed in range(seeds)
+        return [Cell(net, w, a, method, seed, self.options(value)) for seed in range(seeds) for net in self.nets
                 for w, a in self.bits for method in self.methods for value in self.values]
 
-    def value(self, record: dict) -> str:
+    def value(self, record: dict):
         return record["options"].get(self.settings[0], self.values[0])
 
-    def records(self, records: list[dict], bits: tuple[int, int]) -> list[dict]:
-        """This study's records at `bits`: its own cells and the default cells every study shares."""
-        return [r for r in records if r["bits"] == bits_label(*bits) and r["method"] in self.methods
-                and (self.settings[0] in r["options"] or not r["options"])]
+    def records(self, records: list[dict], net: str, bits: tuple[int, int]) -> list[dict]:
+        """This study's records of `net` at `bits`: its fixed options, any of its values."""
+        return [r for r in records if r["net"] == net and r["bits"] == bits_label(*bits)
+                and r["method"] in self.methods and self.value(r) in self.values
+                and {k: v for k, v in r["options"].items() if k not in self.settings} == dict(self.fixed)]
 
 
 STUDIES = (
@@ -75,35 +87,49 @@ STUDIES = (
           "fixed by the rule, so BRECQ learns only the activation steps and IOSO adds OSO and ISG around them. "
           "Both code sets are 2-bit codes: the integer networks export and run on golden (and the RTL: "
           "tests/test_api.py)."),
+    Study("qat", "Quantization-aware training after calibration", (FINETUNE,), (0, 1), ((2, 4), (2, 2)),
+          ("brecq+ioso",),
+          "`pyioso finetune --run DIR --out DIR2 --epochs 1`: the calibrated network trained for one epoch of the "
+          "60,000 training images (batch 64, Adam lr 1e-5, cosine) with the straight-through estimator from its "
+          "calibrated codes, LSQ weight and activation steps, OSO and biases; ISG groups, bits and zero points "
+          "stay, so it exports like the calibration (integer top-1 in brackets).",
+          labels=("PTQ", "PTQ + QAT (1 epoch)"), nets=(NET, "mobilenet_v2")),
+    Study("ternary_qat", "Ternary weights with and without QAT", (FINETUNE,), (0, 1), ((2, 4),), ("brecq",),
+          "TWN's ternary weights (`--weight-levels ternary`) calibrated with BRECQ, then one epoch of "
+          "`pyioso finetune`, which learns the ternary scale alpha and moves weights across the threshold "
+          "alpha/2 through the STE.",
+          labels=("PTQ", "PTQ + QAT (1 epoch)"), fixed=(("weight_levels", "ternary"),)),
 )
 
 
 def table(study: Study, records: list[dict]) -> str:
-    """Rows (bits, method), a column per value: fake-quant top-1, and integer top-1 where run."""
-    heads = ["bits", "method", *study.values]
+    """Rows (net, bits, method), a column per value: fake-quant top-1, and integer top-1 where run."""
+    heads = ["net", "bits", "method", *study.columns]
     body = []
-    for w, a in study.bits:
-        for method in study.methods:
-            mine = [r for r in study.records(records, (w, a)) if r["method"] == method]
-            row = [bits_label(w, a), method]
-            for value in study.values:
-                cell = [r for r in mine if study.value(r) == value]
-                text = spread([r["fake_quant"] for r in cell])
-                integer = [r["integer"] for r in cell if r.get("integer") is not None]
-                row.append(text + (f" (integer {spread(integer)})" if integer else ""))
-            body.append(row)
+    for net in study.nets:
+        for w, a in study.bits:
+            for method in study.methods:
+                mine = [r for r in study.records(records, net, (w, a)) if r["method"] == method]
+                row = [net, bits_label(w, a), method]
+                for value in study.values:
+                    cell = [r for r in mine if study.value(r) == value]
+                    text = spread([r["fake_quant"] for r in cell])
+                    integer = [r["integer"] for r in cell if r.get("integer") is not None]
+                    row.append(text + (f" (integer {spread(integer)})" if integer else ""))
+                body.append(row)
     return output.md_table(heads, body)
 
 
 def panels(records: list[dict]) -> list[tuple[str, list[str], dict[str, list[list[float]]]]]:
-    """One panel per (study, bits): a group per value, a bar per method (top-1 of each seed)."""
+    """One panel per (study, net, bits): a group per value, a bar per method (top-1 of each seed)."""
     found = []
     for study in STUDIES:
-        for w, a in study.bits:
-            mine = study.records(records, (w, a))
-            series = {m: [[r["fake_quant"] for r in mine if r["method"] == m and study.value(r) == v]
-                          for v in study.values] for m in study.methods}
-            found.append((f"{study.title.split(':')[0]}, {NET} {bits_label(w, a)}", list(study.values), series))
+        for net in study.nets:
+            for w, a in study.bits:
+                mine = study.records(records, net, (w, a))
+                series = {m: [[r["fake_quant"] for r in mine if r["method"] == m and study.value(r) == v]
+                              for v in study.values] for m in study.methods}
+                found.append((f"{study.name}: {net} {bits_label(w, a)}", list(study.columns), series))
     return found
 
 
@@ -112,8 +138,9 @@ def report(records: list[dict], budget: Budget, docs: Path, command: str, planne
     output.write_json(str(docs / RECORDS), records)
     plots.grouped_bars(panels(records), docs / PNG)
     sections = [
-        f"# The lecture's toolbox on {NET}",
-        f"{NET} at {budget.size} px (pyioso train's Fashion-MNIST checkpoint), {budget.images} calibration images "
+        "# The lecture's toolbox in the same pipeline",
+        f"{NET} (and mobilenet_v2 for QAT) at {budget.size} px (pyioso train's Fashion-MNIST checkpoints), "
+        f"{budget.images} calibration images "
         f"drawn by the seed, batch 32, {budget.iters} weight-stage / {budget.act_iters} activation-stage iterations "
         "per block (the quick budget of RESULTS.md), first and last layers 8-bit; fake-quant top-1 % on the 10,000 "
         "test images, mean ± std over the seeds.",
@@ -165,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
                                    for c in s.cells(args.seeds) if c.seed == seed and c.method in methods))
         out = Path(args.out) / budget.folder
         _restore(Path(args.docs) / RECORDS, cells, budget, out)
-        weights = _weights(args.weights, [NET], budget, not args.quiet, {NET})
+        nets = sorted({c.net for c in cells})
+        weights = _weights(args.weights, nets, budget, not args.quiet, set(nets))
         records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only, args.ray)
         command = " ".join(["python -m bench.accuracy.toolbox", *(sys.argv[1:] if argv is None else argv)])
         path = report(records, budget, Path(args.docs), command.replace(" --report-only", ""), len(cells))
