@@ -50,3 +50,33 @@ def test_fixed_levels_are_not_learned_and_need_two_bit_symmetric_weights():
         calibrate.Config(w_bits=2, weight_levels="ternary", weight_grid="asymmetric")
     with pytest.raises(PyiosoError, match="weight_levels 'quaternary'"):
         calibrate.Config(w_bits=2, weight_levels="quaternary")
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_kmeans_is_lloyds_fixed_point_with_nearest_centroids(bits):
+    w = _weight()[:3]
+    rounding, _ = levels.fixed_rounding("kmeans", w, bits)
+    book, index = rounding.codebook, rounding.index
+    assert len(book) == 2 ** bits and bool((book[1:] > book[:-1]).all())
+    nearest = (w[..., None] - book).abs().argmin(-1)
+    assert torch.equal(index, nearest)
+    for k in range(len(book)):          # every used centroid is the mean of its weights
+        if (index == k).any():
+            assert torch.allclose(book[k], w[index == k].mean(), atol=1e-6)
+    assert torch.equal(rounding(), book[index]) and torch.equal(rounding.codes(), index.float())
+    assert levels.kmeans_codebook(w, bits)[0].tolist() == book.tolist()       # deterministic
+
+
+def test_kmeans_weights_are_fake_quant_only():
+    from pyioso.calib import export, qnet, workflow
+    from pyioso.data.datasets import calibration_images
+    from tests.test_calibrate import _model
+
+    images = calibration_images(16, 16, 0)
+    config = calibrate.Config(w_bits=3, a_bits=4, weight_levels="kmeans")
+    assert not workflow.exportable(config)
+    net = qnet.build(_model(), images[:16], 3, 4, levels="kmeans")
+    net.set_quant(True, True)
+    assert any(m.levels == "kmeans" for m in net.ops.values() if isinstance(m, QConv))
+    with pytest.raises(PyiosoError, match="--weight-levels kmeans"):
+        export.integer_network(net)

@@ -7,6 +7,7 @@ study resumes per cell and takes the default value's cells from a bench-accuracy
 - observers: the clipping range of activations and weights (minmax, EMA, MSE, KL, percentile);
 - levels: ternary (TWN) and binary (XNOR-Net) weights against the uniform 2-bit grid. They export
   as 2-bit codes, so their integer networks run on golden (the "integer" columns);
+- kmeans: Deep Compression's per-layer codebooks at 2, 3 and 4 bits (float, fake-quant only);
 - qat, ternary_qat: one epoch of `pyioso finetune` (QAT with the STE) after the calibration.
 """
 
@@ -26,7 +27,7 @@ from pyioso import output
 from pyioso.calib import plots
 from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.models import train
-from pyioso.quant.levels import LEVELS
+from pyioso.quant.levels import INTEGER_LEVELS
 from pyioso.quant.observers import OBSERVERS
 
 NET = "resnet18"
@@ -79,7 +80,7 @@ STUDIES = (
           "image's min and max; mse: BRECQ's L_2.4 search (the default); kl: TensorRT's entropy threshold "
           "(2,048 bins); percentile: 99.99th. RTN keeps the observer's ranges; BRECQ then learns the "
           "activation steps from them."),
-    Study("levels", "Ternary and binary weights", ("weight_levels",), LEVELS, ((2, 4),),
+    Study("levels", "Ternary and binary weights", ("weight_levels",), INTEGER_LEVELS, ((2, 4),),
           ("rtn", "brecq", "brecq+ioso"),
           "`--weight-levels ternary|binary --wbits 2`: the middle layers' weights as TWN's {-1, 0, +1} x alpha "
           "(threshold 0.7 mean|W|) or XNOR-Net's {-1, +1} x mean|W| per output channel, against the uniform "
@@ -87,6 +88,13 @@ STUDIES = (
           "fixed by the rule, so BRECQ learns only the activation steps and IOSO adds OSO and ISG around them. "
           "Both code sets are 2-bit codes: the integer networks export and run on golden (and the RTL: "
           "tests/test_api.py)."),
+    Study("kmeans", "K-means (Deep Compression) weights", ("weight_levels",), ("uniform", "kmeans"),
+          ((2, 4), (3, 4), (4, 4)), ("rtn", "brecq"),
+          "`--weight-levels kmeans`: each w-bit layer's weights clustered by 1-D k-means (Lloyd, linear "
+          "initialization, 50 iterations) into 2^w float centroids; the weights are stored as w-bit indices plus "
+          "the float codebook (2^w x 32 bits per layer). Its products are float: it is a software baseline "
+          "with no integer network (no integer column), next to the uniform per-channel grid the engine runs. "
+          "BRECQ keeps the clustered weights and learns the activation steps."),
     Study("qat", "Quantization-aware training after calibration", (FINETUNE,), (0, 1), ((2, 4), (2, 2)),
           ("brecq+ioso",),
           "`pyioso finetune --run DIR --out DIR2 --epochs 1`: the calibrated network trained for one epoch of the "

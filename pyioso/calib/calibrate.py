@@ -95,7 +95,8 @@ class Config:
                    f"weight_grid {self.weight_grid!r}: use one of {', '.join(WEIGHT_GRIDS)}"),
                   (self.weight_levels in LEVELS,
                    f"weight_levels {self.weight_levels!r}: use one of {', '.join(LEVELS)}"),
-                  (self.weight_levels == "uniform" or (self.w_bits == STORAGE_BITS and self.weight_grid == "symmetric"),
+                  (self.weight_levels in ("uniform", "kmeans")
+                   or (self.w_bits == STORAGE_BITS and self.weight_grid == "symmetric"),
                    f"weight_levels {self.weight_levels} stores its codes in {STORAGE_BITS}-bit symmetric weights: "
                    f"use w_bits {STORAGE_BITS} and the symmetric grid"),
                   (self.act_points in ACT_POINTS,

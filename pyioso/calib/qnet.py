@@ -79,13 +79,13 @@ class QConv(nn.Module):
         super().__init__()
         self.geometry, self.w_bits, self.activation = geometry, w_bits, activation
         self.symmetric = symmetric      # False: an unsigned grid with a zero point per channel
-        self.levels = levels            # uniform, or ternary/binary codes (fixed, stored in w_bits)
+        self.levels = levels            # uniform, or fixed codes: ternary/binary (2 bits), k-means indices
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
         if levels == "uniform":
             scale, zero = qparams(weight, w_bits, signed=symmetric, ch_axis=0, observer=observer)
         else:
-            scale, zero = fixed_rounding(levels, weight)[1], 0
+            scale, zero = fixed_rounding(levels, weight, w_bits)[1], 0
         self.register_buffer("w_scale", scale.to(weight.dtype))
         # derived from the weight like the scale; not saved, so older checkpoints load as before
         self.register_buffer("w_zero", torch.as_tensor(zero, dtype=weight.dtype).expand(weight.shape[0]).clone(),
@@ -113,7 +113,7 @@ class QConv(nn.Module):
 
     def _nearest(self) -> NearestRounding:
         if not self.learns_rounding:
-            return fixed_rounding(self.levels, self.weight)[0]
+            return fixed_rounding(self.levels, self.weight, self.w_bits)[0]
         return NearestRounding(self.weight, self.w_scale, self.w_zero, self.w_bits, self.symmetric, ch_axis=0)
 
     def use_adaround(self) -> AdaRound:
@@ -297,7 +297,7 @@ def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
     and every weight scale by `weight_observer` (pyioso.quant.observers.OBSERVERS), on symmetric
     weight grids or (`symmetric_weights` False) ones with a zero point per output channel, with
     the quantization `points` of QUANT_POINTS; the w_bits layers' weights take `levels`
-    (pyioso.quant.levels.LEVELS: uniform, or ternary/binary codes stored in w_bits)."""
+    (pyioso.quant.levels.LEVELS: uniform, ternary/binary 2-bit codes, or k-means indices)."""
     low = lower(model, images, w_bits, a_bits)
     kept_float, bits = _points(low, points)
 

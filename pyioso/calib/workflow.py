@@ -26,6 +26,7 @@ from pyioso.data.datasets import FASHION, calibration_images, check_classes, lab
 from pyioso.data.images import IMAGENET_MEAN, IMAGENET_STD
 from pyioso.integer import artifact
 from pyioso.models.weights import load_model
+from pyioso.quant.levels import INTEGER_LEVELS
 
 RUN, FINAL, HISTORY, ARTIFACT, LOG = "run.json", "calibrated.pt", "history.json", "artifact", "calibrate.log"
 FINETUNE = "finetune.json"      # a finetuned folder's epochs (pyioso finetune)
@@ -205,9 +206,10 @@ def _say(progress: bool, what: str) -> None:
 
 def exportable(config: calibrate.Config) -> bool:
     """Whether the hardware can run the result: activations quantized at every point the engine
-    stores, ISG scales grouped, weights on symmetric grids."""
+    stores, ISG scales grouped, weights integer codes on symmetric grids."""
     return (config.a_bits is not None and not (config.ioso and config.input_scale == "free")
-            and config.weight_grid == "symmetric" and config.act_points == "engine")
+            and config.weight_grid == "symmetric" and config.act_points == "engine"
+            and config.weight_levels in INTEGER_LEVELS)
 
 
 def export_network(net: qnet.QNet, run: Run, config: calibrate.Config, directory: Path) -> Path:

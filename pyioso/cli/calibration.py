@@ -127,7 +127,8 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                         "(a zero point per channel, BRECQ's and QDrop's own grid: fake-quant only, not exportable)")
     p.add_argument("--weight-levels", default="uniform", choices=LEVELS,
                    help="weights of the --wbits layers: uniform (default), ternary (TWN: {-1, 0, +1} x a channel's "
-                        "alpha) or binary (XNOR-Net: {-1, +1} x mean|W|); both need --wbits 2 and export as 2-bit codes")
+                        "alpha) or binary (XNOR-Net: {-1, +1} x mean|W|), both with --wbits 2 and exported as 2-bit "
+                        "codes, or kmeans (2^wbits float centroids per layer: fake-quant only, not exportable)")
     p.add_argument("--act-points", default="engine", choices=calibrate.ACT_POINTS,
                    help="quantized tensors: engine (every tensor the engine stores, default) or reference (only "
                         "those BRECQ's or QDrop's own code quantizes: an ablation, fake-quant only, not exportable)")

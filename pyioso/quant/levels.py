@@ -1,10 +1,12 @@
-"""Ternary and binary weights, the lecture's extreme quantization, per output channel.
+"""Ternary, binary and k-means weights: the lecture's non-uniform and extreme weight quantizers.
 
 Ternary (TWN, Li et al. 2016): threshold Delta = 0.7 mean|W|, codes sign(W) where |W| > Delta and
 0 elsewhere, scale alpha = the mean |W| over the kept weights (the L2-optimal alpha for that
 mask). Binary (XNOR-Net, Rastegari et al. 2016): codes sign(W), alpha = mean|W|. Both code sets
 lie inside the signed 2-bit grid -2..1, so the integer engine runs them as 2-bit weights with
-alpha as the channel's weight scale: nothing of the hardware changes.
+alpha as the channel's weight scale: nothing of the hardware changes. K-means (Deep Compression,
+Han et al. 2016) is a software baseline only: 2^b float centroids per layer, the weights stored as
+b-bit indices into them; the products are float, so no integer network computes it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import torch
 from pyioso.quant.rounding import NearestRounding, _WeightRounding
 from pyioso.quant.uniform import safe_scale
 
-LEVELS = ("uniform", "ternary", "binary")
+LEVELS = ("uniform", "ternary", "binary", "kmeans")
+INTEGER_LEVELS = ("uniform", "ternary", "binary")     # the ones an integer network can hold
+KMEANS_ITERS = 50       # Lloyd iterations (from a linear initialization, Deep Compression's best)
 STORAGE_BITS = 2        # the signed grid both code sets are stored on
 TWN_THRESHOLD = 0.7     # Delta / mean|W| (TWN's approximation for Gaussian-like weights)
 
@@ -49,8 +53,46 @@ class TernaryRounding(_WeightRounding):
         return torch.sign(self.weight) * (self.weight.abs() > self.threshold).to(self.weight.dtype)
 
 
-def fixed_rounding(levels: str, weight: torch.Tensor) -> tuple[_WeightRounding, torch.Tensor]:
-    """(the rounding of `levels` "ternary" or "binary" for a [C_out, ...] weight, its scale)."""
+def kmeans_codebook(weight: torch.Tensor, bits: int, iters: int = KMEANS_ITERS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2^bits centroids, ascending, the index of each weight's nearest), by Lloyd's algorithm in
+    1-D from centroids spread linearly over [min, max]; deterministic. An empty cluster keeps its
+    centroid."""
+    w = weight.detach().flatten().to(torch.float64)
+    centroids = torch.linspace(float(w.min()), float(w.max()), 2 ** bits, dtype=torch.float64)
+    for _ in range(iters):
+        index = torch.bucketize(w, (centroids[1:] + centroids[:-1]) / 2)
+        count = torch.bincount(index, minlength=len(centroids)).to(w.dtype)
+        total = torch.zeros_like(centroids).index_add_(0, index, w)
+        moved = torch.where(count > 0, total / count.clamp_min(1), centroids)
+        if torch.equal(moved, centroids):
+            break
+        centroids = moved.sort().values
+    index = torch.bucketize(w, (centroids[1:] + centroids[:-1]) / 2)
+    return centroids.to(weight.dtype), index.view(weight.shape)
+
+
+class KMeansRounding(_WeightRounding):
+    """Each weight replaced by its nearest centroid of the layer's codebook; codes are indices."""
+
+    def __init__(self, weight: torch.Tensor, bits: int):
+        ones = torch.ones(weight.shape[0], dtype=weight.dtype)
+        super().__init__(weight, ones, torch.zeros_like(ones), bits, signed=False, ch_axis=0)
+        codebook, index = kmeans_codebook(weight, bits)
+        self.register_buffer("codebook", codebook)
+        self.register_buffer("index", index)
+
+    def codes(self) -> torch.Tensor:
+        return self.index.to(self.weight.dtype)
+
+    def forward(self) -> torch.Tensor:
+        return self.codebook[self.index]
+
+
+def fixed_rounding(levels: str, weight: torch.Tensor, bits: int = STORAGE_BITS) -> tuple[_WeightRounding, torch.Tensor]:
+    """(the rounding of `levels` (not "uniform") for a [C_out, ...] weight of `bits`, its scale)."""
+    if levels == "kmeans":
+        rounding = KMeansRounding(weight, bits)
+        return rounding, rounding.scale.flatten()
     if levels == "ternary":
         scale, threshold = ternary_qparams(weight)
         return TernaryRounding(weight, scale, threshold), scale
