@@ -149,7 +149,7 @@ def test_toolbox_levels_run_export_and_report(tmp_path):
     assert records["resnet18_W2A4_rtn_weight_levels-ternary_s0"]["integer"] is not None
     text = (tmp_path / "docs" / "TOOLBOX.md").read_text()
     assert "## Ternary and binary weights" in text and "(integer " in text
-    assert (tmp_path / "docs" / toolbox.PNG).stat().st_size > 1000
+    assert all((tmp_path / "docs" / toolbox.plot_name(s)).stat().st_size > 1000 for s in toolbox.STUDIES)
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}
     toolbox.main(argv)
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}

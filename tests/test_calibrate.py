@@ -497,7 +497,7 @@ def test_unknown_observer_is_refused():
 def test_asymmetric_weight_grid_is_the_references_and_is_not_exported(images):
     """--weight-grid asymmetric: an integer zero point per output channel on the unsigned grid (as
     BRECQ's and QDrop's quantizers), which the engine does not run, so export refuses it."""
-    net = qnet.build(_model(), images[:32], 2, 4, symmetric_weights=False)
+    net = qnet.build(_model(), images[:32], 2, 4, weights=qnet.WeightFormat(symmetric=False))
     convs = [m for m in net.ops.values() if isinstance(m, qnet.QConv)]
     assert any(bool((c.w_zero != 0).any()) for c in convs)
     for c in convs:

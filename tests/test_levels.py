@@ -6,7 +6,7 @@ import torch
 
 from golden.errors import PyiosoError
 from pyioso.calib import calibrate
-from pyioso.calib.qnet import QConv
+from pyioso.calib.qnet import QConv, WeightFormat
 from pyioso.quant import levels
 
 
@@ -42,7 +42,7 @@ def test_fixed_levels_are_not_learned_and_need_two_bit_symmetric_weights():
     w = _weight()
     act = type("Act", (), {})()
     conv = QConv(w, torch.zeros(4), dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1), 2,
-                 act, "relu", levels="ternary")
+                 act, "relu", WeightFormat(levels="ternary"))
     assert not conv.learns_rounding and isinstance(conv.rounding, levels.TernaryRounding)
     with pytest.raises(PyiosoError, match="use w_bits 2 and the symmetric grid"):
         calibrate.Config(w_bits=4, weight_levels="binary")
@@ -75,7 +75,7 @@ def test_kmeans_weights_are_fake_quant_only():
     images = calibration_images(16, 16, 0)
     config = calibrate.Config(w_bits=3, a_bits=4, weight_levels="kmeans")
     assert not workflow.exportable(config)
-    net = qnet.build(_model(), images[:16], 3, 4, levels="kmeans")
+    net = qnet.build(_model(), images[:16], 3, 4, weights=qnet.WeightFormat(levels="kmeans"))
     net.set_quant(True, True)
     assert any(m.levels == "kmeans" for m in net.ops.values() if isinstance(m, QConv))
     with pytest.raises(PyiosoError, match="--weight-levels kmeans"):

@@ -8,6 +8,8 @@ study resumes per cell and takes the default value's cells from a bench-accuracy
 - levels: ternary (TWN) and binary (XNOR-Net) weights against the uniform 2-bit grid. They export
   as 2-bit codes, so their integer networks run on golden (the "integer" columns);
 - kmeans: Deep Compression's per-layer codebooks at 2, 3 and 4 bits (float, fake-quant only);
+- granularity: weight scales per tensor, channel, 16-weight vector (VS-Quant) and 32-weight MX block;
+- rounding: stochastic against nearest rounding (RTN);
 - qat, ternary_qat: one epoch of `pyioso finetune` (QAT with the STE) after the calibration.
 """
 
@@ -27,11 +29,12 @@ from pyioso import output
 from pyioso.calib import plots
 from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.models import train
+from pyioso.calib.calibrate import WEIGHT_ROUNDINGS
+from pyioso.quant.granularity import GRANULARITIES
 from pyioso.quant.levels import INTEGER_LEVELS
 from pyioso.quant.observers import OBSERVERS
 
 NET = "resnet18"
-PNG = "toolbox.png"
 RECORDS = "toolbox.json"    # every recorded cell, committed beside TOOLBOX.md: a clone resumes from it
 
 
@@ -73,13 +76,6 @@ class Study:
 
 
 STUDIES = (
-    Study("observers", "Clipping: the range observer", ("observer", "weight_observer"),
-          ("mse", *(o for o in OBSERVERS if o != "mse")), ((4, 4), (8, 8)), ("rtn", "brecq"),
-          "`--observer NAME --weight-observer NAME`: the clipping range of every activation (per tensor) and "
-          "weight (per output channel). minmax: no clipping; ema: moving average (momentum 0.1) of each "
-          "image's min and max; mse: BRECQ's L_2.4 search (the default); kl: TensorRT's entropy threshold "
-          "(2,048 bins); percentile: 99.99th. RTN keeps the observer's ranges; BRECQ then learns the "
-          "activation steps from them."),
     Study("levels", "Ternary and binary weights", ("weight_levels",), INTEGER_LEVELS, ((2, 4),),
           ("rtn", "brecq", "brecq+ioso"),
           "`--weight-levels ternary|binary --wbits 2`: the middle layers' weights as TWN's {-1, 0, +1} x alpha "
@@ -88,13 +84,16 @@ STUDIES = (
           "fixed by the rule, so BRECQ learns only the activation steps and IOSO adds OSO and ISG around them. "
           "Both code sets are 2-bit codes: the integer networks export and run on golden (and the RTL: "
           "tests/test_api.py)."),
-    Study("kmeans", "K-means (Deep Compression) weights", ("weight_levels",), ("uniform", "kmeans"),
-          ((2, 4), (3, 4), (4, 4)), ("rtn", "brecq"),
-          "`--weight-levels kmeans`: each w-bit layer's weights clustered by 1-D k-means (Lloyd, linear "
-          "initialization, 50 iterations) into 2^w float centroids; the weights are stored as w-bit indices plus "
-          "the float codebook (2^w x 32 bits per layer). Its products are float: it is a software baseline "
-          "with no integer network (no integer column), next to the uniform per-channel grid the engine runs. "
-          "BRECQ keeps the clustered weights and learns the activation steps."),
+    Study("granularity", "Granularity: scales per tensor, channel, vector (VS-Quant) and MX block",
+          ("weight_granularity",), GRANULARITIES, ((2, 4), (4, 4)), ("rtn", "brecq", "brecq+ioso"),
+          "`--weight-granularity tensor|channel|vector|mx`: one weight scale per layer; per output channel (the "
+          "engine's, the default); VS-Quant's unsigned 4-bit integer scale per 16 weights under the channel's "
+          "float scale; an MX-like shared power-of-two scale per 32 weights. Effective bits per weight as the "
+          "lecture counts them: w for tensor and channel, w + 4/16 for vector, w + 8/32 for mx. IOSO's own "
+          "overhead at equal bits is its ISG groups, 2 bits per input channel per layer (under 0.01 bit per "
+          "weight), so the brecq+ioso row at channel granularity is IOSO at the same effective bits as brecq. "
+          "Vector and mx are fake-quant only (the engine applies one scale per output channel).",
+          labels=("channel (w bits)", "tensor (w)", "vector (w + 0.25)", "mx (w + 0.25)")),
     Study("qat", "Quantization-aware training after calibration", (FINETUNE,), (0, 1), ((2, 4), (2, 2)),
           ("brecq+ioso",),
           "`pyioso finetune --run DIR --out DIR2 --epochs 1`: the calibrated network trained for one epoch of the "
@@ -107,6 +106,24 @@ STUDIES = (
           "`pyioso finetune`, which learns the ternary scale alpha and moves weights across the threshold "
           "alpha/2 through the STE.",
           labels=("PTQ", "PTQ + QAT (1 epoch)"), fixed=(("weight_levels", "ternary"),)),
+    Study("kmeans", "K-means (Deep Compression) weights", ("weight_levels",), ("uniform", "kmeans"),
+          ((2, 4), (3, 4), (4, 4)), ("rtn", "brecq"),
+          "`--weight-levels kmeans`: each w-bit layer's weights clustered by 1-D k-means (Lloyd, linear "
+          "initialization, 50 iterations) into 2^w float centroids; the weights are stored as w-bit indices plus "
+          "the float codebook (2^w x 32 bits per layer). Its products are float: it is a software baseline "
+          "with no integer network (no integer column), next to the uniform per-channel grid the engine runs. "
+          "BRECQ keeps the clustered weights and learns the activation steps."),
+    Study("observers", "Clipping: the range observer", ("observer", "weight_observer"),
+          ("mse", *(o for o in OBSERVERS if o != "mse")), ((4, 4), (8, 8)), ("rtn", "brecq"),
+          "`--observer NAME --weight-observer NAME`: the clipping range of every activation (per tensor) and "
+          "weight (per output channel). minmax: no clipping; ema: moving average (momentum 0.1) of each "
+          "image's min and max; mse: BRECQ's L_2.4 search (the default); kl: TensorRT's entropy threshold "
+          "(2,048 bins); percentile: 99.99th. RTN keeps the observer's ranges; BRECQ then learns the "
+          "activation steps from them."),
+    Study("rounding", "Stochastic rounding", ("weight_rounding",), WEIGHT_ROUNDINGS, ((2, 4), (4, 4)), ("rtn",),
+          "`--weight-rounding stochastic`: each weight rounds up with probability equal to its fractional part "
+          "(unbiased, seeded by --seed) instead of to nearest, where no rounding is learned (RTN). It exports "
+          "like nearest rounding (integer top-1 in brackets)."),
 )
 
 
@@ -128,23 +145,25 @@ def table(study: Study, records: list[dict]) -> str:
     return output.md_table(heads, body)
 
 
-def panels(records: list[dict]) -> list[tuple[str, list[str], dict[str, list[list[float]]]]]:
-    """One panel per (study, net, bits): a group per value, a bar per method (top-1 of each seed)."""
+def panels(study: Study, records: list[dict]) -> list[tuple[str, list[str], dict[str, list[list[float]]]]]:
+    """One panel per (net, bits) of a study: a group per value, a bar per method (top-1 per seed)."""
     found = []
-    for study in STUDIES:
-        for net in study.nets:
-            for w, a in study.bits:
-                mine = study.records(records, net, (w, a))
-                series = {m: [[r["fake_quant"] for r in mine if r["method"] == m and study.value(r) == v]
-                              for v in study.values] for m in study.methods}
-                found.append((f"{study.name}: {net} {bits_label(w, a)}", list(study.columns), series))
+    for net in study.nets:
+        for w, a in study.bits:
+            mine = study.records(records, net, (w, a))
+            series = {m: [[r["fake_quant"] for r in mine if r["method"] == m and study.value(r) == v]
+                          for v in study.values] for m in study.methods}
+            found.append((f"{net} {bits_label(w, a)}", list(study.columns), series))
     return found
+
+
+def plot_name(study: Study) -> str:
+    return f"toolbox_{study.name}.png"
 
 
 def report(records: list[dict], budget: Budget, docs: Path, command: str, planned: int) -> Path:
     docs.mkdir(parents=True, exist_ok=True)
     output.write_json(str(docs / RECORDS), records)
-    plots.grouped_bars(panels(records), docs / PNG)
     sections = [
         "# The lecture's toolbox in the same pipeline",
         f"{NET} (and mobilenet_v2 for QAT) at {budget.size} px (pyioso train's Fashion-MNIST checkpoints), "
@@ -152,10 +171,10 @@ def report(records: list[dict], budget: Budget, docs: Path, command: str, planne
         f"drawn by the seed, batch 32, {budget.iters} weight-stage / {budget.act_iters} activation-stage iterations "
         "per block (the quick budget of RESULTS.md), first and last layers 8-bit; fake-quant top-1 % on the 10,000 "
         "test images, mean ± std over the seeds.",
-        f"Produced by `{command}` (bench/accuracy/toolbox.py); {len(records)} of {planned} calibrations recorded.",
-        f"![toolbox]({PNG})"]
+        f"Produced by `{command}` (bench/accuracy/toolbox.py); {len(records)} of {planned} calibrations recorded."]
     for study in STUDIES:
-        sections += [f"## {study.title}", study.about, table(study, records)]
+        plots.grouped_bars(panels(study, records), docs / plot_name(study))
+        sections += [f"## {study.title}", study.about, table(study, records), f"![{study.name}]({plot_name(study)})"]
     path = docs / "TOOLBOX.md"
     output.atomic_write(str(path), lambda f: f.write(("\n\n".join(sections) + "\n").encode()))
     return path

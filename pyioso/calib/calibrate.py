@@ -31,6 +31,7 @@ from pyioso.calib.blocks import Segment
 from pyioso.calib.isg import InputScale
 from pyioso.calib.qnet import QConv, QNet
 from pyioso.quant import rounding
+from pyioso.quant.granularity import GRANULARITIES, INTEGER_GRANULARITIES
 from pyioso.quant.levels import LEVELS, STORAGE_BITS
 from pyioso.quant.observers import OBSERVERS
 from pyioso.quant.rounding import AdaRound, BetaSchedule
@@ -44,6 +45,8 @@ WEIGHT_GRIDS = ("symmetric", "asymmetric")
 # Quantized tensors: every one the engine stores, or (an ablation, fake-quant only) only those the
 # base method's own code quantizes (pyioso.calib.qnet.QUANT_POINTS).
 ACT_POINTS = ("engine", "reference")
+# The rounding of weights whose rounding is not learned (rtn, and every layer before AdaRound).
+WEIGHT_ROUNDINGS = ("nearest", "stochastic")
 CHECKPOINT = "checkpoint.pt"
 # An activation step is kept at or above this share of its value when its stage began: Adam's
 # absolute steps (act_lr) could otherwise carry a small step across zero, a meaningless coding.
@@ -81,6 +84,8 @@ class Config:
     weight_grid: str = "symmetric"  # a name of WEIGHT_GRIDS
     act_points: str = "engine"      # a name of ACT_POINTS
     weight_levels: str = "uniform"  # a name of pyioso.quant.levels.LEVELS (ternary, binary: w_bits 2)
+    weight_granularity: str = "channel"     # a name of pyioso.quant.granularity.GRANULARITIES
+    weight_rounding: str = "nearest"        # a name of WEIGHT_ROUNDINGS: where no rounding is learned
     legalize_at: float = 0.9        # fraction of the weight stage after which groups are fixed
     seed: int = 0
 
@@ -99,6 +104,14 @@ class Config:
                    or (self.w_bits == STORAGE_BITS and self.weight_grid == "symmetric"),
                    f"weight_levels {self.weight_levels} stores its codes in {STORAGE_BITS}-bit symmetric weights: "
                    f"use w_bits {STORAGE_BITS} and the symmetric grid"),
+                  (self.weight_granularity in GRANULARITIES,
+                   f"weight_granularity {self.weight_granularity!r}: use one of {', '.join(GRANULARITIES)}"),
+                  (self.weight_granularity in INTEGER_GRANULARITIES
+                   or (self.weight_levels == "uniform" and self.weight_grid == "symmetric"),
+                   f"weight_granularity {self.weight_granularity} scales the uniform symmetric grid: use "
+                   "weight_levels uniform and weight_grid symmetric"),
+                  (self.weight_rounding in WEIGHT_ROUNDINGS,
+                   f"weight_rounding {self.weight_rounding!r}: use one of {', '.join(WEIGHT_ROUNDINGS)}"),
                   (self.act_points in ACT_POINTS,
                    f"act_points {self.act_points!r}: use one of {', '.join(ACT_POINTS)}"),
                   (0 <= self.drop < 1, "drop must be in [0, 1)"),

@@ -25,6 +25,7 @@ import torch
 from golden.errors import PyiosoError
 from pyioso import output
 from pyioso.calib.qnet import ActQuant, QAdd, QAvgPool, QConv, QMaxPool, QNet
+from pyioso.quant.granularity import INTEGER_GRANULARITIES
 
 OPSET = 13          # per-channel DequantizeLinear (axis) is opset 13's
 PRODUCER = "pyioso"
@@ -59,11 +60,14 @@ def _f32(t: torch.Tensor | float) -> np.ndarray:
 
 
 def _quantize(g: _Graph, x: str, act: ActQuant, hint: str) -> str:
-    """act's activation, then its coding as Q/DQ (uint8) and a clip to its code range."""
+    """act's activation, then its coding as Q/DQ (uint8) and a clip to its code range (none for a
+    tensor kept float: --act-points reference)."""
     if act.activation == "relu":
         x = g.node("Relu", [x], f"{hint}_relu")
     elif act.activation == "relu6":
         x = g.node("Clip", [x, g.constant("zero", _f32(0.0)), g.constant("six", _f32(6.0))], f"{hint}_relu6")
+    if act.kept_float:
+        return x
     coding = act.coding()
     scale, zero = g.constant(f"{hint}_scale", _f32(coding.scale)), \
         g.constant(f"{hint}_zero_point", np.asarray(coding.zero_point, dtype=np.uint8))
@@ -78,6 +82,10 @@ def _quantize(g: _Graph, x: str, act: ActQuant, hint: str) -> str:
 
 def _conv(g: _Graph, net: QNet, node, module: QConv, x: str) -> str:
     hint = node.name.replace(".", "_")
+    if module.levels == "kmeans" or module.fmt.granularity not in INTEGER_GRANULARITIES:
+        raise PyiosoError(f"{node.name}: {module.levels} weights with {module.fmt.granularity} scales are not integer "
+                          "codes times a scale per output channel, which a QDQ model's DequantizeLinear needs: "
+                          "calibrate with uniform, ternary or binary weights and channel or tensor scales")
     codes = module.weight_codes().cpu().numpy()
     scale = module.w_scale.detach().double()
     bias = module.bias.detach().double()

@@ -11,7 +11,7 @@ weight-quantized one and the fully quantized one from one set of modules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +24,9 @@ from pyioso.calib.isg import InputScale
 from pyioso.lowering.plan import EDGE_BITS, Lowered, Op, check_fc_input, lower, max_pool, pool_kernel
 from pyioso.quant.bn import fold_conv_bn, fold_linear_bn
 from pyioso.quant.layer import Coding, observe_coding, qparams
+from pyioso.quant.granularity import ELEMENT_GRANULARITIES, element_scales
 from pyioso.quant.levels import fixed_rounding
-from pyioso.quant.rounding import AdaRound, NearestRounding
+from pyioso.quant.rounding import AdaRound, NearestRounding, StochasticRounding
 
 _FLOAT_ACTIVATIONS = {"none": lambda x: x, "relu": F.relu, "relu6": F.relu6}
 
@@ -69,33 +70,55 @@ class ActQuant(nn.Module):
         return q
 
 
+@dataclass(frozen=True)
+class WeightFormat:
+    """How a layer's weights are quantized, beyond their bits (the calibration's weight settings)."""
+
+    observer: str = "mse"           # the clipping range per channel (pyioso.quant.observers.OBSERVERS)
+    symmetric: bool = True          # False: an unsigned grid with a zero point per channel
+    levels: str = "uniform"         # uniform, or fixed codes (pyioso.quant.levels.LEVELS)
+    granularity: str = "channel"    # how scales are shared (pyioso.quant.granularity.GRANULARITIES)
+    stochastic: bool = False        # stochastic instead of nearest rounding where none is learned
+    seed: int = 0                   # of the stochastic rounding
+
+
 class QConv(nn.Module):
     """Conv or FC (a 1x1 conv on a 1x1 map, §5) with BN folded: weight rounding, ISG input scale
     (given by the network: it belongs to the input's tensor class), OSO and the output coding."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, geometry: dict, w_bits: int,
-                 act: ActQuant, activation: str, observer: str = "mse", symmetric: bool = True,
-                 levels: str = "uniform"):
+                 act: ActQuant, activation: str, fmt: WeightFormat = WeightFormat()):
         super().__init__()
-        self.geometry, self.w_bits, self.activation = geometry, w_bits, activation
-        self.symmetric = symmetric      # False: an unsigned grid with a zero point per channel
-        self.levels = levels            # uniform, or fixed codes: ternary/binary (2 bits), k-means indices
+        self.geometry, self.w_bits, self.activation, self.fmt = geometry, w_bits, activation, fmt
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
-        if levels == "uniform":
-            scale, zero = qparams(weight, w_bits, signed=symmetric, ch_axis=0, observer=observer)
+        if fmt.levels != "uniform":
+            scale, zero = fixed_rounding(fmt.levels, weight, w_bits)[1], 0
         else:
-            scale, zero = fixed_rounding(levels, weight, w_bits)[1], 0
-        self.register_buffer("w_scale", scale.to(weight.dtype))
+            scale, zero = qparams(weight, w_bits, signed=fmt.symmetric, observer=fmt.observer,
+                                  ch_axis=None if fmt.granularity == "tensor" else 0)
+        channels = weight.shape[0]
+        self.register_buffer("w_scale", torch.as_tensor(scale, dtype=weight.dtype).expand(channels).clone())
         # derived from the weight like the scale; not saved, so older checkpoints load as before
-        self.register_buffer("w_zero", torch.as_tensor(zero, dtype=weight.dtype).expand(weight.shape[0]).clone(),
+        self.register_buffer("w_zero", torch.as_tensor(zero, dtype=weight.dtype).expand(channels).clone(),
                              persistent=False)
+        if fmt.granularity in ELEMENT_GRANULARITIES:
+            self.register_buffer("w_element_scale", element_scales(weight, w_bits, fmt.granularity, self.w_scale),
+                                 persistent=False)
         self.rounding: NearestRounding | AdaRound = self._nearest()
-        self.oso_scale = nn.Parameter(torch.ones(weight.shape[0]), requires_grad=False)
-        self.oso_offset = nn.Parameter(torch.zeros(weight.shape[0]), requires_grad=False)
+        self.oso_scale = nn.Parameter(torch.ones(channels), requires_grad=False)
+        self.oso_offset = nn.Parameter(torch.zeros(channels), requires_grad=False)
         self.quant_weights, self.oso = False, False
         self.beta, self.penalty = 0.0, None
         self.act = act
+
+    @property
+    def symmetric(self) -> bool:
+        return self.fmt.symmetric
+
+    @property
+    def levels(self) -> str:
+        return self.fmt.levels
 
     @property
     def dense(self) -> bool:
@@ -111,13 +134,23 @@ class QConv(nn.Module):
         """AdaRound applies: the uniform grid (ternary and binary codes are the method's own)."""
         return self.levels == "uniform"
 
+    def _grid(self) -> tuple:
+        """(weight, scale, zero point, bits, signed, ch_axis) of the rounding: a scale per output
+        channel, or per weight (vector and MX granularity)."""
+        if hasattr(self, "w_element_scale"):
+            return self.weight, self.w_element_scale, 0.0, self.w_bits, True, None
+        return self.weight, self.w_scale, self.w_zero, self.w_bits, self.symmetric, 0
+
     def _nearest(self) -> NearestRounding:
+        """The rounding before (or instead of) AdaRound: the levels' own rule, stochastic or nearest."""
         if not self.learns_rounding:
             return fixed_rounding(self.levels, self.weight, self.w_bits)[0]
-        return NearestRounding(self.weight, self.w_scale, self.w_zero, self.w_bits, self.symmetric, ch_axis=0)
+        if self.fmt.stochastic:
+            return StochasticRounding(*self._grid(), seed=self.fmt.seed)
+        return NearestRounding(*self._grid())
 
     def use_adaround(self) -> AdaRound:
-        self.rounding = AdaRound(self.weight, self.w_scale, self.w_zero, self.w_bits, self.symmetric, ch_axis=0)
+        self.rounding = AdaRound(*self._grid())
         return self.rounding
 
     def _quantized_weight(self) -> torch.Tensor:
@@ -290,14 +323,13 @@ QUANT_POINTS = ("engine", "brecq", "qdrop")
 
 
 def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
-          isg_shift: int = ISG_SHIFT, observer: str = "mse", weight_observer: str = "mse",
-          symmetric_weights: bool = True, points: str = "engine", levels: str = "uniform") -> QNet:
+          isg_shift: int = ISG_SHIFT, observer: str = "mse", weights: WeightFormat = WeightFormat(),
+          points: str = "engine") -> QNet:
     """The fake-quant network of a traceable float `model` (eval mode) made of the lowering's
-    SUPPORTED ops, with every coding initialized by `observer` on the float tensors of `images`
-    and every weight scale by `weight_observer` (pyioso.quant.observers.OBSERVERS), on symmetric
-    weight grids or (`symmetric_weights` False) ones with a zero point per output channel, with
-    the quantization `points` of QUANT_POINTS; the w_bits layers' weights take `levels`
-    (pyioso.quant.levels.LEVELS: uniform, ternary/binary 2-bit codes, or k-means indices)."""
+    SUPPORTED ops, with every coding initialized by `observer` (pyioso.quant.observers.OBSERVERS)
+    on the float tensors of `images`, the quantization `points` of QUANT_POINTS, and the w_bits
+    layers' weights in the format `weights` (the 8-bit first and last layers: uniform levels,
+    per-channel scales, each layer's stochastic rounding seeded apart)."""
     low = lower(model, images, w_bits, a_bits)
     kept_float, bits = _points(low, points)
 
@@ -309,8 +341,8 @@ def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
     for op in low.ops:
         key = f"op{len(nodes)}"
         if op.kind in ("conv", "fc"):
-            ops[key] = _conv(low, op, act(op.output, op.tail.activation), weight_observer, symmetric_weights,
-                             levels if low.weight_bits(op) == w_bits else "uniform")
+            fmt = weights if low.weight_bits(op) == w_bits else replace(weights, levels="uniform", granularity="channel")
+            ops[key] = _conv(low, op, act(op.output, op.tail.activation), replace(fmt, seed=fmt.seed * 10007 + len(nodes)))
         elif op.kind == "add":
             ops[key] = QAdd(act(op.output, "relu" if op.output is not op.node else "none"))
         elif op.kind == "max_pool":
@@ -350,7 +382,7 @@ def _scope(node: fx.Node) -> tuple[tuple[str, str], ...]:
     return tuple((path, cls.__name__) for path, cls in node.meta.get("nn_module_stack", {}).values())
 
 
-def _conv(low: Lowered, op: Op, act: ActQuant, observer: str, symmetric: bool, levels: str) -> QConv:
+def _conv(low: Lowered, op: Op, act: ActQuant, fmt: WeightFormat) -> QConv:
     module, bn, x_float = low.module(op), low.bn(op), low.floats[op.inputs[0]]
     if op.kind == "fc":
         check_fc_input(op.node.target, x_float)
@@ -367,7 +399,7 @@ def _conv(low: Lowered, op: Op, act: ActQuant, observer: str, symmetric: bool, l
                         dilation=tuple(module.dilation), groups=module.groups)
     bias = torch.zeros(weight.shape[0]) if bias is None else bias
     return QConv(weight.detach().float().contiguous(), bias.detach().float(), geometry, low.weight_bits(op),
-                 act, op.tail.activation, observer, symmetric, levels)
+                 act, op.tail.activation, fmt)
 
 
 def without_dead_channels(weight: torch.Tensor, x: torch.Tensor, groups: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ from pyioso.data.datasets import FASHION, calibration_images, check_classes, lab
 from pyioso.data.images import IMAGENET_MEAN, IMAGENET_STD
 from pyioso.integer import artifact
 from pyioso.models.weights import load_model
+from pyioso.quant.granularity import INTEGER_GRANULARITIES
 from pyioso.quant.levels import INTEGER_LEVELS
 
 RUN, FINAL, HISTORY, ARTIFACT, LOG = "run.json", "calibrated.pt", "history.json", "artifact", "calibrate.log"
@@ -82,9 +83,10 @@ def build_network(run: Run, config: calibrate.Config, images: torch.Tensor, mode
 def quantized_network(model: torch.nn.Module, config: calibrate.Config, images: torch.Tensor) -> qnet.QNet:
     """The fake-quant network of a float model under `config`, its codings observed on the first
     INIT_IMAGES of `images`."""
+    weights = qnet.WeightFormat(config.weight_observer, config.weight_grid == "symmetric", config.weight_levels,
+                                config.weight_granularity, config.weight_rounding == "stochastic", config.seed)
     return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8, config.isg_shift,
-                      config.observer, config.weight_observer, config.weight_grid == "symmetric",
-                      config.quant_points, config.weight_levels)
+                      config.observer, weights, config.quant_points)
 
 
 def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str = "cpu",
@@ -209,7 +211,7 @@ def exportable(config: calibrate.Config) -> bool:
     stores, ISG scales grouped, weights integer codes on symmetric grids."""
     return (config.a_bits is not None and not (config.ioso and config.input_scale == "free")
             and config.weight_grid == "symmetric" and config.act_points == "engine"
-            and config.weight_levels in INTEGER_LEVELS)
+            and config.weight_levels in INTEGER_LEVELS and config.weight_granularity in INTEGER_GRANULARITIES)
 
 
 def export_network(net: qnet.QNet, run: Run, config: calibrate.Config, directory: Path) -> Path:

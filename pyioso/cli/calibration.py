@@ -11,6 +11,7 @@ from pyioso.calib import calibrate, finetune, workflow
 from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.data.datasets import FASHION
 from pyioso.models import train
+from pyioso.quant.granularity import GRANULARITIES
 from pyioso.quant.levels import LEVELS
 from pyioso.quant.observers import OBSERVERS
 
@@ -35,6 +36,7 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         oso_offset=not args.no_oso_offset, granularity=args.granularity, isg_shift=args.isg_shift,
         observer=args.observer, weight_observer=args.weight_observer, weight_grid=args.weight_grid,
         act_points=args.act_points, weight_levels=args.weight_levels,
+        weight_granularity=args.weight_granularity, weight_rounding=args.weight_rounding,
         legalize_at=args.legalize_at, seed=args.seed, **iters)
 
 
@@ -129,6 +131,13 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                    help="weights of the --wbits layers: uniform (default), ternary (TWN: {-1, 0, +1} x a channel's "
                         "alpha) or binary (XNOR-Net: {-1, +1} x mean|W|), both with --wbits 2 and exported as 2-bit "
                         "codes, or kmeans (2^wbits float centroids per layer: fake-quant only, not exportable)")
+    p.add_argument("--weight-granularity", default="channel", choices=GRANULARITIES,
+                   help="how weight scales are shared: channel (per output channel, default), tensor, vector "
+                        "(VS-Quant: a 4-bit integer scale per 16 weights under the channel's) or mx (a shared 2^e "
+                        "per 32 weights); vector and mx are fake-quant only, not exportable")
+    p.add_argument("--weight-rounding", default="nearest", choices=calibrate.WEIGHT_ROUNDINGS,
+                   help="rounding of weights where none is learned (rtn; AdaRound's start is nearest either way): "
+                        "nearest (default) or stochastic (seeded by --seed)")
     p.add_argument("--act-points", default="engine", choices=calibrate.ACT_POINTS,
                    help="quantized tensors: engine (every tensor the engine stores, default) or reference (only "
                         "those BRECQ's or QDrop's own code quantizes: an ablation, fake-quant only, not exportable)")

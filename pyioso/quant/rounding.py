@@ -1,4 +1,4 @@
-"""Weight rounding policies on a fixed grid: round-to-nearest and AdaRound.
+"""Weight rounding policies on a fixed grid: round-to-nearest, stochastic and AdaRound.
 
 Both are modules over a fixed weight, scale and zero point (per tensor or per channel):
 ``forward()`` gives the fake-quantized weight, ``codes()`` its integer codes, so a
@@ -53,6 +53,25 @@ class NearestRounding(_WeightRounding):
 
     def codes(self) -> torch.Tensor:
         return quantize(self.weight, self.scale, self.zero_point, self.qmin, self.qmax)
+
+
+class StochasticRounding(_WeightRounding):
+    """Round up with probability equal to the fractional part (unbiased: E[code] = w/s), drawn
+    once from `seed`, so the codes are fixed and reproducible."""
+
+    def __init__(self, weight: torch.Tensor, scale, zero_point, bits: int, signed: bool,
+                 ch_axis: int | None = None, seed: int = 0):
+        super().__init__(weight, scale, zero_point, bits, signed, ch_axis)
+        if (self.qmin, self.qmax) == BINARY:
+            raise PyiosoError("stochastic rounding chooses between adjacent codes and the binary grid "
+                              "{-1, +1} has none around 0: use bits >= 2")
+        scaled = self.weight / self.scale
+        draw = torch.rand(scaled.shape, generator=torch.Generator().manual_seed(seed), dtype=scaled.dtype)
+        up = (draw < scaled - torch.floor(scaled)).to(scaled.dtype)
+        self.register_buffer("code", torch.clamp(torch.floor(scaled) + up + self.zero_point, self.qmin, self.qmax))
+
+    def codes(self) -> torch.Tensor:
+        return self.code
 
 
 def _h(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
