@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--studies", default=",".join(s.name for s in STUDIES),
                    help=f"comma-separated (default: {','.join(s.name for s in STUDIES)})")
     p.add_argument("--methods", help="only these of each study's methods (comma-separated; default: all)")
+    p.add_argument("--nets", help="only these of each study's networks (comma-separated; default: all)")
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds of each cell (default: 3)")
     p.add_argument("--iters", type=positive_int, default=Budget.iters,
                    help=f"weight-stage iterations per block (default: {Budget.iters})")
@@ -215,8 +216,10 @@ def main(argv: list[str] | None = None) -> None:
                               f"{', '.join(s.name for s in STUDIES)}")
         budget = Budget(args.iters, args.act_iters, eval_images=args.eval_images, size=args.size)
         methods = set(args.methods.split(",")) if args.methods else {m for s in STUDIES for m in s.methods}
+        nets = set(args.nets.split(",")) if args.nets else {n for s in STUDIES for n in s.nets}
         cells = list(dict.fromkeys(c for seed in range(args.seeds) for s in STUDIES if s.name in names
-                                   for c in s.cells(args.seeds) if c.seed == seed and c.method in methods))
+                                   for c in s.cells(args.seeds)
+                                   if c.seed == seed and c.method in methods and c.net in nets))
         out = Path(args.out) / budget.folder
         _restore(Path(args.docs) / RECORDS, cells, budget, out)
         nets = sorted({c.net for c in cells})
