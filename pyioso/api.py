@@ -48,6 +48,7 @@ def quantize(model: nn.Module, images: torch.Tensor, *, wbits: int = 4, abits: i
     config = calibrate.Config.named(method, base, w_bits=w_bits, a_bits=a_bits,
                                     iters=iters, act_iters=act_iters, seed=seed, **settings)
     model = copy.deepcopy(model).eval()
+    config = workflow.with_layer_bits(config, model, images)
     net = workflow.quantized_network(model, config, images)
     calibrator = calibrate.Calibrator(net, images, config, progress=progress)
     history = calibrator.run().segments

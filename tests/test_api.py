@@ -100,6 +100,20 @@ def test_ternary_and_binary_weights_run_on_the_engine(trained, tmp_path, levels,
     assert torch.equal(network.run(test_x, backend="rtl"), network.run(test_x))
 
 
+def test_mixed_precision_layers_run_on_the_engine(trained, tmp_path):
+    """A 2.5-bit budget over the two middle layers: one at 2 bits, one at 3; the artifact holds
+    both widths and the RTL equals golden."""
+    model, x = trained
+    calibration = pyioso.quantize(model, x[:256], wbits=3, abits=4, method="brecq", iters=20, act_iters=10,
+                                  progress=False, mixed_budget=2.5)
+    assert sorted(b for _, b in calibration.config.layer_w_bits) == [2, 3]
+    network = pyioso.load(calibration.export(tmp_path / "artifact"))
+    widths = {step.name: step.op.w_bits for step in network.net.steps if hasattr(step.op, "w_bits")}
+    assert sorted([widths["conv1"], widths["conv2"]]) == [2, 3] and widths["head"] == 8
+    test_x, _ = labelled_images(FASHION, "test", SIZE, 1, seed=2)
+    assert torch.equal(network.run(test_x, backend="rtl"), network.run(test_x))
+
+
 def test_onnx_round_trip_under_onnxruntime(calibration, tmp_path):
     """A standard QDQ model: onnx's checker passes it, onnxruntime runs it, and its classes are
     the fake-quant network's."""

@@ -86,10 +86,13 @@ class Config:
     weight_levels: str = "uniform"  # a name of pyioso.quant.levels.LEVELS (ternary, binary: w_bits 2)
     weight_granularity: str = "channel"     # a name of pyioso.quant.granularity.GRANULARITIES
     weight_rounding: str = "nearest"        # a name of WEIGHT_ROUNDINGS: where no rounding is learned
+    mixed_budget: float | None = None       # mixed precision: average weight bits (pyioso.calib.mixed)
+    layer_w_bits: tuple[tuple[str, int], ...] = ()  # per-layer weight bits (the allocation, or given)
     legalize_at: float = 0.9        # fraction of the weight stage after which groups are fixed
     seed: int = 0
 
     def __post_init__(self):
+        object.__setattr__(self, "layer_w_bits", tuple((str(n), int(b)) for n, b in self.layer_w_bits))
         checks = [(self.method in METHODS, f"method {self.method!r}: use one of {', '.join(METHODS)}"),
                   (self.base in BASES, f"base {self.base!r}: ioso builds on {' or '.join(BASES)}"),
                   (self.input_scale in INPUT_SCALES,
@@ -112,6 +115,8 @@ class Config:
                    "weight_levels uniform and weight_grid symmetric"),
                   (self.weight_rounding in WEIGHT_ROUNDINGS,
                    f"weight_rounding {self.weight_rounding!r}: use one of {', '.join(WEIGHT_ROUNDINGS)}"),
+                  (self.mixed_budget is None or (self.weight_levels == "uniform" and 2 <= self.mixed_budget <= 8),
+                   f"mixed_budget {self.mixed_budget}: give average weight bits in 2..8, with uniform weight levels"),
                   (self.act_points in ACT_POINTS,
                    f"act_points {self.act_points!r}: use one of {', '.join(ACT_POINTS)}"),
                   (0 <= self.drop < 1, "drop must be in [0, 1)"),

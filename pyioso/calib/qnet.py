@@ -19,7 +19,8 @@ from torch import fx, nn
 
 import golden
 from golden.errors import PyiosoError
-from golden.spec import ISG_SHIFT
+from golden.layers import check_bits
+from golden.spec import ISG_SHIFT, W_BITS
 from pyioso.calib.isg import InputScale
 from pyioso.lowering.plan import EDGE_BITS, Lowered, Op, check_fc_input, lower, max_pool, pool_kernel
 from pyioso.quant.bn import fold_conv_bn, fold_linear_bn
@@ -324,25 +325,30 @@ QUANT_POINTS = ("engine", "brecq", "qdrop")
 
 def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
           isg_shift: int = ISG_SHIFT, observer: str = "mse", weights: WeightFormat = WeightFormat(),
-          points: str = "engine") -> QNet:
+          points: str = "engine", layer_bits: dict[str, int] | None = None) -> QNet:
     """The fake-quant network of a traceable float `model` (eval mode) made of the lowering's
     SUPPORTED ops, with every coding initialized by `observer` (pyioso.quant.observers.OBSERVERS)
-    on the float tensors of `images`, the quantization `points` of QUANT_POINTS, and the w_bits
-    layers' weights in the format `weights` (the 8-bit first and last layers: uniform levels,
-    per-channel scales, each layer's stochastic rounding seeded apart)."""
+    on the float tensors of `images`, the quantization `points` of QUANT_POINTS, and the middle
+    layers' weights in the format `weights` at w_bits or their `layer_bits` (mixed precision; the
+    8-bit first and last layers: uniform levels, per-channel scales; each layer's stochastic
+    rounding seeded apart)."""
     low = lower(model, images, w_bits, a_bits)
-    kept_float, bits = _points(low, points)
+    layer_bits = _check_layer_bits(low, layer_bits or {})
+    kept_float, act_bits = _points(low, points)
 
     def act(node: fx.Node, activation: str) -> ActQuant:
-        coding = observe_coding(low.floats[node], bits.get(node, low.act_bits(node)), observer)
+        coding = observe_coding(low.floats[node], act_bits.get(node, low.act_bits(node)), observer)
         return ActQuant(coding, activation, node in kept_float)
 
     nodes, ops = [], {}
     for op in low.ops:
         key = f"op{len(nodes)}"
         if op.kind in ("conv", "fc"):
-            fmt = weights if low.weight_bits(op) == w_bits else replace(weights, levels="uniform", granularity="channel")
-            ops[key] = _conv(low, op, act(op.output, op.tail.activation), replace(fmt, seed=fmt.seed * 10007 + len(nodes)))
+            edge = low.edge(op)
+            fmt = replace(weights, levels="uniform", granularity="channel") if edge else weights
+            bits = low.weight_bits(op) if edge else layer_bits.get(op.name, w_bits)
+            ops[key] = _conv(low, op, bits, act(op.output, op.tail.activation),
+                             replace(fmt, seed=fmt.seed * 10007 + len(nodes)))
         elif op.kind == "add":
             ops[key] = QAdd(act(op.output, "relu" if op.output is not op.node else "none"))
         elif op.kind == "max_pool":
@@ -355,6 +361,18 @@ def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
     classes, channels, permutable = _tensor_classes(nodes, ops, low.input.name, widths)
     return QNet(nodes, ops, low.input.name, act(low.input, "none"), classes, channels,
                 permutable, isg_shift)
+
+
+def _check_layer_bits(low: Lowered, layer_bits: dict[str, int]) -> dict[str, int]:
+    """Per-layer weight bits, refused for a layer the network lacks, an 8-bit edge layer or bits
+    outside the integer datapath's."""
+    middle = {op.name for op in low.ops if op.kind in ("conv", "fc") and not low.edge(op)}
+    for name, bits in layer_bits.items():
+        if name not in middle:
+            raise PyiosoError(f"layer bits for {name!r}: not a conv/FC between the network's first and last "
+                              f"layers (those stay {EDGE_BITS}-bit); the layers are {', '.join(sorted(middle))}")
+        check_bits(bits, f"bits of {name}", W_BITS)
+    return layer_bits
 
 
 def _points(low: Lowered, points: str) -> tuple[set[fx.Node], dict[fx.Node, int]]:
@@ -382,7 +400,7 @@ def _scope(node: fx.Node) -> tuple[tuple[str, str], ...]:
     return tuple((path, cls.__name__) for path, cls in node.meta.get("nn_module_stack", {}).values())
 
 
-def _conv(low: Lowered, op: Op, act: ActQuant, fmt: WeightFormat) -> QConv:
+def _conv(low: Lowered, op: Op, bits: int, act: ActQuant, fmt: WeightFormat) -> QConv:
     module, bn, x_float = low.module(op), low.bn(op), low.floats[op.inputs[0]]
     if op.kind == "fc":
         check_fc_input(op.node.target, x_float)
@@ -398,7 +416,7 @@ def _conv(low: Lowered, op: Op, act: ActQuant, fmt: WeightFormat) -> QConv:
         geometry = dict(stride=tuple(module.stride), padding=tuple(module.padding),
                         dilation=tuple(module.dilation), groups=module.groups)
     bias = torch.zeros(weight.shape[0]) if bias is None else bias
-    return QConv(weight.detach().float().contiguous(), bias.detach().float(), geometry, low.weight_bits(op),
+    return QConv(weight.detach().float().contiguous(), bias.detach().float(), geometry, bits,
                  act, op.tail.activation, fmt)
 
 

@@ -9,6 +9,7 @@ integer network). The same command on a finished directory re-exports its result
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -21,7 +22,7 @@ import torch
 
 from golden.errors import PyiosoError
 from pyioso import output
-from pyioso.calib import calibrate, export, finetune, plots, qnet
+from pyioso.calib import calibrate, export, finetune, mixed, plots, qnet
 from pyioso.data.datasets import FASHION, calibration_images, check_classes, labelled_images
 from pyioso.data.images import IMAGENET_MEAN, IMAGENET_STD
 from pyioso.integer import artifact
@@ -86,7 +87,19 @@ def quantized_network(model: torch.nn.Module, config: calibrate.Config, images: 
     weights = qnet.WeightFormat(config.weight_observer, config.weight_grid == "symmetric", config.weight_levels,
                                 config.weight_granularity, config.weight_rounding == "stochastic", config.seed)
     return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8, config.isg_shift,
-                      config.observer, weights, config.quant_points)
+                      config.observer, weights, config.quant_points, dict(config.layer_w_bits))
+
+
+def with_layer_bits(config: calibrate.Config, model: torch.nn.Module, images: torch.Tensor) -> calibrate.Config:
+    """`config` with its mixed-precision budget resolved into per-layer weight bits (pyioso.calib.mixed),
+    from the sensitivity measured on `images`; unchanged without a budget or with the bits given."""
+    if config.mixed_budget is None or config.layer_w_bits:
+        return config
+    net = quantized_network(model, config, images)
+    layers = mixed.budget_layers(net, config.w_bits)
+    bits = mixed.allocate(mixed.sensitivity(net, images, layers), {n: c.weight.numel() for n, c in layers.items()},
+                          config.mixed_budget)
+    return dataclasses.replace(config, layer_w_bits=tuple(bits.items()))
 
 
 def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str = "cpu",
@@ -99,14 +112,17 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
     dev = _device(device)
     if out.exists() and not out.is_dir():
         raise PyiosoError(f"--out {out} is a file: give a directory for the calibration")
-    record = {"run": run.__dict__, "config": config.to_json()}
-    _check_same_run(out, record)
     check_classes(run.data, run.classes)
     # the network and the images first: a bad net, weights or data leaves no folder behind
     _say(progress, f"loading {run.net} ({run.weights})")
     model = run.model(config.seed)
     _say(progress, f"reading {run.images} calibration images ({run.data}, {run.size} px)")
     images = run.calibration_set(config.seed)
+    if config.mixed_budget is not None and not config.layer_w_bits:
+        _say(progress, f"measuring each layer's sensitivity for a {config.mixed_budget}-bit weight budget")
+        config = with_layer_bits(config, model, images)
+    record = {"run": run.__dict__, "config": config.to_json()}
+    _check_same_run(out, record)
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
         _check_same_run(out, record)        # again, now that no other run can write it

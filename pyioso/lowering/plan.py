@@ -71,9 +71,13 @@ class Lowered:
         logits, a_bits for the rest."""
         return EDGE_BITS if node in (self.input, self.last.output, *self.last.inputs) else self.a_bits
 
+    def edge(self, op: Op) -> bool:
+        """The first or the last layer (EDGE_BITS, whatever the network's bits)."""
+        return op is self.last or self.input in op.inputs
+
     def weight_bits(self, op: Op) -> int:
         """Bits of a layer's weights: EDGE_BITS for the first and the last layer."""
-        return EDGE_BITS if op is self.last or self.input in op.inputs else self.w_bits
+        return EDGE_BITS if self.edge(op) else self.w_bits
 
     def module(self, op: Op) -> nn.Module:
         return self.gm.get_submodule(op.node.target)
