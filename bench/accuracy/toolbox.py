@@ -10,6 +10,7 @@ study resumes per cell and takes the default value's cells from a bench-accuracy
 - kmeans: Deep Compression's per-layer codebooks at 2, 3 and 4 bits (float, fake-quant only);
 - granularity: weight scales per tensor, channel, 16-weight vector (VS-Quant) and 32-weight MX block;
 - rounding: stochastic against nearest rounding (RTN);
+- mixed: per-layer weight bits from measured sensitivity under an average-bits budget;
 - qat, ternary_qat: one epoch of `pyioso finetune` (QAT with the STE) after the calibration.
 """
 
@@ -53,17 +54,27 @@ class Study:
     labels: tuple[str, ...] = ()    # the values' column names (default: the values)
     nets: tuple[str, ...] = (NET,)
     fixed: tuple[tuple[str, object], ...] = ()
+    uniform: tuple[tuple[int, int], ...] = ()   # more bits whose default cells are columns (uniform WxAy)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return self.labels or tuple(map(str, self.values))
+        return (self.labels or tuple(map(str, self.values))) + tuple(f"uniform {bits_label(*b)}" for b in self.uniform)
 
     def options(self, value) -> tuple[tuple[str, object], ...]:
         return self.fixed + (() if value == self.values[0] else tuple((s, value) for s in self.settings))
 
     def cells(self, seeds: int) -> list[Cell]:
         return [Cell(net, w, a, method, seed, self.options(value)) for seed in range(seeds) for net in self.nets
-                for w, a in self.bits for method in self.methods for value in self.values]
+                for w, a in self.bits for method in self.methods for value in self.values] + \
+            [Cell(net, w, a, method, seed, self.fixed) for seed in range(seeds) for net in self.nets
+             for w, a in self.uniform for method in self.methods]
+
+    def groups(self, records: list[dict], net: str, bits: tuple[int, int], method: str) -> list[list[dict]]:
+        """A method's records per column: each value's at `bits`, then the uniform columns'."""
+        mine = [r for r in self.records(records, net, bits) if r["method"] == method]
+        return [[r for r in mine if self.value(r) == v] for v in self.values] + \
+            [[r for r in self.records(records, net, b) if r["method"] == method and self.value(r) == self.values[0]]
+             for b in self.uniform]
 
     def value(self, record: dict):
         return record["options"].get(self.settings[0], self.values[0])
@@ -113,6 +124,16 @@ STUDIES = (
           "the float codebook (2^w x 32 bits per layer). Its products are float: it is a software baseline "
           "with no integer network (no integer column), next to the uniform per-channel grid the engine runs. "
           "BRECQ keeps the clustered weights and learns the activation steps."),
+    Study("mixed", "Mixed precision under a weight-memory budget", ("mixed_budget",), (0, 2.5, 3.0), ((2, 4),),
+          ("rtn", "brecq", "brecq+ioso"),
+          "`--mixed-budget BITS`: each middle layer's sensitivity is the KL divergence of the network's class "
+          "distribution when that layer alone is rounded to 2, 3 or 4 bits (256 calibration images); a greedy "
+          "allocation then narrows the layer that costs the least divergence per bit saved until the middle "
+          "layers average at most BITS bits per weight (the 8-bit first and last layers are outside the budget "
+          "in every column). The columns compare uniform 2-bit weights, mixed at 2.5 and 3.0 bits and uniform "
+          "3-bit weights (the same memory as the 3.0 budget). The per-layer widths export and run on the engine "
+          "(integer top-1 in brackets; tests/test_api.py runs a mixed network in RTL).",
+          labels=("uniform W2", "mixed <= 2.5 bits", "mixed <= 3.0 bits"), uniform=((3, 4),)),
     Study("observers", "Clipping: the range observer", ("observer", "weight_observer"),
           ("mse", *(o for o in OBSERVERS if o != "mse")), ((4, 4), (8, 8)), ("rtn", "brecq"),
           "`--observer NAME --weight-observer NAME`: the clipping range of every activation (per tensor) and "
@@ -134,10 +155,8 @@ def table(study: Study, records: list[dict]) -> str:
     for net in study.nets:
         for w, a in study.bits:
             for method in study.methods:
-                mine = [r for r in study.records(records, net, (w, a)) if r["method"] == method]
                 row = [net, bits_label(w, a), method]
-                for value in study.values:
-                    cell = [r for r in mine if study.value(r) == value]
+                for cell in study.groups(records, net, (w, a), method):
                     text = spread([r["fake_quant"] for r in cell])
                     integer = [r["integer"] for r in cell if r.get("integer") is not None]
                     row.append(text + (f" (integer {spread(integer)})" if integer else ""))
@@ -150,9 +169,8 @@ def panels(study: Study, records: list[dict]) -> list[tuple[str, list[str], dict
     found = []
     for net in study.nets:
         for w, a in study.bits:
-            mine = study.records(records, net, (w, a))
-            series = {m: [[r["fake_quant"] for r in mine if r["method"] == m and study.value(r) == v]
-                          for v in study.values] for m in study.methods}
+            series = {m: [[r["fake_quant"] for r in group] for group in study.groups(records, net, (w, a), m)]
+                      for m in study.methods}
             found.append((f"{net} {bits_label(w, a)}", list(study.columns), series))
     return found
 
