@@ -67,7 +67,7 @@ help:
 	@echo "make bench-accuracy [BENCH_REUSE=docs]  paper tables: docs/RESULTS.md (hours)"
 	@echo "make bench-parity                   our brecq/qdrop vs their own code: docs/PARITY.md (an hour)"
 	@echo "make bench-sweep                    resnet18 W2A4 at 200..20000 iterations: docs/SWEEP.md (a day)"
-	@echo "make bench-toolbox                  observers, ternary/binary weights on resnet18: docs/TOOLBOX.md"
+	@echo "make bench-toolbox                  the lecture's methods (observers..QAT): docs/TOOLBOX.md (hours)"
 	@echo "make bench-accuracy-64              resnet18's target settings at 64 px: docs/64px/RESULTS.md (hours)"
 	@echo "make report [LIBERTY=a.lib,b.lib]   synthesis area, latency per layer, Table 11: docs/HARDWARE.md"
 	@echo "make test / make test-full          the test suite (CI) / with slow tests"
