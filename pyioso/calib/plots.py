@@ -18,6 +18,17 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
 
+def _panel_grid(count: int):
+    """(figure, axes) for `count` panels, two per row, the unused ones hidden: fits a page."""
+    cols = min(2, count)
+    rows = -(-count // cols)
+    fig = _figure(5 * cols, 3.2 * rows + 0.5)
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def calibration(history: list[dict], directory: Path) -> None:
     if history:
         losses(history, directory / "losses.png")
@@ -148,12 +159,7 @@ def grouped_bars(panels: list[tuple[str, list[str], dict[str, list[list[float]]]
     bar per series at its values' mean, each value (a seed) a dot on it."""
     import statistics
 
-    cols = min(2, len(panels))
-    rows = -(-len(panels) // cols)
-    fig = _figure(5 * cols, 3.2 * rows + 0.4)
-    axes = fig.subplots(rows, cols, squeeze=False).flatten()
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
+    fig, axes = _panel_grid(len(panels))
     for ax, (title, groups, series) in zip(axes, panels):
         width = 0.8 / max(1, len(series))
         for k, (name, values) in enumerate(series.items()):
@@ -209,12 +215,7 @@ def parity(rows: list[dict], columns: list[tuple[str, str]], path: Path) -> None
     import statistics
 
     panels = list(dict.fromkeys(r["bits"] for r in rows))
-    cols = min(2, len(panels))
-    grid_rows = -(-len(panels) // cols)
-    fig = _figure(5 * cols, 3.2 * grid_rows + 0.5)
-    axes = fig.subplots(grid_rows, cols, squeeze=False).flatten()
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
+    fig, axes = _panel_grid(len(panels))
     for ax, bits in zip(axes, panels):
         mine = [r for r in rows if r["bits"] == bits]
         width = 0.8 / len(columns)
@@ -233,5 +234,5 @@ def parity(rows: list[dict], columns: list[tuple[str, str]], path: Path) -> None
     handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
     if handles:
         fig.legend(handles.values(), handles.keys(), loc="outside upper center",
-                   ncols=min(3 if cols > 1 else 2, len(handles)), fontsize=7)
+                   ncols=min(3 if len(panels) > 1 else 2, len(handles)), fontsize=7)
     save_png(fig, str(path))

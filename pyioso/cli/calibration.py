@@ -158,6 +158,10 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_calibrate)
 
 
+def _add_run_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", dest="run_dir", required=True, help="calibration directory (pyioso calibrate --out)")
+
+
 def _run_export(args: argparse.Namespace) -> None:
     directory = Path(args.run_dir)
     if args.onnx:
@@ -179,7 +183,7 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
                      "arrays.safetensors. `pyioso calibrate` already does this into RUN/artifact."),
         epilog="examples:\n  pyioso export --run runs/r18 --out runs/r18/artifact\n"
                "  pyioso export --run runs/r18 --onnx runs/r18/model.onnx --images 10000")
-    p.add_argument("--run", dest="run_dir", required=True, help="calibration directory (pyioso calibrate --out)")
+    _add_run_dir(p)
     p.add_argument("--out", help="artifact directory (default: RUN/artifact)")
     p.add_argument("--onnx", metavar="FILE.onnx",
                    help="write a QDQ ONNX model instead (onnx's checker passes it), then run it under onnxruntime "
@@ -209,7 +213,7 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
                      "ISG groups, bits and zero points stay as calibrated, so the result is an integer\n"
                      "network like any other: OUT/artifact, `pyioso eval --run OUT`, `make sim-net`."),
         epilog="example:\n  pyioso finetune --run runs/r18 --out runs/r18_qat --epochs 1")
-    p.add_argument("--run", dest="run_dir", required=True, help="calibration directory (pyioso calibrate --out)")
+    _add_run_dir(p)
     p.add_argument("--out", required=True, help="directory of the finetuned network (a calibration folder)")
     p.add_argument("--epochs", type=positive_int, default=1, help="passes over the training images (default: 1)")
     p.add_argument("--lr", type=float, default=finetune.FinetuneConfig.lr,
@@ -241,7 +245,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                      "val/ of an ImageFolder): the float network, the fake-quant network, and the\n"
                      "integer network run by golden from the artifact alone."),
         epilog="example:\n  pyioso eval --run runs/r18 --images 2000")
-    p.add_argument("--run", dest="run_dir", required=True, help="calibration directory (pyioso calibrate --out)")
+    _add_run_dir(p)
     p.add_argument("--images", type=positive_int, help="held-out images (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_eval)
