@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from golden.errors import PyiosoError
-from pyioso.calib import calibrate, export, onnx_export, qnet, workflow
+from pyioso.calib import calibrate, export, finetune, onnx_export, qnet, workflow
 from pyioso.integer import artifact, intnet
 
 BACKENDS_GROUP = "pyioso.backends"      # entry points: name -> callable(IntNet, input codes) -> logit codes
@@ -53,6 +53,11 @@ def quantize(model: nn.Module, images: torch.Tensor, *, wbits: int = 4, abits: i
     calibrator = calibrate.Calibrator(net, images, config, progress=progress)
     history = calibrator.run().segments
     return Calibration(net, config, model, history, size=int(images.shape[-1]), channels=int(images.shape[1]))
+
+
+def _check_labels(labels, images: torch.Tensor) -> None:
+    if not isinstance(labels, torch.Tensor) or labels.shape != images.shape[:1]:
+        raise PyiosoError(f"labels must be a tensor of {len(images)} class indices, one per image")
 
 
 def _check_images(images, name: str) -> None:
@@ -105,10 +110,23 @@ class Calibration:
         """Top-1 % of the float model, the fake-quant network and (when exportable) the integer
         one on the same images, with how often integer and fake-quant predictions agree."""
         _check_images(images, "images")
-        if not isinstance(labels, torch.Tensor) or labels.shape != images.shape[:1]:
-            raise PyiosoError(f"labels must be a tensor of {len(images)} class indices, one per image")
+        _check_labels(labels, images)
         return workflow.side_by_side(self.model, self.network, self.integer() if self.exportable else None,
                                      images, labels, batch, progress)
+
+    def finetune(self, images: torch.Tensor, labels: torch.Tensor, epochs: int = 1, lr: float = 1e-5,
+                 batch: int = 64, seed: int = 0, progress: bool = False) -> list[dict]:
+        """Quantization-aware training of this calibration in place (pyioso.calib.finetune: STE from
+        the calibrated codes, LSQ steps, OSO, biases; ISG groups and bits kept); per epoch its
+        training loss and top-1. The result exports like the calibration."""
+        _check_images(images, "images")
+        _check_labels(labels, images)
+        if not self.exportable:
+            raise PyiosoError("finetune keeps a network the engine runs: this calibration is not one (see .integer())")
+        settings = finetune.FinetuneConfig(epochs, lr, batch, None, seed)
+        epochs_run = finetune.finetune(self.network, images, labels, settings, progress)
+        calibrate.finish(self.network, self.config)
+        return epochs_run
 
     def export(self, path: str | Path, name: str = "network") -> Path:
         """Write the integer artifact (weights, tables, permutations; digest-sealed) to `path`."""

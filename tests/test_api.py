@@ -100,6 +100,20 @@ def test_ternary_and_binary_weights_run_on_the_engine(trained, tmp_path, levels,
     assert torch.equal(network.run(test_x, backend="rtl"), network.run(test_x))
 
 
+def test_finetune_from_python_improves_training_fit_and_still_exports(trained, tmp_path):
+    model, x = trained
+    calibration = pyioso.quantize(model, x[:256], wbits=2, abits=4, method="brecq", iters=20, act_iters=10,
+                                  progress=False)
+    _, y = labelled_images(FASHION, "train", SIZE, 2048, seed=0)
+    epochs = calibration.finetune(x[:1024], y[:1024], epochs=2, lr=1e-3)
+    assert len(epochs) == 2 and epochs[1]["loss"] < epochs[0]["loss"]
+    test_x, test_y = labelled_images(FASHION, "test", SIZE, 200, seed=1)
+    assert calibration.evaluate(test_x, test_y)["integer_agreement"] >= 95
+    assert pyioso.load(calibration.export(tmp_path / "artifact")).run(test_x[:4]).shape == (4, 10)
+    with pytest.raises(PyiosoError, match="labels must be a tensor of 1024"):
+        calibration.finetune(x[:1024], y[:10])
+
+
 def test_mixed_precision_layers_run_on_the_engine(trained, tmp_path):
     """A 2.5-bit budget over the two middle layers: one at 2 bits, one at 3; the artifact holds
     both widths and the RTL equals golden."""
