@@ -3,9 +3,10 @@
 import dataclasses
 
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import golden
+from golden.errors import PyiosoError
 from golden.meaning import FloatConv, add_real_code, avg_pool_real_code
 from pyioso.quant.fixedpoint import add_requant, avg_pool_requant, integer_conv, rounding_slack
 from tests import reference
@@ -41,11 +42,14 @@ def test_conv_within_spec_error_of_float_meaning(case):
 def test_channels_with_inputs_at_the_zero_point_give_the_fake_quant_code(case, half, nudge):
     """§3's offset clamp: S_c = 0 gives round(b) even for b a hair from a half-integer."""
     x, fc = case
-    shift = integer_conv(fc).requant.shift
+    fc = dataclasses.replace(fc, oso_scale=None, oso_offset=None)     # F depends on the scales, not on b
+    try:
+        shift = integer_conv(fc).requant.shift
+    except PyiosoError:     # without OSO the scale ratios exceed §3's bound: a layer export refuses
+        assume(False)
     b = half + 0.5 + nudge * 2.0 ** -(shift + 1)        # inside the slack of rhu(b 2^F)
     c_out = fc.weight.shape[0]
-    fc = dataclasses.replace(fc, bias=torch.full((c_out,), b * fc.out_scale, dtype=torch.float64),
-                             oso_scale=None, oso_offset=None)
+    fc = dataclasses.replace(fc, bias=torch.full((c_out,), b * fc.out_scale, dtype=torch.float64))
     dead = torch.full_like(x, fc.in_zero_point)
     assert torch.equal(golden.conv(dead, integer_conv(fc)), fc.output_codes(dead))
 
