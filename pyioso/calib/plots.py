@@ -172,7 +172,9 @@ def grouped_bars(panels: list[tuple[str, list[str], dict[str, list[list[float]]]
         low = min((x for v in series.values() for g in v for x in g), default=0)
         ax.set_ylim(max(0, low - 5), 100)
         ax.set(title=title, ylabel=ylabel)
-        ax.legend(fontsize=7, loc="lower right")
+    handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+    if handles:     # one legend above the panels, clear of every bar
+        fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncols=len(handles), fontsize=7)
     save_png(fig, str(path))
 
 
