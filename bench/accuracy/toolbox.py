@@ -134,7 +134,7 @@ STUDIES = (
           "3-bit weights (the same memory as the 3.0 budget). The budget counts parameters, so the large late "
           "layers take the narrow widths. The per-layer widths export and run on the engine (integer top-1 in "
           "brackets where recorded; tests/test_api.py runs a mixed network in RTL).",
-          labels=("uniform W2", "mixed <= 2.5 bits", "mixed <= 3.0 bits"), uniform=((3, 4),)),
+          labels=("uniform W2", "mixed, 2.5 bits", "mixed, 3.0 bits"), uniform=((3, 4),)),
     Study("observers", "Clipping: the range observer", ("observer", "weight_observer"),
           ("mse", *(o for o in OBSERVERS if o != "mse")), ((4, 4), (8, 8)), ("rtn", "brecq"),
           "`--observer NAME --weight-observer NAME`: the clipping range of every activation (per tensor) and "
