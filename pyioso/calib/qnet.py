@@ -39,7 +39,7 @@ class ActQuant(nn.Module):
     x and the LSQ gradient for s (trained with Adam, which makes LSQ's gradient scale moot).
     Disabled: the float activation. With `drop` > 0 in training, each element keeps its float
     value with that probability (QDrop). A `kept_float` tensor is never quantized: an ablation
-    of the quantization points (REFERENCE_POINTS), not something the engine can run.
+    of the quantization points (QUANT_POINTS), not something the engine can run.
     """
 
     def __init__(self, coding: Coding, activation: str, kept_float: bool = False):
@@ -93,8 +93,10 @@ class QConv(nn.Module):
         self.geometry, self.w_bits, self.activation, self.fmt = geometry, w_bits, activation, fmt
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
+        fixed = None        # ternary, binary or k-means: the rule gives codes and scale at once
         if fmt.levels != "uniform":
-            scale, zero = fixed_rounding(fmt.levels, weight, w_bits)[1], 0
+            fixed, scale = fixed_rounding(fmt.levels, weight, w_bits)
+            zero = 0
         else:
             scale, zero = qparams(weight, w_bits, signed=fmt.symmetric, observer=fmt.observer,
                                   ch_axis=None if fmt.granularity == "tensor" else 0)
@@ -106,7 +108,7 @@ class QConv(nn.Module):
         if fmt.granularity in ELEMENT_GRANULARITIES:
             self.register_buffer("w_element_scale", element_scales(weight, w_bits, fmt.granularity, self.w_scale),
                                  persistent=False)
-        self.rounding: NearestRounding | AdaRound = self._nearest()
+        self.rounding: NearestRounding | AdaRound = fixed if fixed is not None else self._nearest()
         self.oso_scale = nn.Parameter(torch.ones(channels), requires_grad=False)
         self.oso_offset = nn.Parameter(torch.zeros(channels), requires_grad=False)
         self.quant_weights, self.oso = False, False
