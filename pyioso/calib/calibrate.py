@@ -499,6 +499,23 @@ class Calibrator:
         self.net.train(was_training)
         return loss
 
+    def final_losses(self) -> dict[str, float]:
+        """Each learned segment's reconstruction loss of the finished network on all of this
+        calibrator's images, with inputs as its last stage saw them: run on images the
+        calibration never saw, it says whether the loss it lowered generalizes."""
+        stage = self.config.stages()[-1]
+        fp, q = self._start(stage)
+        losses = {}
+        for i, seg in enumerate(self.segments):
+            self._set_stage(stage, seg)
+            fp_out = self._float_outputs(seg, fp)
+            if seg.trainable:
+                nodes, q_in, _ = self._prefix(seg, stage, q, fp)
+                losses[seg.name] = self.segment_loss(nodes, list(seg.outputs), q_in, fp_out, stage.p, None)
+            fp, q = self._pass(i, seg, fp, q, fp_out)
+        finish(self.net, self.config)
+        return losses
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     def _checkpoint(self, si: int, i: int) -> None:

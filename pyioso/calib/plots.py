@@ -154,9 +154,10 @@ def ablation(rows: list[tuple[str, tuple[float, float] | None]], path: Path) -> 
 
 
 def grouped_bars(panels: list[tuple[str, list[str], dict[str, list[list[float]]]]], path: Path,
-                 ylabel: str = "top-1 (%)") -> None:
+                 ylabel: str = "top-1 (%)", percent: bool = True) -> None:
     """Panels (title, groups, series -> each group's values) in a grid of two columns: per group a
-    bar per series at its values' mean, each value (a seed) a dot on it."""
+    bar per series at its values' mean, each value (a seed) a dot on it. `percent`: a top-1 axis
+    up to 100 (else from 0 to the largest value)."""
     import statistics
 
     fig, axes = _panel_grid(len(panels))
@@ -169,8 +170,8 @@ def grouped_bars(panels: list[tuple[str, list[str], dict[str, list[list[float]]]
             for x, v in zip(xs, values):
                 ax.plot([x] * len(v), v, "k.", ms=3)
         ax.set_xticks(range(len(groups)), groups, fontsize=8)
-        low = min((x for v in series.values() for g in v for x in g), default=0)
-        ax.set_ylim(max(0, low - 5), 100)
+        values = [x for v in series.values() for g in v for x in g]
+        ax.set_ylim(*((max(0, min(values, default=0) - 5), 100) if percent else (0, 1.1 * max(values, default=1))))
         ax.set(title=title, ylabel=ylabel)
     handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
     if handles:     # one legend above the panels, clear of every bar

@@ -34,6 +34,7 @@ RUN, FINAL, HISTORY, ARTIFACT, LOG = "run.json", "calibrated.pt", "history.json"
 FINETUNE = "finetune.json"      # a finetuned folder's epochs (pyioso finetune)
 LOCK = ".lock"          # held (flock) by the calibration running in the folder
 FASHION_CLASSES = 10
+HELD_OUT = 1024         # training images past the calibration's that measure its generalization
 INIT_IMAGES = 64        # images the MSE observers initialize the activation codings on
 QUICK = {"iters": 200, "act_iters": 50}     # the documented quick setting
 
@@ -341,6 +342,17 @@ def export_onnx(directory: Path, path: Path, images: int | None = 1000, progress
               "onnx_agreement": 100 * int((ort == fake).sum()) / n}
     output.write_json(str(path.with_suffix(".json")), result)
     return result
+
+
+def generalization(net: qnet.QNet, run: Run, config: calibrate.Config, held_out: int = HELD_OUT) -> dict:
+    """Each block's final reconstruction loss on the calibration images and on `held_out` other
+    training images, the next ones of the same seeded draw (the finished fake-quant network
+    `net`, measured alike on both): a lower loss that does not carry over to images the
+    calibration never saw is the calibration fitting its images. (Test images would not do: the
+    float network was trained on the training split, so its features differ there.)"""
+    drawn = dataclasses.replace(run, images=run.images + held_out).calibration_set(config.seed)
+    return {split: calibrate.Calibrator(net, images, config, progress=False).final_losses()
+            for split, images in (("calibration", drawn[:run.images]), ("held_out", drawn[run.images:]))}
 
 
 def load_run(directory: Path) -> tuple[Run, calibrate.Config]:
