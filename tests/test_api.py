@@ -115,15 +115,20 @@ def test_finetune_from_python_improves_training_fit_and_still_exports(trained, t
 
 
 def test_mixed_precision_layers_run_on_the_engine(trained, tmp_path):
-    """A 2.5-bit budget over the two middle layers: one at 2 bits, one at 3; the artifact holds
-    both widths and the RTL equals golden."""
+    """A 2.5-bit weight budget over the two middle layers: one at 2 bits, one at 3; a 3.5-bit
+    activation budget over the middle tensors: more than one width. The artifact holds the
+    widths and the RTL equals golden."""
     model, x = trained
     calibration = pyioso.quantize(model, x[:256], wbits=3, abits=4, method="brecq", iters=20, act_iters=10,
-                                  progress=False, mixed_budget=2.5)
+                                  progress=False, mixed_budget=2.5, mixed_act_budget=3.5)
     assert sorted(b for _, b in calibration.config.layer_w_bits) == [2, 3]
+    act_bits = dict(calibration.config.layer_a_bits)
+    assert len(set(act_bits.values())) > 1
     network = pyioso.load(calibration.export(tmp_path / "artifact"))
     widths = {step.name: step.op.w_bits for step in network.net.steps if hasattr(step.op, "w_bits")}
     assert sorted([widths["conv1"], widths["conv2"]]) == [2, 3] and widths["head"] == 8
+    codes = {step.name: step.op.requant.bits for step in network.net.steps if hasattr(step.op, "requant")}
+    assert {name: codes[name] for name in act_bits} == act_bits
     test_x, _ = labelled_images(FASHION, "test", SIZE, 1, seed=2)
     assert torch.equal(network.run(test_x, backend="rtl"), network.run(test_x))
 

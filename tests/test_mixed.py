@@ -60,3 +60,42 @@ def test_calibrate_with_a_budget_records_the_bits_and_exports_them(tmp_path, mon
     assert cli.main(argv) == 0                              # the same command: the same choice, resumed
     with pytest.raises(PyiosoError, match="mixed_budget 1.0"):
         calibrate.Config(mixed_budget=1.0)
+
+
+def test_activation_sensitivity_falls_with_bits_and_tensor_bits_build():
+    images = torch.randn(64, 3, 16, 16)
+    net = qnet.build(_model(), images[:32], 4, 4)
+    tensors = mixed.budget_tensors(net, 4)
+    last = net.nodes[-1]
+    assert tensors and last.name not in tensors     # the logits and the classifier's input stay 8-bit
+    assert all(net.coding(n.output).bits == 4 for n in net.nodes if n.name in tensors)
+    sens, sizes = mixed.act_sensitivity(net, images, tensors)
+    assert set(sens) == set(sizes) == set(tensors) and all(s > 0 for s in sizes.values())
+    assert sum(s[2] for s in sens.values()) > sum(s[4] for s in sens.values()) >= 0
+    assert all(a.bits == 4 and not a.enabled for a in tensors.values())    # left as found
+    name = next(iter(tensors))
+    built = qnet.build(_model(), images[:32], 4, 4, tensor_bits={name: 2})
+    assert {n.name: built.op(n).act.bits for n in built.nodes if n.name == name} == {name: 2}
+    with pytest.raises(PyiosoError, match="not an op writing a middle tensor"):
+        qnet.build(_model(), images[:32], 4, 4, tensor_bits={last.name: 2})
+    with pytest.raises(PyiosoError, match="out of range"):
+        qnet.build(_model(), images[:32], 4, 4, tensor_bits={name: 9})
+
+
+def test_calibrate_with_an_activation_budget_records_the_bits_and_exports_them(tmp_path, monkeypatch, capsys):
+    (tmp_path / "smallnet_for_test.py").write_text(SMALLNET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "mixed"
+    argv = ["calibrate", "--net", "smallnet_for_test:build", "--weights", "random", "--size", "16", "--images", "32",
+            "--wbits", "4", "--abits", "4", "--method", "brecq", "--iters", "2", "--act-iters", "1",
+            "--mixed-act-budget", "2", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    config = json.loads((out / workflow.RUN).read_text())["config"]
+    chosen = dict(config["layer_a_bits"])
+    assert chosen and set(chosen.values()) == {2} and config["mixed_act_budget"] == 2
+    assert "per-tensor activation bits: " in capsys.readouterr().out
+    net = workflow.calibrated_network(out)[0]               # rebuilt with the recorded bits
+    assert {n.name: net.op(n).act.bits for n in net.nodes if n.name in chosen} == chosen
+    assert workflow.evaluate(out, images=16, progress=False)["integer_agreement"] == 100.0
+    with pytest.raises(PyiosoError, match="mixed_act_budget 3.0: .* quantized activations"):
+        calibrate.Config(a_bits=None, mixed_act_budget=3.0)

@@ -145,7 +145,7 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
     extra["generalization"] = workflow.generalization(summary["network"], run, config)
     # the integer network where a table reports it: IOSO's, ternary/binary codes, QAT's, mixed widths
     integer = (cell.method in IOSO_METHODS or config.weight_levels != "uniform" or cell.finetune_epochs > 0
-               or config.mixed_budget is not None) and workflow.exportable(config)
+               or config.mixed_budget is not None or config.mixed_act_budget is not None) and workflow.exportable(config)
     result = workflow.evaluate(directory, budget.eval_images, progress=False, integer=integer,
                                net=summary["network"])
     record = cell.recorded(budget, calib_seconds=round(seconds, 1), threads=threads, images=result["images"],

@@ -135,6 +135,16 @@ STUDIES = (
           "layers take the narrow widths. The per-layer widths export and run on the engine (integer top-1 in "
           "brackets where recorded; tests/test_api.py runs a mixed network in RTL).",
           labels=("uniform W2", "mixed, 2.5 bits", "mixed, 3.0 bits"), uniform=((3, 4),)),
+    Study("mixed_act", "Mixed-precision activations under an activation-memory budget", ("mixed_act_budget",),
+          (0, 3.0, 3.5), ((4, 4),), ("rtn", "brecq", "brecq+ioso"),
+          "`--mixed-act-budget BITS`: each middle tensor's sensitivity is the KL divergence of the class "
+          "distribution when that tensor alone is rounded to 2, 3 or 4 bits (256 calibration images); the same "
+          "greedy allocation keeps the stored tensors at most BITS bits per element of one image on average "
+          "(the engine's activation memory and traffic). The classifier's 8-bit input is outside the budget. "
+          "The columns compare uniform 4-bit activations, mixed at 3.0 and 3.5 bits and uniform 3-bit "
+          "activations (the memory of the 3.0 budget), all with 4-bit weights. The per-tensor widths export "
+          "and run on the engine (tests/test_api.py runs one in RTL).",
+          labels=("uniform A4", "mixed, 3.0 bits", "mixed, 3.5 bits"), uniform=((4, 3),)),
     Study("observers", "Clipping: the range observer", ("observer", "weight_observer"),
           ("mse", *(o for o in OBSERVERS if o != "mse")), ((4, 4), (8, 8)), ("rtn", "brecq"),
           "`--observer NAME --weight-observer NAME`: the clipping range of every activation (per tensor) and "

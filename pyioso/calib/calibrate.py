@@ -88,11 +88,14 @@ class Config:
     weight_rounding: str = "nearest"        # a name of WEIGHT_ROUNDINGS: where no rounding is learned
     mixed_budget: float | None = None       # mixed precision: average weight bits (pyioso.calib.mixed)
     layer_w_bits: tuple[tuple[str, int], ...] = ()  # per-layer weight bits (the allocation, or given)
+    mixed_act_budget: float | None = None   # mixed precision: average activation bits per element
+    layer_a_bits: tuple[tuple[str, int], ...] = ()  # per-tensor activation bits, by the op writing it
     legalize_at: float = 0.9        # fraction of the weight stage after which groups are fixed
     seed: int = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "layer_w_bits", tuple((str(n), int(b)) for n, b in self.layer_w_bits))
+        for name in ("layer_w_bits", "layer_a_bits"):
+            object.__setattr__(self, name, tuple((str(n), int(b)) for n, b in getattr(self, name)))
         checks = [(self.method in METHODS, f"method {self.method!r}: use one of {', '.join(METHODS)}"),
                   (self.base in BASES, f"base {self.base!r}: ioso builds on {' or '.join(BASES)}"),
                   (self.input_scale in INPUT_SCALES,
@@ -117,6 +120,9 @@ class Config:
                    f"weight_rounding {self.weight_rounding!r}: use one of {', '.join(WEIGHT_ROUNDINGS)}"),
                   (self.mixed_budget is None or (self.weight_levels == "uniform" and 2 <= self.mixed_budget <= 8),
                    f"mixed_budget {self.mixed_budget}: give average weight bits in 2..8, with uniform weight levels"),
+                  (self.mixed_act_budget is None or (self.a_bits is not None and 2 <= self.mixed_act_budget <= 8),
+                   f"mixed_act_budget {self.mixed_act_budget}: give average activation bits in 2..8, with "
+                   "quantized activations"),
                   (self.act_points in ACT_POINTS,
                    f"act_points {self.act_points!r}: use one of {', '.join(ACT_POINTS)}"),
                   (0 <= self.drop < 1, "drop must be in [0, 1)"),
@@ -502,8 +508,10 @@ class Calibrator:
     def final_losses(self) -> dict[str, float]:
         """Each learned segment's reconstruction loss of the finished network on all of this
         calibrator's images, with inputs as its last stage saw them: run on images the
-        calibration never saw, it says whether the loss it lowered generalizes."""
-        stage = self.config.stages()[-1]
+        calibration never saw, it says whether the loss it lowered generalizes. (A method that
+        learns nothing, RTN, is measured as the finished network runs, with the L_2 loss.)"""
+        config = self.config
+        stage = (config.stages() or [Stage("final", 0, False, False, False, acts=config.a_bits is not None)])[-1]
         fp, q = self._start(stage)
         losses = {}
         for i, seg in enumerate(self.segments):
@@ -513,7 +521,7 @@ class Calibrator:
                 nodes, q_in, _ = self._prefix(seg, stage, q, fp)
                 losses[seg.name] = self.segment_loss(nodes, list(seg.outputs), q_in, fp_out, stage.p, None)
             fp, q = self._pass(i, seg, fp, q, fp_out)
-        finish(self.net, self.config)
+        finish(self.net, config)
         return losses
 
     # -- checkpoints ---------------------------------------------------------------------------

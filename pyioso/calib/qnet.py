@@ -20,7 +20,7 @@ from torch import fx, nn
 import golden
 from golden.errors import PyiosoError
 from golden.layers import check_bits
-from golden.spec import ISG_SHIFT, W_BITS
+from golden.spec import ACT_BITS, ISG_SHIFT, W_BITS
 from pyioso.calib.isg import InputScale
 from pyioso.lowering.plan import EDGE_BITS, Lowered, Op, check_fc_input, lower, max_pool, pool_kernel
 from pyioso.quant.bn import fold_conv_bn, fold_linear_bn
@@ -52,6 +52,10 @@ class ActQuant(nn.Module):
 
     def coding(self) -> Coding:
         return Coding(float(self.scale), self.zero_point, self.bits)
+
+    def set_coding(self, coding: Coding) -> None:
+        self.bits, self.zero_point = coding.bits, coding.zero_point
+        self.scale.data.fill_(coding.scale)
 
     def bounds(self) -> tuple[int, int]:
         return golden.activation_bounds(self.activation, self.bits, self.zero_point,
@@ -327,19 +331,23 @@ QUANT_POINTS = ("engine", "brecq", "qdrop")
 
 def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
           isg_shift: int = ISG_SHIFT, observer: str = "mse", weights: WeightFormat = WeightFormat(),
-          points: str = "engine", layer_bits: dict[str, int] | None = None) -> QNet:
+          points: str = "engine", layer_bits: dict[str, int] | None = None,
+          tensor_bits: dict[str, int] | None = None) -> QNet:
     """The fake-quant network of a traceable float `model` (eval mode) made of the lowering's
     SUPPORTED ops, with every coding initialized by `observer` (pyioso.quant.observers.OBSERVERS)
     on the float tensors of `images`, the quantization `points` of QUANT_POINTS, and the middle
     layers' weights in the format `weights` at w_bits or their `layer_bits` (mixed precision; the
     8-bit first and last layers: uniform levels, per-channel scales; each layer's stochastic
-    rounding seeded apart)."""
+    rounding seeded apart), and the middle tensors at a_bits or their `tensor_bits` (by the op
+    writing them)."""
     low = lower(model, images, w_bits, a_bits)
     layer_bits = _check_layer_bits(low, layer_bits or {})
     kept_float, act_bits = _points(low, points)
+    act_bits.update(_check_tensor_bits(low, tensor_bits or {}))
+    bits_of = lambda node: act_bits.get(node, low.act_bits(node))   # noqa: E731
 
     def act(node: fx.Node, activation: str) -> ActQuant:
-        coding = observe_coding(low.floats[node], act_bits.get(node, low.act_bits(node)), observer)
+        coding = observe_coding(low.floats[node], bits_of(node), observer)
         return ActQuant(coding, activation, node in kept_float)
 
     nodes, ops = [], {}
@@ -354,7 +362,7 @@ def build(model: nn.Module, images: torch.Tensor, w_bits: int, a_bits: int,
         elif op.kind == "add":
             ops[key] = QAdd(act(op.output, "relu" if op.output is not op.node else "none"))
         elif op.kind == "max_pool":
-            ops[key] = QMaxPool(max_pool(low.module(op), a_bits))
+            ops[key] = QMaxPool(max_pool(low.module(op), bits_of(op.inputs[0])))
         else:
             ops[key] = QAvgPool(pool_kernel(op, low.floats), act(op.output, "none"))
         nodes.append(Node(op.name, key, op.kind, tuple(n.name for n in op.inputs), op.output.name,
@@ -375,6 +383,27 @@ def _check_layer_bits(low: Lowered, layer_bits: dict[str, int]) -> dict[str, int
                               f"layers (those stay {EDGE_BITS}-bit); the layers are {', '.join(sorted(middle))}")
         check_bits(bits, f"bits of {name}", W_BITS)
     return layer_bits
+
+
+def middle_tensors(low: Lowered) -> dict[str, fx.Node]:
+    """{op name: its output} of the tensors whose activation bits a network may choose per tensor:
+    every op's output but the classifier's input and logits (8-bit edges). A max pool passes its
+    input's codes on, so its output is its input's tensor, not one of these."""
+    return {op.name: op.output for op in low.ops
+            if op.kind != "max_pool" and op.output not in (low.last.output, *low.last.inputs)}
+
+
+def _check_tensor_bits(low: Lowered, tensor_bits: dict[str, int]) -> dict[fx.Node, int]:
+    """Per-tensor activation bits by the op writing the tensor, refused for an op the network lacks,
+    an 8-bit edge or bits outside the integer datapath's."""
+    middle = middle_tensors(low)
+    for name, bits in tensor_bits.items():
+        if name not in middle:
+            raise PyiosoError(f"activation bits for {name!r}: not an op writing a middle tensor (the "
+                              f"classifier's input and logits stay {EDGE_BITS}-bit); the ops are "
+                              f"{', '.join(sorted(middle))}")
+        check_bits(bits, f"activation bits of {name}", ACT_BITS)
+    return {middle[name]: bits for name, bits in tensor_bits.items()}
 
 
 def _points(low: Lowered, points: str) -> tuple[set[fx.Node], dict[fx.Node, int]]:

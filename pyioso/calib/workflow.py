@@ -88,19 +88,26 @@ def quantized_network(model: torch.nn.Module, config: calibrate.Config, images: 
     weights = qnet.WeightFormat(config.weight_observer, config.weight_grid == "symmetric", config.weight_levels,
                                 config.weight_granularity, config.weight_rounding == "stochastic", config.seed)
     return qnet.build(model, images[:INIT_IMAGES], config.w_bits, config.a_bits or 8, config.isg_shift,
-                      config.observer, weights, config.quant_points, dict(config.layer_w_bits))
+                      config.observer, weights, config.quant_points, dict(config.layer_w_bits),
+                      dict(config.layer_a_bits))
 
 
 def with_layer_bits(config: calibrate.Config, model: torch.nn.Module, images: torch.Tensor) -> calibrate.Config:
-    """`config` with its mixed-precision budget resolved into per-layer weight bits (pyioso.calib.mixed),
-    from the sensitivity measured on `images`; unchanged without a budget or with the bits given."""
-    if config.mixed_budget is None or config.layer_w_bits:
-        return config
-    net = quantized_network(model, config, images)
-    layers = mixed.budget_layers(net, config.w_bits)
-    bits = mixed.allocate(mixed.sensitivity(net, images, layers), {n: c.weight.numel() for n, c in layers.items()},
-                          config.mixed_budget)
-    return dataclasses.replace(config, layer_w_bits=tuple(bits.items()))
+    """`config` with its mixed-precision budgets resolved into per-layer weight bits and per-tensor
+    activation bits (pyioso.calib.mixed), from the sensitivity measured on `images`; unchanged
+    without a budget or with the bits given."""
+    if config.mixed_budget is not None and not config.layer_w_bits:
+        net = quantized_network(model, config, images)
+        layers = mixed.budget_layers(net, config.w_bits)
+        bits = mixed.allocate(mixed.sensitivity(net, images, layers),
+                              {n: c.weight.numel() for n, c in layers.items()}, config.mixed_budget)
+        config = dataclasses.replace(config, layer_w_bits=tuple(bits.items()))
+    if config.mixed_act_budget is not None and not config.layer_a_bits:
+        net = quantized_network(model, config, images)
+        sens, sizes = mixed.act_sensitivity(net, images, mixed.budget_tensors(net, config.a_bits), config.observer)
+        bits = mixed.allocate(sens, sizes, config.mixed_act_budget)
+        config = dataclasses.replace(config, layer_a_bits=tuple(bits.items()))
+    return config
 
 
 def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str = "cpu",
@@ -119,8 +126,9 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
     model = run.model(config.seed)
     _say(progress, f"reading {run.images} calibration images ({run.data}, {run.size} px)")
     images = run.calibration_set(config.seed)
-    if config.mixed_budget is not None and not config.layer_w_bits:
-        _say(progress, f"measuring each layer's sensitivity for a {config.mixed_budget}-bit weight budget")
+    if (config.mixed_budget is not None and not config.layer_w_bits) or \
+            (config.mixed_act_budget is not None and not config.layer_a_bits):
+        _say(progress, "measuring each layer's and tensor's sensitivity for the mixed-precision budgets")
         config = with_layer_bits(config, model, images)
     record = {"run": run.__dict__, "config": config.to_json()}
     _check_same_run(out, record)

@@ -37,7 +37,7 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         observer=args.observer, weight_observer=args.weight_observer, weight_grid=args.weight_grid,
         act_points=args.act_points, weight_levels=args.weight_levels,
         weight_granularity=args.weight_granularity, weight_rounding=args.weight_rounding,
-        mixed_budget=args.mixed_budget,
+        mixed_budget=args.mixed_budget, mixed_act_budget=args.mixed_act_budget,
         legalize_at=args.legalize_at, seed=args.seed, **iters)
 
 
@@ -65,9 +65,10 @@ def _run_calibrate(args: argparse.Namespace) -> None:
         # once fixed) over the first 256 calibration images
         print(output.table(["stage", "segment", "loss at start", "ISG groups fixed: before -> after",
                             "final loss (kept)", "s"], rows, left=2))
-    layer_bits = workflow.load_run(Path(args.out))[1].layer_w_bits
-    if layer_bits:
-        print("per-layer weight bits: " + ", ".join(f"{name} {bits}" for name, bits in layer_bits))
+    chosen = workflow.load_run(Path(args.out))[1]
+    for what, bits in (("per-layer weight bits", chosen.layer_w_bits), ("per-tensor activation bits", chosen.layer_a_bits)):
+        if bits:
+            print(f"{what}: " + ", ".join(f"{name} {b}" for name, b in bits))
     print(f"calibration: {args.out}")
     print(f"artifact: {summary['artifact']}" if "artifact" in summary else
           "no artifact: weights-only (--abits 32) and ungrouped (--input-scale free) results are "
@@ -146,6 +147,11 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                    help="mixed precision: per-layer weight bits in 2..4 chosen from each layer's measured sensitivity "
                         "so that the middle layers average at most BITS bits per weight (run.json records the choice; "
                         "the 8-bit first and last layers are outside it)")
+    p.add_argument("--mixed-act-budget", type=float, metavar="BITS",
+                   help="mixed precision of activations: per-tensor bits in 2..4 chosen from each tensor's measured "
+                        "sensitivity so that the tensors the engine stores average at most BITS bits per element of "
+                        "one image (its activation memory and traffic; run.json records the choice; the "
+                        "classifier's 8-bit input is outside it)")
     p.add_argument("--act-points", default="engine", choices=calibrate.ACT_POINTS,
                    help="quantized tensors: engine (every tensor the engine stores, default) or reference (only "
                         "those BRECQ's or QDrop's own code quantizes: an ablation, fake-quant only, not exportable)")
