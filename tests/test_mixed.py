@@ -40,16 +40,22 @@ def test_sensitivity_falls_with_bits_and_layer_bits_build():
         qnet.build(_model(), images[:32], 4, 4, layer_bits={name: 9})
 
 
-def test_calibrate_with_a_budget_records_the_bits_and_exports_them(tmp_path, monkeypatch, capsys):
+def _calibrate_small(tmp_path, monkeypatch, *options: str) -> tuple[list[str], dict]:
+    """`pyioso calibrate` of a small network with `options` (bits, method, budget): its argv and
+    the config run.json recorded."""
     (tmp_path / "smallnet_for_test.py").write_text(SMALLNET)
     monkeypatch.syspath_prepend(str(tmp_path))
-    out = tmp_path / "mixed"
     argv = ["calibrate", "--net", "smallnet_for_test:build", "--weights", "random", "--size", "16", "--images", "32",
-            "--wbits", "3", "--abits", "4", "--method", "brecq+ioso", "--iters", "2", "--act-iters", "1",
-            "--mixed-budget", "2", "--out", str(out), "--quiet"]
+            "--abits", "4", "--iters", "2", "--act-iters", "1", "--out", str(tmp_path / "mixed"), "--quiet", *options]
     assert cli.main(argv) == 0
+    return argv, json.loads((tmp_path / "mixed" / workflow.RUN).read_text())["config"]
+
+
+def test_calibrate_with_a_budget_records_the_bits_and_exports_them(tmp_path, monkeypatch, capsys):
+    argv, config = _calibrate_small(tmp_path, monkeypatch, "--wbits", "3", "--method", "brecq+ioso",
+                                    "--mixed-budget", "2")
+    out = tmp_path / "mixed"
     assert "per-layer weight bits: body.0 2" in capsys.readouterr().out
-    config = json.loads((out / workflow.RUN).read_text())["config"]
     assert config["layer_w_bits"] == [["body.0", 2]] and config["mixed_budget"] == 2
     manifest = json.loads((out / workflow.ARTIFACT / "manifest.json").read_text())
     assert "2" in json.dumps(manifest)
@@ -83,14 +89,9 @@ def test_activation_sensitivity_falls_with_bits_and_tensor_bits_build():
 
 
 def test_calibrate_with_an_activation_budget_records_the_bits_and_exports_them(tmp_path, monkeypatch, capsys):
-    (tmp_path / "smallnet_for_test.py").write_text(SMALLNET)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _, config = _calibrate_small(tmp_path, monkeypatch, "--wbits", "4", "--method", "brecq",
+                                 "--mixed-act-budget", "2")
     out = tmp_path / "mixed"
-    argv = ["calibrate", "--net", "smallnet_for_test:build", "--weights", "random", "--size", "16", "--images", "32",
-            "--wbits", "4", "--abits", "4", "--method", "brecq", "--iters", "2", "--act-iters", "1",
-            "--mixed-act-budget", "2", "--out", str(out), "--quiet"]
-    assert cli.main(argv) == 0
-    config = json.loads((out / workflow.RUN).read_text())["config"]
     chosen = dict(config["layer_a_bits"])
     assert chosen and set(chosen.values()) == {2} and config["mixed_act_budget"] == 2
     assert "per-tensor activation bits: " in capsys.readouterr().out
