@@ -95,7 +95,7 @@ def allocate(sens: dict[str, dict[int, float]], sizes: dict[str, int], budget: f
     """Per-layer bits with sum(size * bits) <= budget * sum(size), greedily (module docstring)."""
     widths = sorted({b for per in sens.values() for b in per})
     if not widths[0] <= budget:
-        raise PyiosoError(f"a mixed-precision budget of {budget} bits per weight is below the narrowest width "
+        raise PyiosoError(f"a mixed-precision budget of {budget} bits on average is below the narrowest width "
                           f"{widths[0]}: give a budget in {widths[0]}..{widths[-1]}")
     bits = {name: widths[-1] for name in sens}
     limit = budget * sum(sizes.values())
