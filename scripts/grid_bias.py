@@ -12,8 +12,6 @@ which fit each channel's weights tightly, leave a one-sided sum.
 
 import argparse
 
-import torch
-
 from pyioso.calib import calibrate, workflow
 from pyioso.data.datasets import FASHION
 from pyioso.models import train
