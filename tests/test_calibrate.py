@@ -125,6 +125,16 @@ def test_resume_gives_the_same_result(images, runs, tmp_path):
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
+def test_the_reported_final_loss_is_the_finished_networks(images, runs):
+    """Each segment's last "loss after" is the loss of the network calibration hands over,
+    remeasured from scratch: every stage reads the images through the input coding as the
+    integer network does (the activation stage once read them float, left so by the weight stage)."""
+    for method, (net, cal) in runs.items():
+        last = {e["segment"]: e["loss_after"] for e in cal.history.segments}
+        again = calibrate.Calibrator(net, images[:cal.loss_images], cal.config, progress=False).final_losses()
+        assert again == pytest.approx(last, rel=1e-5), method
+
+
 def test_activation_steps_stay_positive(images):
     """An absurd activation learning rate cannot carry an LSQ step across zero (a meaningless
     clamp); the steps stop at their floor."""

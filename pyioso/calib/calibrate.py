@@ -270,9 +270,12 @@ class Calibrator:
         return {t: v for t, v in merged.items() if t in live}
 
     def _start(self, stage: Stage) -> tuple[dict, dict]:
+        """A stage's first inputs: the images, float and as the stage's network reads them (the
+        input coding set for this stage before it quantizes them, not left as the last stage set it)."""
         x = self.images
+        self.net.input_quant.enabled = stage.acts
         with torch.no_grad():
-            q = self.net.quantize_input(x) if stage.acts else x
+            q = self.net.quantize_input(x)
         return {self.net.input_name: x}, {self.net.input_name: q}
 
     # -- run ----------------------------------------------------------------------------------
