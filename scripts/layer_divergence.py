@@ -6,7 +6,9 @@ For every integer op of the exported network: the share of output codes that dif
 fake-quant codes when the op is fed the fake-quant codes of its inputs (isolated: that op's own
 rounding) and when the integer network runs on its own outputs (propagated). For an op whose
 isolated codes differ, the worst output channel (in the module's own order) with its
-alpha'/s_out and beta'/s_out, the terms of ARCHITECTURE §3's error bound.
+alpha'/s_out and beta'/s_out, the terms of ARCHITECTURE §3's error bound, and how many of the op's
+differing codes had a fake-quant value exactly on a rounding tie (x / s + z = k + 1/2 in float32),
+where the fixed-point requantization may round the other way.
 """
 
 import argparse
@@ -27,8 +29,22 @@ def main() -> None:
     net, run, config = workflow.calibrated_network(args.run)
     int_net, perms = export.integer_network(net, config.granularity)
     x, _ = workflow.labelled_images(run.data, "test", run.size, args.images, seed=config.seed + 1)
+    before_rounding, hooks = {}, []
+    for node in net.nodes:
+        act = getattr(net.op(node), "act", None)
+        if act is not None:
+            hooks.append(act.register_forward_pre_hook(
+                lambda m, a, name=node.output: before_rounding.__setitem__(name, a[0] / m.scale + m.zero_point)))
     with torch.no_grad():
         fake = net.run({net.input_name: net.quantize_input(x)}, net.nodes)
+    for hook in hooks:
+        hook.remove()
+
+    def ties(name: str, differ: torch.Tensor) -> int:
+        value = before_rounding[name].permute(0, 2, 3, 1) if before_rounding[name].dim() == 4 else \
+            before_rounding[name][:, None, None, :]
+        value = (value[..., perms[name]] if name in perms else value).reshape(differ.shape)
+        return int((value[differ] - value[differ].floor() == 0.5).sum())
 
     def fake_codes(name: str) -> torch.Tensor:
         value = fake[name] if fake[name].dim() == 4 else fake[name][:, :, None, None]
@@ -52,7 +68,9 @@ def main() -> None:
                                    net.isg_shift, export.isg_codes(net, nodes[step.name]))
             line += (f"  worst channel {channel}: {100 * per_channel[worst]:.1f}% of its codes, "
                      f"alpha'/s_out {(fc.alpha_prime() / fc.out_scale)[channel]:.4g}, "
-                     f"beta'/s_out {(fc.beta_prime() / fc.out_scale)[channel]:.6f}, F {step.op.requant.shift}")
+                     f"beta'/s_out {(fc.beta_prime() / fc.out_scale)[channel]:.6f}, F {step.op.requant.shift}; "
+                     f"{ties(step.output, isolated != reference)} of {int((isolated != reference).sum())} "
+                     "differing codes on exact ties")
         print(line)
 
 
