@@ -121,7 +121,8 @@ STUDIES = (
           "stay, so it exports like the calibration (integer top-1 in brackets). After QAT mobilenet_v2's "
           "integer network leaves its fake-quant one more than any calibration does (W2A4: 98 % equal predictions): "
           "LSQ parks activation steps where values that recur (sparse depthwise inputs) sit exactly on a rounding "
-          "tie, x / s = 1.5 in float32, which the fixed-point requantization rounds down (features.4.conv.1.0: 118 "
+          "tie (x / s + z exactly k + 1/2 in float32), which the fixed-point requantization rounds the other way "
+          "(features.4.conv.1.0: 118 "
           "of its 125 differing codes, `scripts/layer_divergence.py`), and the fine-tuned network amplifies those "
           "one-code differences (19 % of features.9's codes against 0.35 % before QAT). Not fixed yet.",
           labels=("PTQ", "PTQ + QAT (1 epoch)"), nets=(NET, "mobilenet_v2")),

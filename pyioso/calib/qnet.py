@@ -385,7 +385,7 @@ def _check_layer_bits(low: Lowered, layer_bits: dict[str, int]) -> dict[str, int
     return layer_bits
 
 
-def middle_tensors(low: Lowered) -> dict[str, fx.Node]:
+def _middle_tensors(low: Lowered) -> dict[str, fx.Node]:
     """{op name: its output} of the tensors whose activation bits a network may choose per tensor:
     every op's output but the classifier's input and logits (8-bit edges). A max pool passes its
     input's codes on, so its output is its input's tensor, not one of these."""
@@ -396,7 +396,7 @@ def middle_tensors(low: Lowered) -> dict[str, fx.Node]:
 def _check_tensor_bits(low: Lowered, tensor_bits: dict[str, int]) -> dict[fx.Node, int]:
     """Per-tensor activation bits by the op writing the tensor, refused for an op the network lacks,
     an 8-bit edge or bits outside the integer datapath's."""
-    middle = middle_tensors(low)
+    middle = _middle_tensors(low)
     for name, bits in tensor_bits.items():
         if name not in middle:
             raise PyiosoError(f"activation bits for {name!r}: not an op writing a middle tensor (the "

@@ -96,14 +96,17 @@ def with_layer_bits(config: calibrate.Config, model: torch.nn.Module, images: to
     """`config` with its mixed-precision budgets resolved into per-layer weight bits and per-tensor
     activation bits (pyioso.calib.mixed), from the sensitivity measured on `images`; unchanged
     without a budget or with the bits given."""
-    if config.mixed_budget is not None and not config.layer_w_bits:
-        net = quantized_network(model, config, images)
+    weights = config.mixed_budget is not None and not config.layer_w_bits
+    acts = config.mixed_act_budget is not None and not config.layer_a_bits
+    if not (weights or acts):
+        return config
+    net = quantized_network(model, config, images)     # the measurements leave it as they found it
+    if weights:
         layers = mixed.budget_layers(net, config.w_bits)
         bits = mixed.allocate(mixed.sensitivity(net, images, layers),
                               {n: c.weight.numel() for n, c in layers.items()}, config.mixed_budget)
         config = dataclasses.replace(config, layer_w_bits=tuple(bits.items()))
-    if config.mixed_act_budget is not None and not config.layer_a_bits:
-        net = quantized_network(model, config, images)
+    if acts:
         sens, sizes = mixed.act_sensitivity(net, images, mixed.budget_tensors(net, config.a_bits), config.observer)
         bits = mixed.allocate(sens, sizes, config.mixed_act_budget)
         config = dataclasses.replace(config, layer_a_bits=tuple(bits.items()))
