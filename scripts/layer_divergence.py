@@ -8,7 +8,8 @@ rounding) and when the integer network runs on its own outputs (propagated). For
 isolated codes differ, the worst output channel (in the module's own order) with its
 alpha'/s_out and beta'/s_out, the terms of ARCHITECTURE §3's error bound, and how many of the op's
 differing codes had a fake-quant value exactly on a rounding tie (x / s + z = k + 1/2 in float32),
-where the fixed-point requantization may round the other way.
+where the fixed-point requantization may round the other way, and how far from a tie the farthest
+one was.
 """
 
 import argparse
@@ -40,11 +41,13 @@ def main() -> None:
     for hook in hooks:
         hook.remove()
 
-    def ties(name: str, differ: torch.Tensor) -> int:
+    def ties(name: str, differ: torch.Tensor) -> str:
         value = before_rounding[name].permute(0, 2, 3, 1) if before_rounding[name].dim() == 4 else \
             before_rounding[name][:, None, None, :]
-        value = (value[..., perms[name]] if name in perms else value).reshape(differ.shape)
-        return int((value[differ] - value[differ].floor() == 0.5).sum())
+        value = (value[..., perms[name]] if name in perms else value).reshape(differ.shape)[differ]
+        off_tie = (value - value.floor() - 0.5).abs()
+        return (f"{int((off_tie == 0).sum())} of {int(differ.sum())} differing codes on exact ties, "
+                f"all within {float(off_tie.max()):.2g} of one")
 
     def fake_codes(name: str) -> torch.Tensor:
         value = fake[name] if fake[name].dim() == 4 else fake[name][:, :, None, None]
@@ -69,8 +72,7 @@ def main() -> None:
             line += (f"  worst channel {channel}: {100 * per_channel[worst]:.1f}% of its codes, "
                      f"alpha'/s_out {(fc.alpha_prime() / fc.out_scale)[channel]:.4g}, "
                      f"beta'/s_out {(fc.beta_prime() / fc.out_scale)[channel]:.6f}, F {step.op.requant.shift}; "
-                     f"{ties(step.output, isolated != reference)} of {int((isolated != reference).sum())} "
-                     "differing codes on exact ties")
+                     f"{ties(step.output, isolated != reference)}")
         print(line)
 
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from golden.errors import PyiosoError
-from pyioso.calib import calibrate, finetune, workflow
+from pyioso.calib import calibrate, export, finetune, ties, workflow
 from pyioso.calib.qnet import QConv
 from pyioso.cli import main as cli
+from pyioso.quant.layer import encode
 from pyioso.quant.levels import TernaryRounding
 from tests.test_calibrate import SMALLNET
 
@@ -79,3 +80,53 @@ def test_finetune_command_trains_exports_and_resumes(calibrated, tmp_path, capsy
     assert not (tmp_path / "w2q").exists()          # refused before any folder is written
     with pytest.raises(PyiosoError, match="epochs must be >= 1"):
         finetune.FinetuneConfig(epochs=0)
+
+
+# Activation steps on a rounding tie: fake-quant rounds half to even in float32, the engine's
+# fixed-point table half up, so a value that recurs exactly on a tie splits them (LSQ parks
+# steps there). settle_ties moves such steps off the tie and leaves steps alone whose values
+# merely spread over the grid.
+
+
+def test_values_spread_over_the_grid_need_no_nudge_and_a_crowded_tie_gets_one():
+    spread = torch.rand(100_000, generator=torch.Generator().manual_seed(0)) * 15
+    assert ties.best_nudge(spread) == 0.0
+    crowded = torch.cat([spread, torch.full((500,), 6.5)])
+    nudge = ties.best_nudge(crowded)
+    assert 0 < abs(nudge) <= 1e-3
+    assert ties.on_ties(crowded / (1 + nudge)) < ties.on_ties(spread) + 8
+
+
+def _stem_disagreement(net, images) -> int:
+    """Output codes of the first layer where the integer layer and fake-quant differ."""
+    int_net, perms = export.integer_network(net)
+    step = int_net.steps[0]
+    with torch.no_grad():
+        fake = net.run({net.input_name: net.quantize_input(images)}, net.nodes[:1])[step.output]
+    fake = encode(fake, net.coding(step.output).coding())
+    fake = fake[..., perms[step.output]] if step.output in perms else fake
+    return int((step.run(int_net.quantize_input(images)) != fake).sum())
+
+
+def test_a_step_parked_on_a_tie_is_moved_off_it_and_the_engine_agrees_again(calibrated):
+    net = workflow.calibrated_network(calibrated("run"))[0]
+    images = torch.full((32, 3, 16, 16), 0.7)              # flat backgrounds, as Fashion-MNIST's:
+    images[:, :, 6:10, 6:10] = torch.randn(32, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    act = net.op(net.nodes[0]).act                          # each channel repeats one stem value
+    seen = {}
+    hook = act.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0][0, :, 12, 12].clone()))
+    with torch.no_grad():
+        net(images[:1])
+    hook.remove()
+    scale = act.scale.detach().clone()
+    for value in seen["x"][seen["x"] > 4 * scale]:          # park the step so one repeated value is
+        k = int(value / scale) // 2 * 2                     # on an even tie, until the engine splits
+        act.scale.data.fill_(float(value) / (k + 0.5))
+        if _stem_disagreement(net, images):
+            break
+    parked = _stem_disagreement(net, images)
+    assert parked > 100, "no repeated stem value split fake-quant and the engine on its tie"
+    nudged = ties.settle_ties(net, images)
+    assert net.nodes[0].output in nudged and all(0 < abs(d) <= 1e-3 for d in nudged.values())
+    assert _stem_disagreement(net, images) == 0
+    assert ties.settle_ties(net, images) == {}              # settled: a second look moves nothing

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from golden.errors import PyiosoError
 from golden.spec import GRANULARITY, ISG_SHIFT, ISG_SHIFTS
 from pyioso import output
-from pyioso.calib import blocks
+from pyioso.calib import blocks, ties
 from pyioso.calib.blocks import Segment
 from pyioso.calib.isg import InputScale
 from pyioso.calib.qnet import QConv, QNet
@@ -205,6 +205,7 @@ class History:
     """What the run measured, per stage and segment: JSON-ready, saved with every checkpoint."""
 
     segments: list[dict] = field(default_factory=list)
+    tie_nudges: dict[str, float] = field(default_factory=dict)     # pyioso.calib.ties, at the end
 
     def add(self, entry: dict) -> None:
         self.segments.append(entry)
@@ -307,6 +308,10 @@ class Calibrator:
                 self._checkpoint(si, i)
                 steps += 1
         finish(self.net, config)
+        if config.a_bits is not None and self.only is None:
+            self.history.tie_nudges = ties.settle_ties(self.net, self.images[:ties.IMAGES])
+            for name, nudge in self.history.tie_nudges.items():
+                log.info("%s: activation step moved off a rounding tie by %+.4f%%", name, 100 * nudge)
         self.complete = True
         return self.history
 

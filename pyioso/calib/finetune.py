@@ -8,8 +8,9 @@ sign), the backward pass lets the gradient through inside the grid, and the scal
 LSQ's step (Esser et al. 2020) through the same formula. The activation steps (ActQuant already
 computes LSQ's gradient), OSO's scale and offset and the biases learn too. What the hardware fixes
 stays fixed: the ISG groups and scales, every coding's bits and zero point, the 8-bit first and
-last layers. At the end each latent weight is frozen to its codes, so the network exports and
-runs bit-exact like any calibration.
+last layers. At the end each latent weight is frozen to its codes, and steps that LSQ parked on a
+rounding tie are moved off it (pyioso.calib.ties), so the network exports and runs bit-exact like
+any calibration.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from golden.errors import PyiosoError
+from pyioso.calib import ties
 from pyioso.calib.calibrate import STEP_FLOOR
 from pyioso.calib.qnet import QConv, QNet
 from pyioso.quant.levels import TernaryRounding
@@ -120,7 +122,8 @@ def freeze(net: QNet) -> None:
 def finetune(net: QNet, images: torch.Tensor, labels: torch.Tensor, config: FinetuneConfig,
              progress: bool = True) -> list[dict]:
     """Train `net` (calibrated, fully quantized) on (images, labels); per epoch its mean loss
-    and training top-1. The network ends frozen (fixed roundings), ready to export."""
+    and training top-1. The network ends frozen (fixed roundings) with its activation steps off
+    rounding ties (pyioso.calib.ties; the last epoch records the moves), ready to export."""
     if not net.input_quant.enabled:
         raise PyiosoError("finetune trains a fully quantized network: calibrate with activation bits 2..8 first")
     weights, steps, others = learned(net)
@@ -155,5 +158,5 @@ def finetune(net: QNet, images: torch.Tensor, labels: torch.Tensor, config: Fine
             history.append({"epoch": epoch + 1, "loss": loss_sum / len(images),
                             "train_top1": 100.0 * hits / len(images)})
     freeze(net)
-    net.eval()
+    history[-1]["tie_nudges"] = ties.settle_ties(net, images[:ties.IMAGES])
     return history

@@ -206,6 +206,10 @@ def _run_finetune(args: argparse.Namespace) -> None:
     summary = workflow.finetune_network(Path(args.run_dir), Path(args.out), settings, not args.quiet)
     rows = [[e["epoch"], f"{e['loss']:.4f}", f"{e['train_top1']:.2f}"] for e in summary["epochs"]]
     print(output.table(["epoch", "training loss", "training top-1 %"], rows, left=1))
+    nudges = summary["epochs"][-1].get("tie_nudges", {})
+    if nudges:
+        print(f"activation steps moved off a rounding tie (so the engine rounds as fake-quant does): {len(nudges)}, "
+              f"by at most {100 * max(map(abs, nudges.values())):.3f}%")
     print(f"finetuned: {args.out}\nartifact: {summary['artifact']}\n(pyioso eval --run {args.out} compares it)")
 
 
