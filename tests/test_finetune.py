@@ -11,7 +11,7 @@ from pyioso.calib import calibrate, export, finetune, ties, workflow
 from pyioso.calib.qnet import QConv
 from pyioso.cli import main as cli
 from pyioso.quant.layer import encode
-from pyioso.quant.levels import TernaryRounding
+from pyioso.quant.levels import TernaryRounding, TtqRounding
 from tests.test_calibrate import SMALLNET
 
 
@@ -80,6 +80,23 @@ def test_finetune_command_trains_exports_and_resumes(calibrated, tmp_path, capsy
     assert not (tmp_path / "w2q").exists()          # refused before any folder is written
     with pytest.raises(PyiosoError, match="epochs must be >= 1"):
         finetune.FinetuneConfig(epochs=0)
+
+
+def test_ttq_learns_two_scales_per_channel_and_stays_fake_quant(calibrated, tmp_path, capsys):
+    run = calibrated("ttq", weight_levels="ttq")
+    assert not (run / workflow.ARTIFACT).exists()
+    qat = tmp_path / "ttq_qat"
+    assert cli.main(["finetune", "--run", str(run), "--out", str(qat), "--images", "64", "--batch", "16",
+                     "--threads", "1", "--quiet"]) == 0
+    assert "fake-quant only" in capsys.readouterr().out
+    net = workflow.calibrated_network(qat)[0]              # rebuilt from the folder: the learned scales
+    ttqs = [m.rounding for m in net.ops.values() if isinstance(m, QConv) and m.levels == "ttq"]
+    assert ttqs and all(isinstance(r, TtqRounding) for r in ttqs)
+    assert any(not torch.equal(r.scale, r.negative) for r in ttqs)
+    assert all(set(r.codes().unique().tolist()) <= {-1.0, 0.0, 1.0} for r in ttqs)
+    assert workflow.evaluate(qat, images=16, progress=False)["integer_agreement"] is None
+    assert not (qat / workflow.ARTIFACT).exists()
+    assert "positive and a negative scale per channel" in _refused(["export", "--run", str(qat), "--quiet"], capsys)
 
 
 # Activation steps on a rounding tie: fake-quant rounds half to even in float32, the engine's

@@ -1,5 +1,5 @@
-"""Ternary (TWN) and binary (XNOR-Net) weights: the papers' codes and scales, kept fixed by the
-calibration, refused where they cannot be stored."""
+"""Ternary (TWN), TTQ and binary (XNOR-Net) weights: the papers' codes and scales, kept fixed by
+the calibration (TTQ's learned in finetune), refused where they cannot be stored."""
 
 import pytest
 import torch
@@ -28,6 +28,28 @@ def test_ternary_is_twn():
         assert torch.equal(rounding.codes()[c], torch.sign(w[c]) * kept)
     assert torch.equal(rounding.codes()[3], torch.zeros_like(w[3])) and alpha[3] > 0
     assert torch.allclose(rounding(), rounding.codes() * alpha[:, None, None, None])
+
+
+def test_ttq_starts_as_twn_and_learns_with_ttqs_gradients():
+    w = _weight()
+    ternary, alpha = levels.fixed_rounding("ternary", w)
+    ttq, ttq_alpha = levels.fixed_rounding("ttq", w)
+    assert torch.equal(ttq_alpha, alpha) and torch.equal(ttq.codes(), ternary.codes())
+    assert torch.allclose(ttq(), ternary())                 # W_p = W_n = alpha at the start
+    for t in (ttq.weight, ttq.scale, ttq.negative):
+        t.requires_grad_(True)
+    grad = torch.randn_like(w)
+    ttq().backward(grad)
+    codes = ttq.codes()
+    assert torch.allclose(ttq.scale.grad.flatten(), (grad * (codes > 0)).flatten(1).sum(1))
+    assert torch.allclose(ttq.negative.grad.flatten(), -(grad * (codes < 0)).flatten(1).sum(1))
+    factor = torch.where(codes > 0, ttq.scale, torch.where(codes < 0, ttq.negative, torch.ones_like(w)))
+    assert torch.allclose(ttq.weight.grad, grad * factor.detach())
+    with torch.no_grad():                                   # the two scales part: no longer code x one scale
+        ttq.negative.mul_(2)
+    value = ttq()
+    assert torch.allclose(value[codes < 0], -2 * (alpha[:, None, None, None] * torch.ones_like(w))[codes < 0])
+    assert torch.allclose(value[codes > 0], (alpha[:, None, None, None] * torch.ones_like(w))[codes > 0])
 
 
 def test_binary_is_xnor_net():

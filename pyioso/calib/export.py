@@ -83,8 +83,9 @@ def float_conv(module: QConv, x: Coding, y: Coding, shift: int,
     if not module.symmetric:
         raise PyiosoError("this calibration used --weight-grid asymmetric (a zero point per output channel), "
                           "which the integer engine does not run: calibrate with the symmetric grid to export")
-    if module.levels == "kmeans":
-        raise PyiosoError("this calibration used --weight-levels kmeans (a float codebook per layer), which no "
+    if module.levels in ("kmeans", "ttq"):
+        what = {"kmeans": "a float codebook per layer", "ttq": "a positive and a negative scale per channel"}
+        raise PyiosoError(f"this calibration used --weight-levels {module.levels} ({what[module.levels]}), which no "
                           "integer network computes: calibrate with uniform, ternary or binary weights to export")
     dense = module.dense
     return FloatConv(

@@ -8,7 +8,9 @@ sign), the backward pass lets the gradient through inside the grid, and the scal
 LSQ's step (Esser et al. 2020) through the same formula. The activation steps (ActQuant already
 computes LSQ's gradient), OSO's scale and offset and the biases learn too. What the hardware fixes
 stays fixed: the ISG groups and scales, every coding's bits and zero point, the 8-bit first and
-last layers. At the end each latent weight is frozen to its codes, and steps that LSQ parked on a
+last layers. TTQ layers (`--weight-levels ttq`) learn their latent weight and their positive and
+negative scales with TTQ's own gradients instead (pyioso.quant.levels.TtqRounding) and stay
+fake-quant. At the end each latent weight is frozen to its codes, and steps that LSQ parked on a
 rounding tie are moved off it (pyioso.calib.ties), so the network exports and runs bit-exact like
 any calibration.
 """
@@ -27,7 +29,7 @@ from golden.errors import PyiosoError
 from pyioso.calib import ties
 from pyioso.calib.calibrate import STEP_FLOOR
 from pyioso.calib.qnet import QConv, QNet
-from pyioso.quant.levels import TernaryRounding
+from pyioso.quant.levels import TernaryRounding, TtqRounding
 from pyioso.quant.rounding import NearestRounding
 from pyioso.quant.uniform import qrange, safe_scale
 
@@ -88,14 +90,17 @@ class SteWeight(nn.Module):
 
 
 def learned(net: QNet) -> tuple[list[SteWeight], list[nn.Parameter], list[torch.Tensor]]:
-    """Swap every conv's rounding for an SteWeight; (those, activation steps, other tensors)."""
+    """Swap every conv's rounding but TTQ's for an SteWeight; (those, activation steps, other tensors)."""
     for p in net.parameters():
         p.requires_grad_(False)
     weights, steps, others = [], [], []
     for module in net.ops.values():
         if isinstance(module, QConv):
-            module.rounding = SteWeight(module)
-            weights.append(module.rounding)
+            if isinstance(module.rounding, TtqRounding):        # TTQ learns through its own gradients
+                others += [module.rounding.weight, module.rounding.scale, module.rounding.negative]
+            else:
+                module.rounding = SteWeight(module)
+                weights.append(module.rounding)
             others.append(module.bias)
             if module.oso:
                 others += [module.oso_scale, module.oso_offset]

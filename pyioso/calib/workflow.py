@@ -299,13 +299,13 @@ def side_by_side(model: torch.nn.Module | None, net: qnet.QNet, int_net, x: torc
 def finetune_network(directory: Path, out: Path, settings: finetune.FinetuneConfig, progress: bool = True) -> dict:
     """`pyioso finetune`: a finished calibration continued by quantization-aware training
     (pyioso.calib.finetune) into `out`, a calibration folder of its own (run.json with the
-    finetune settings, calibrated.pt, history.json, finetune.json with the epochs, artifact/),
-    so eval, export, sim-net and the API take it like any other. A finished `out` is reused."""
+    finetune settings, calibrated.pt, history.json, finetune.json with the epochs, artifact/ but
+    for TTQ), so eval, export, sim-net and the API take it like any other. A finished `out` is reused."""
     run, config = load_run(directory)
-    if not exportable(config):
+    if not exportable(dataclasses.replace(config, weight_levels="ternary") if config.weight_levels == "ttq" else config):
         raise PyiosoError(f"{directory} is not an integer network (weights only, free input scales, an asymmetric "
-                          "grid or the reference's points): finetune keeps a network the engine runs; "
-                          "calibrate one with --abits 2..8 and the defaults")
+                          "grid or the reference's points): finetune keeps a network the engine runs (or TTQ's, "
+                          "the same but for its scales); calibrate one with --abits 2..8 and the defaults")
     if out.resolve() == directory.resolve():
         raise PyiosoError(f"--out {out} is the calibration itself: finetune writes a new folder, give another --out")
     if out.exists() and not out.is_dir():
@@ -327,7 +327,8 @@ def finetune_network(directory: Path, out: Path, settings: finetune.FinetuneConf
             output.write_json(str(out / HISTORY), json.loads((directory / HISTORY).read_text()))
             output.write_json(str(out / FINETUNE), epochs)
         calibrate.finish(net, config)
-        return {"epochs": epochs, "network": net, "artifact": str(export_network(net, run, config, out / ARTIFACT))}
+        exported = export_network(net, run, config, out / ARTIFACT) if exportable(config) else None
+        return {"epochs": epochs, "network": net, "artifact": exported and str(exported)}
 
 
 def export_onnx(directory: Path, path: Path, images: int | None = 1000, progress: bool = True) -> dict:

@@ -135,7 +135,8 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-levels", default="uniform", choices=LEVELS,
                    help="weights of the --wbits layers: uniform (default), ternary (TWN: {-1, 0, +1} x a channel's "
                         "alpha) or binary (XNOR-Net: {-1, +1} x mean|W|), both with --wbits 2 and exported as 2-bit "
-                        "codes, or kmeans (2^wbits float centroids per layer: fake-quant only, not exportable)")
+                        "codes, ttq (TWN's codes whose positive and negative scales pyioso finetune learns, as "
+                        "TTQ: fake-quant only, not exportable), or kmeans (2^wbits float centroids per layer: fake-quant only, not exportable)")
     p.add_argument("--weight-granularity", default="channel", choices=GRANULARITIES,
                    help="how weight scales are shared: channel (per output channel, default), tensor, vector "
                         "(VS-Quant: a 4-bit integer scale per 16 weights under the channel's) or mx (a shared 2^e "
@@ -210,7 +211,8 @@ def _run_finetune(args: argparse.Namespace) -> None:
     if nudges:
         print(f"activation steps moved off a rounding tie (so the engine rounds as fake-quant does): {len(nudges)}, "
               f"by at most {100 * max(map(abs, nudges.values())):.3f}%")
-    print(f"finetuned: {args.out}\nartifact: {summary['artifact']}\n(pyioso eval --run {args.out} compares it)")
+    artifact = summary["artifact"] or "none (TTQ's two scales per channel are fake-quant only)"
+    print(f"finetuned: {args.out}\nartifact: {artifact}\n(pyioso eval --run {args.out} compares it)")
 
 
 def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
