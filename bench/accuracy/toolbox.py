@@ -133,6 +133,11 @@ STUDIES = (
           "`pyioso finetune`, which learns the ternary scale alpha and moves weights across the threshold "
           "alpha/2 through the STE.",
           labels=("PTQ", "PTQ + QAT (1 epoch)"), fixed=(("weight_levels", "ternary"),)),
+    Study("binary_qat", "Binary weights with and without QAT", (FINETUNE,), (0, 1), ((2, 4),), ("brecq",),
+          "XNOR-Net's binary weights (`--weight-levels binary`) calibrated with BRECQ, then one epoch of "
+          "`pyioso finetune`, which learns the scale alpha and flips weights across zero through the STE "
+          "(the sign's gradient passed straight through inside [-alpha, alpha]).",
+          labels=("PTQ", "PTQ + QAT (1 epoch)"), fixed=(("weight_levels", "binary"),)),
     Study("ttq", "Trained ternary quantization (TTQ)", (FINETUNE,), (0, 1), ((2, 4),), ("brecq",),
           "`--weight-levels ttq`, then one epoch of `pyioso finetune`: TWN's codes (threshold 0.7 mean|W| of the "
           "latent weight, recomputed every step) times a positive scale W_p or a negative one W_n, learned with "
