@@ -34,7 +34,7 @@ def test_sweep_records_block_losses_resumes_and_reports(tmp_path):
         assert set(held["calibration"]) == set(held["held_out"]) == {e["segment"] for e in r["losses"]}
         assert held["calibration"] != held["held_out"]
     text = (docs / "SWEEP.md").read_text()
-    assert "| method | 4 / 1 | 8 / 2 |" in text and "3 of 3 planned" in text and "(2 seeds)" in text
+    assert "| method | 4 / 1 | 8 / 2 |" in text and "3 calibrations recorded (3 planned per checkpoint)" in text and "(2 seeds)" in text
     assert (docs / sweep.PNG).stat().st_size > 1000
     assert "| brecq+ioso | 8 | 2 |" in text and (docs / sweep.HELD_OUT_PNG).stat().st_size > 1000
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")}
@@ -43,6 +43,14 @@ def test_sweep_records_block_losses_resumes_and_reports(tmp_path):
     fresh = tmp_path / "fresh"     # a clone's empty build/: the committed records, nothing run
     sweep.main([*argv, "--out", str(fresh)])
     assert not list(fresh.glob("*/runs/*")) and len(list(fresh.glob("*/cells/*.json"))) == 3
+    committed = json.loads((docs / sweep.RECORDS).read_text())    # one more, on another machine's checkpoint
+    (docs / sweep.RECORDS).write_text(json.dumps([*committed, {**committed[0], "checkpoint": "0123abcd" * 8}]))
+    other = tmp_path / "other"
+    sweep.main([*argv, "--out", str(other), "--report-only"])
+    assert len(list(other.glob("*/cells/*.json"))) == 3         # not taken as this checkpoint's
+    text = (docs / "SWEEP.md").read_text()
+    assert "| brecq+ioso (checkpoint 0123abcd) |" in text and "`0123abcd`: float top-1" in text
+    assert len(json.loads((docs / sweep.RECORDS).read_text())) == 4     # every committed record stays
     with pytest.raises(SystemExit, match="at least 4 iterations"):
         sweep.main([*argv, "--iters", "2"])
 
@@ -157,6 +165,11 @@ def test_toolbox_levels_run_export_and_report(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}
     toolbox.main(argv)
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}
+    assert "another resnet18 checkpoint" not in text
+    study = next(s for s in toolbox.STUDIES if s.name == "levels")
+    moved = [{**r, "checkpoint": "0123abcd" * 8} if "binary" in r["key"] else r for r in records.values()]
+    notes = toolbox.checkpoint_note(study, moved)      # a cell on a retrained checkpoint is flagged
+    assert len(notes) == 1 and "(`0123abcd`" in notes[0] and "most cells here: `random`" in notes[0]
     with pytest.raises(SystemExit, match="quaternary unknown"):
         toolbox.main(["--studies", "quaternary", "--report-only"])
 

@@ -148,7 +148,8 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
                or config.mixed_budget is not None or config.mixed_act_budget is not None) and workflow.exportable(config)
     result = workflow.evaluate(directory, budget.eval_images, progress=False, integer=integer,
                                net=summary["network"])
-    record = cell.recorded(budget, calib_seconds=round(seconds, 1), threads=threads, images=result["images"],
+    record = cell.recorded(budget, checkpoint=checkpoint_of(weights), calib_seconds=round(seconds, 1),
+                           threads=threads, images=result["images"],
                            float=result["top1"]["float"], fake_quant=result["top1"]["fake-quant"],
                            integer=result["top1"].get("integer"), agreement=result["integer_agreement"],
                            max_logit_code_diff=result["max_logit_code_diff"],
@@ -157,6 +158,13 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
         (folder / workflow.FINAL).unlink()
         shutil.rmtree(folder / workflow.ARTIFACT, ignore_errors=True)
     return record
+
+
+def checkpoint_of(weights: str) -> str:
+    """What a record says it calibrated: the weights file's SHA-256, else the weights argument
+    ('random'): cells on different checkpoints do not compare."""
+    path = Path(weights)
+    return train.sha256(path) if path.is_file() else weights
 
 
 def block_losses(history: list[dict]) -> list[dict]:

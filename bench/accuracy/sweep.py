@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits, _weights
-from bench.accuracy.cells import Budget, Cell, add_run_options, bits_label, run_grid
+from bench.accuracy.cells import Budget, Cell, add_run_options, bits_label, checkpoint_of, run_grid
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -97,9 +97,35 @@ def _stat(values: list[float]) -> str:
     return spread(values) + (f" ({len(values)} seeds)" if len(values) > 1 else "")
 
 
+def by_checkpoint(records: list[dict], methods: tuple[str, ...]) -> tuple[list[dict], tuple[str, ...], list[str]]:
+    """Budgets compare only on one checkpoint (training is byte-identical per CPU model, not across):
+    the records with each method relabelled 'method (checkpoint ...)' off the checkpoint most cells
+    used, the row labels, and a line per checkpoint."""
+    counts = {}
+    for r in records:
+        counts[r["checkpoint"]] = counts.get(r["checkpoint"], 0) + 1
+    main = max(counts, key=counts.get) if counts else None
+
+    def label(method: str, checkpoint: str) -> str:
+        return method if checkpoint == main else f"{method} (checkpoint {checkpoint[:8]})"
+
+    relabelled = [{**r, "method": label(r["method"], r["checkpoint"])} for r in records]
+    rows = tuple(label(m, c) for c in counts for m in methods
+                 if any(r["checkpoint"] == c and r["method"] == m for r in records))
+    lines = [f"`{c[:8]}`{' (unlabelled rows)' if c == main else ''}: float top-1 "
+             f"{', '.join(f'{f:.2f}' for f in sorted({r['float'] for r in records if r['checkpoint'] == c}))} %, "
+             f"{n} calibrations" for c, n in counts.items()]
+    return relabelled, rows, lines
+
+
 def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: str, planned: int,
            out: str) -> Path:
-    """docs/SWEEP.md and its plot, from the records alone."""
+    """docs/SWEEP.md and its plot, from the records alone (every committed record is kept in
+    sweep.json; the tables show `methods`, a row per method and checkpoint)."""
+    docs.mkdir(parents=True, exist_ok=True)
+    output.write_json(str(docs / RECORDS), records)
+    records = [r for r in records if r["method"] in methods]
+    records, methods, checkpoints = by_checkpoint(records, methods)
     budgets = sorted({r["budget"]["iters"] for r in records})
     net, bits = (records[0]["net"], records[0]["bits"]) if records else ("resnet18", "W2A4")
 
@@ -112,21 +138,20 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
     minutes = [[m, *(f"{statistics.fmean(v) / 60:.1f}" if (v := cell(m, i, lambda r: r["calib_seconds"])) else "–"
                      for i in budgets)] for m in methods]
     heads = ["method", *(f"{i} / {i // 4}" for i in budgets)]
-    docs.mkdir(parents=True, exist_ok=True)
-    output.write_json(str(docs / RECORDS), records)
     plots.budget_sweep(records, methods, final_loss, docs / PNG)
-    floats = {r["float"] for r in records}
     sections = [
         f"# Budget sweep: {net} {bits} at {records[0]['budget']['size'] if records else 32} px",
         "How far the block reconstruction's iteration budget moves each method: weight-stage iterations "
         "per block / activation-stage iterations per block (QDrop and qdrop+ioso: one joint stage of the "
-        "first length). Same checkpoint, calibration images (drawn by the seed), batch 32 and test images at "
-        f"every budget: {', '.join(sorted({str(r['budget']['images']) + ' calibration / ' + str(r['images']) + ' test' for r in records}))}. "
+        "first length). Same checkpoint per row, calibration images (drawn by the seed), batch 32 and test images "
+        f"at every budget: {', '.join(sorted({str(r['budget']['images']) + ' calibration / ' + str(r['images']) + ' test' for r in records}))}. "
         "One seed per budget unless the cell says more.",
-        f"Produced by `{command}` (bench/accuracy/sweep.py); {len(records)} of {planned} planned "
-        f"calibrations recorded; each record in {out}/<budget>/cells holds every block's loss before and "
+        f"Produced by `{command}` (bench/accuracy/sweep.py); {len(records)} calibrations recorded ({planned} "
+        f"planned per checkpoint); each record in {out}/<budget>/cells holds every block's loss before and "
         "after each stage.",
-        f"Float top-1: {', '.join(f'{f:.2f}' for f in sorted(floats)) or '–'} %.",
+        "Checkpoints (pyioso train's, SHA-256 prefix; a row off the first is a retraining on another CPU "
+        "model, so compare its budgets with each other only):",
+        "\n".join(f"- {line}" for line in checkpoints) or "–",
         "## Top-1 % (fake-quant)", output.md_table(heads, top1),
         "## Final reconstruction loss",
         "Each block's loss after the last stage that reconstructed it, on 256 calibration images, summed over "
@@ -142,11 +167,17 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
     return path
 
 
-def _committed(path: Path) -> dict:
-    """(key, budget) -> record of the cells a committed sweep holds, taken instead of run again."""
-    if not path.is_file():
-        return {}
-    return {(r["key"], Budget(**r["budget"])): r for r in json.loads(path.read_text())}
+def _committed(path: Path) -> list[dict]:
+    """The records a committed sweep holds: this checkpoint's are taken instead of run again,
+    every other one stays in the report."""
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _merged(committed: list[dict], records: list[dict]) -> list[dict]:
+    """Committed records and this run's, one per (cell, budget, checkpoint), this run's first."""
+    merged = {(r["key"], Budget(**r["budget"]), r["checkpoint"]): r for r in committed}
+    merged.update({(r["key"], Budget(**r["budget"]), r["checkpoint"]): r for r in records})
+    return list(merged.values())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
         pairs = plan(net, bits, methods, budgets, args.seeds, args.seeds_at, base)
         weights = _weights(args.weights, [net], base, not args.quiet, {net})
         committed = _committed(Path(args.docs) / RECORDS)
+        checkpoint = checkpoint_of(weights[net])
+        mine = {(r["key"], Budget(**r["budget"])): r for r in committed if r["checkpoint"] == checkpoint}
         records = []
         for budget in sorted({b for b, _ in pairs}, key=lambda b: b.iters):
             cells = [c for b, c in pairs if b == budget]
@@ -193,14 +226,14 @@ def main(argv: list[str] | None = None) -> None:
             for cell in cells:
                 if cell.record(out).is_file() and "losses" not in json.loads(cell.record(out).read_text()):
                     cell.record(out).unlink()       # recorded before losses were logged: run again
-                if not cell.record(out).is_file() and (cell.key, budget) in committed:
-                    output.write_json(str(cell.record(out)), committed[cell.key, budget])
+                if not cell.record(out).is_file() and (cell.key, budget) in mine:
+                    output.write_json(str(cell.record(out)), mine[cell.key, budget])
             if not args.quiet:
                 print(f"budget {budget.iters}/{budget.act_iters}: {len(cells)} cells", file=sys.stderr)
             records += run_grid(cells, budget, weights, out, args.jobs, not args.quiet,
                                 not args.report_only, args.ray)
         command = " ".join(["python -m bench.accuracy.sweep", *(sys.argv[1:] if argv is None else argv)])
-        path = report(records, methods, Path(args.docs), command.replace(" --report-only", ""), len(pairs),
+        path = report(_merged(committed, records), methods, Path(args.docs), command.replace(" --report-only", ""), len(pairs),
                       args.out)
     except PyiosoError as err:
         sys.exit(f"error: {err}")

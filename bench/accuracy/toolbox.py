@@ -226,6 +226,21 @@ def plot_name(study: Study) -> str:
     return f"toolbox_{study.name}.png"
 
 
+def checkpoint_note(study: Study, records: list[dict]) -> list[str]:
+    """A line where a study ran on another checkpoint of a network than most of the document's
+    cells (a retraining on another CPU model): its columns then compare with each other only."""
+    notes = []
+    for net in study.nets:
+        everyone = [r["checkpoint"] for r in records if r["net"] == net]
+        mine = {r["checkpoint"]: r["float"] for bits in study.bits for r in study.records(records, net, bits)}
+        usual = max(set(everyone), key=everyone.count) if everyone else None
+        notes += [f"Calibrated on another {net} checkpoint (`{c[:8]}`, float top-1 {f:.2f} %; most cells here: "
+                  f"`{usual[:8]}`, {next(r['float'] for r in records if r['checkpoint'] == usual):.2f} %): a "
+                  "retraining on another CPU model, so compare this study's columns with each other."
+                  for c, f in mine.items() if c != usual]
+    return notes
+
+
 def report(records: list[dict], budget: Budget, docs: Path, command: str, planned: int) -> Path:
     docs.mkdir(parents=True, exist_ok=True)
     output.write_json(str(docs / RECORDS), records)
@@ -239,7 +254,8 @@ def report(records: list[dict], budget: Budget, docs: Path, command: str, planne
         f"Produced by `{command}` (bench/accuracy/toolbox.py); {len(records)} of {planned} calibrations recorded."]
     for study in STUDIES:
         plots.grouped_bars(panels(study, records), docs / plot_name(study))
-        sections += [f"## {study.title}", study.about, table(study, records), f"![{study.name}]({plot_name(study)})"]
+        sections += [f"## {study.title}", study.about, *checkpoint_note(study, records), table(study, records),
+                     f"![{study.name}]({plot_name(study)})"]
     path = docs / "TOOLBOX.md"
     output.atomic_write(str(path), lambda f: f.write(("\n\n".join(sections) + "\n").encode()))
     return path

@@ -91,7 +91,8 @@ def accuracy(model: torch.nn.Module, size: int, batch: int = 500) -> float:
     return 100 * hits / len(images)
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """A checkpoint's identity: training is byte-identical per CPU model, not across models."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -102,7 +103,7 @@ def cached(recipe: Recipe) -> tuple[Path, dict] | None:
     if not (path.is_file() and record_path.is_file()):
         return None
     record = json.loads(record_path.read_text())
-    if record.get("sha256") != _sha256(path):
+    if record.get("sha256") != sha256(path):
         raise PyiosoError(f"{path} does not match its record {record_path} (corrupt or replaced): "
                           "delete both and run `pyioso train` again")
     return path, record
@@ -166,7 +167,7 @@ def train(recipe: Recipe, progress: bool = True) -> tuple[Path, dict]:
     record = {**asdict(recipe), "top1": round(top1, 2), "train_seconds": round(seconds, 1),
               "threads": torch.get_num_threads(), "torch": torch.__version__,
               "input": f"Fashion-MNIST 28x28 -> bilinear {recipe.size}x{recipe.size}, 3 channels, "
-                       "ImageNet-normalized", "sha256": _sha256(path)}
+                       "ImageNet-normalized", "sha256": sha256(path)}
     output.write_json(str(cache_dir() / f"{recipe.stem()}.json"), record)
     partial.unlink()
     return path, record
