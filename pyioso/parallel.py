@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing import get_context
 
@@ -37,16 +39,29 @@ def unordered(fn: Callable, items: Iterable[tuple], jobs: int, ray: str | None =
     items = list(items)
     if not items:
         return
-    with _pool(jobs, ray, initializer, initargs) as pool:
+    if ray is None:
+        yield from _local(fn, items, jobs, initializer, initargs)
+        return
+    with _ray_pool(jobs, ray, initializer, initargs) as pool:
         yield from pool.imap_unordered(_Star(fn), items, chunksize=1)
 
 
+def _local(fn: Callable, items: list[tuple], jobs: int, initializer, initargs) -> Iterator:
+    """Spawned processes. One that dies (killed, out of memory) ends the run with an error: a
+    multiprocessing.Pool would wait for its item forever."""
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=initializer, initargs=initargs)
+    try:
+        for future in as_completed([pool.submit(fn, *item) for item in items]):
+            yield future.result()
+    except BrokenProcessPool:
+        raise PyiosoError("a worker process died (killed, or out of memory: see `dmesg`) before its result came "
+                          "back; the results that came back are kept: run the same command again to resume") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 @contextmanager
-def _pool(jobs: int, ray: str | None, initializer, initargs):
-    if ray is None:
-        with get_context("spawn").Pool(jobs, initializer, initargs) as pool:
-            yield pool
-        return
+def _ray_pool(jobs: int, ray: str, initializer, initargs):
     import ray as ray_module
     from ray.util.multiprocessing import Pool
 

@@ -135,6 +135,17 @@ def test_an_absent_ray_cluster_is_named():
         list(parallel.unordered(print, [(1,)], 1, "127.0.0.1:1"))
 
 
+def test_local_workers_answer_as_they_finish_and_a_dead_one_ends_the_run():
+    """A worker killed mid-item (os._exit here; the OOM killer in life) is an error, not a hang."""
+    import os
+
+    from pyioso import parallel
+
+    assert sorted(parallel.unordered(abs, [(-2,), (-1,), (3,)], 2)) == [1, 2, 3]
+    with pytest.raises(PyiosoError, match="a worker process died"):
+        list(parallel.unordered(os._exit, [(9,)], 1))
+
+
 def test_results_carry_the_studies_written_beside_them(tmp_path):
     from bench.accuracy import report
 
