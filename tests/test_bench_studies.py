@@ -156,7 +156,7 @@ def test_results_carry_the_studies_written_beside_them(tmp_path):
     assert body == "text\n\n### Top-1 %\n\n| a |\n\n![plot](sweep.png)"
 
 
-def test_toolbox_levels_run_export_and_report(tmp_path):
+def test_toolbox_levels_run_export_and_report(tmp_path, monkeypatch):
     """make bench-toolbox's levels study, RTN only on a random resnet18: ternary and binary cells
     run their integer networks (2-bit codes); the report and plot are written, and a second run
     (resumed) runs nothing."""
@@ -178,11 +178,19 @@ def test_toolbox_levels_run_export_and_report(tmp_path):
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}
     assert "another resnet18 checkpoint" not in text
     study = next(s for s in toolbox.STUDIES if s.name == "levels")
-    moved = [{**r, "checkpoint": "0123abcd" * 8} if "binary" in r["key"] else r for r in records.values()]
-    notes = toolbox.checkpoint_note(study, moved)      # a cell on a retrained checkpoint is flagged
-    assert len(notes) == 1 and "(`0123abcd`" in notes[0] and "most cells here: `random`" in notes[0]
+    retrained = {**records["resnet18_W2A4_rtn_weight_levels-binary_s0"], "checkpoint": "0123abcd" * 8}
+    both = [*records.values(), retrained]       # a cell run again on a retrained checkpoint: the study keeps
+    assert retrained not in toolbox.on_one_checkpoint(study, both)      # the one its other cells ran on
+    notes = toolbox.checkpoint_note(study, [retrained if r["options"] == retrained["options"] else r
+                                            for r in records.values()], both)
+    assert notes == [notes[0]] and notes[0].startswith("rtn W2A4 binary ran on another resnet18 checkpoint "
+                                                       "(`0123abcd`") and "most cells here: `random`" in notes[0]
     with pytest.raises(SystemExit, match="quaternary unknown"):
         toolbox.main(["--studies", "quaternary", "--report-only"])
+    from pyioso.models import train
+
+    monkeypatch.setattr(train, "resolve_weights", lambda *a, **k: pytest.fail("--report-only trained a network"))
+    toolbox.main([*argv, "--weights", "trained", "--report-only"])      # a clone's report: nothing trains
 
 
 def test_a_finetune_cell_records_the_qat_network(tmp_path, monkeypatch):

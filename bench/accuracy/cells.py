@@ -167,6 +167,19 @@ def checkpoint_of(weights: str) -> str:
     return train.sha256(path) if path.is_file() else weights
 
 
+def committed_records(path: Path) -> list[dict]:
+    """The records a study committed beside its report (none before its first)."""
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def merge_records(committed: list[dict], records: list[dict]) -> list[dict]:
+    """Committed records and this run's, one per (cell, budget, checkpoint), this run's where both
+    hold one: what a study writes back, so a run of part of it drops nothing."""
+    merged = {(r["key"], Budget(**r["budget"]), r["checkpoint"]): r for r in committed}
+    merged.update({(r["key"], Budget(**r["budget"]), r["checkpoint"]): r for r in records})
+    return list(merged.values())
+
+
 def block_losses(history: list[dict]) -> list[dict]:
     """Each stage's reconstruction loss of each block, before and after (the calibrator's
     history without its curves): what a budget sweep compares across iterations."""

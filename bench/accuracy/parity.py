@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
             raise PyiosoError(f"--bits {args.bits}: parity compares quantized activations; write WxAy with y < 32")
         budget = Budget(args.iters, args.act_iters)
         out = Path(args.out) / budget.folder
-        checkpoint = train.resolve_weights(train.TRAINED, NET, budget.data, budget.size, not args.quiet)
+        checkpoint = train.TRAINED if args.report_only else \
+            train.resolve_weights(train.TRAINED, NET, budget.data, budget.size, not args.quiet)
         grids = ((), (("weight_grid", "asymmetric"),))
         points = ((), (("act_points", "reference"),))
         cells = [Cell(NET, w, a, method, seed, grid + point) for w, a in bits for method in METHODS

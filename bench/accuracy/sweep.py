@@ -18,7 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits, _weights
-from bench.accuracy.cells import Budget, Cell, add_run_options, bits_label, checkpoint_of, run_grid
+from bench.accuracy.cells import (Budget, Cell, add_run_options, bits_label, checkpoint_of, committed_records,
+                                  merge_records, run_grid)
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -167,17 +168,6 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
     return path
 
 
-def _committed(path: Path) -> list[dict]:
-    """The records a committed sweep holds: this checkpoint's are taken instead of run again,
-    every other one stays in the report."""
-    return json.loads(path.read_text()) if path.is_file() else []
-
-
-def _merged(committed: list[dict], records: list[dict]) -> list[dict]:
-    """Committed records and this run's, one per (cell, budget, checkpoint), this run's first."""
-    merged = {(r["key"], Budget(**r["budget"]), r["checkpoint"]): r for r in committed}
-    merged.update({(r["key"], Budget(**r["budget"]), r["checkpoint"]): r for r in records})
-    return list(merged.values())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,8 +205,8 @@ def main(argv: list[str] | None = None) -> None:
         net = train.Recipe(args.net).check().net
         base = Budget(images=args.images, eval_images=args.eval_images, size=args.size)
         pairs = plan(net, bits, methods, budgets, args.seeds, args.seeds_at, base)
-        weights = _weights(args.weights, [net], base, not args.quiet, {net})
-        committed = _committed(Path(args.docs) / RECORDS)
+        weights = _weights(args.weights, [net], base, not args.quiet, set() if args.report_only else {net})
+        committed = committed_records(Path(args.docs) / RECORDS)     # this checkpoint's run no more
         checkpoint = checkpoint_of(weights[net])
         mine = {(r["key"], Budget(**r["budget"])): r for r in committed if r["checkpoint"] == checkpoint}
         records = []
@@ -233,8 +223,8 @@ def main(argv: list[str] | None = None) -> None:
             records += run_grid(cells, budget, weights, out, args.jobs, not args.quiet,
                                 not args.report_only, args.ray)
         command = " ".join(["python -m bench.accuracy.sweep", *(sys.argv[1:] if argv is None else argv)])
-        path = report(_merged(committed, records), methods, Path(args.docs), command.replace(" --report-only", ""), len(pairs),
-                      args.out)
+        path = report(merge_records(committed, records), methods, Path(args.docs),
+                      command.replace(" --report-only", ""), len(pairs), args.out)
     except PyiosoError as err:
         sys.exit(f"error: {err}")
     print(f"wrote {path} ({len(records)} calibrations, {bits_label(*bits)})")

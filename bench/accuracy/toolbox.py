@@ -17,13 +17,13 @@ study resumes per cell and takes the default value's cells from a bench-accuracy
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accuracy.__main__ import _weights
-from bench.accuracy.cells import FINETUNE, Budget, Cell, add_run_options, bits_label, run_grid
+from bench.accuracy.cells import (FINETUNE, Budget, Cell, add_run_options, bits_label, checkpoint_of,
+                                  committed_records, merge_records, run_grid)
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -75,6 +75,12 @@ class Study:
         return [[r for r in mine if self.value(r) == v] for v in self.values] + \
             [[r for r in self.records(records, net, b) if r["method"] == method and self.value(r) == self.values[0]]
              for b in self.uniform]
+
+    def label(self, record: dict) -> str:
+        """The column a record of this study sits in."""
+        if (record["w_bits"], record["a_bits"]) in self.uniform:
+            return f"uniform {record['bits']}"
+        return self.columns[self.values.index(self.value(record))]
 
     def value(self, record: dict):
         return record["options"].get(self.settings[0], self.values[0])
@@ -226,18 +232,35 @@ def plot_name(study: Study) -> str:
     return f"toolbox_{study.name}.png"
 
 
-def checkpoint_note(study: Study, records: list[dict]) -> list[str]:
-    """A line where a study ran on another checkpoint of a network than most of the document's
-    cells (a retraining on another CPU model): its columns then compare with each other only."""
+def on_one_checkpoint(study: Study, records: list[dict]) -> list[dict]:
+    """A study's records, one per cell: where a cell ran on several checkpoints (retrainings on
+    other CPU models), the one most of the study's cells ran on."""
+    mine = [r for net in study.nets for bits in (*study.bits, *study.uniform) for r in study.records(records, net, bits)]
+    checkpoints = [r["checkpoint"] for r in mine]
+    usual = max(set(checkpoints), key=checkpoints.count) if checkpoints else None
+    chosen = {}
+    for r in mine:
+        if r["key"] not in chosen or r["checkpoint"] == usual:
+            chosen[r["key"]] = r
+    return list(chosen.values())
+
+
+def checkpoint_note(study: Study, chosen: list[dict], records: list[dict]) -> list[str]:
+    """A line where a study's cells ran on another checkpoint of a network than most of the
+    document's: they then compare with each other, not with the other studies."""
     notes = []
     for net in study.nets:
         everyone = [r["checkpoint"] for r in records if r["net"] == net]
-        mine = {r["checkpoint"]: r["float"] for bits in study.bits for r in study.records(records, net, bits)}
         usual = max(set(everyone), key=everyone.count) if everyone else None
-        notes += [f"Calibrated on another {net} checkpoint (`{c[:8]}`, float top-1 {f:.2f} %; most cells here: "
-                  f"`{usual[:8]}`, {next(r['float'] for r in records if r['checkpoint'] == usual):.2f} %): a "
-                  "retraining on another CPU model, so compare this study's columns with each other."
-                  for c, f in mine.items() if c != usual]
+        moved = [r for r in chosen if r["net"] == net and r["checkpoint"] != usual]
+        for checkpoint in dict.fromkeys(r["checkpoint"] for r in moved):
+            cells = [r for r in moved if r["checkpoint"] == checkpoint]
+            which = "This study's cells" if len(cells) == len([r for r in chosen if r["net"] == net]) else \
+                ", ".join(f"{r['method']} {r['bits']} {study.label(r)}" for r in cells)
+            notes.append(f"{which} ran on another {net} checkpoint (`{checkpoint[:8]}`, float top-1 "
+                         f"{cells[0]['float']:.2f} %; most cells here: `{usual[:8]}`, "
+                         f"{next(r['float'] for r in records if r['checkpoint'] == usual):.2f} %), a retraining on "
+                         "another CPU model: compare them with each other, not with the other studies.")
     return notes
 
 
@@ -251,24 +274,28 @@ def report(records: list[dict], budget: Budget, docs: Path, command: str, planne
         f"drawn by the seed, batch 32, {budget.iters} weight-stage / {budget.act_iters} activation-stage iterations "
         "per block (the quick budget of RESULTS.md), first and last layers 8-bit; fake-quant top-1 % on the 10,000 "
         "test images, mean ± std over the seeds.",
-        f"Produced by `{command}` (bench/accuracy/toolbox.py); {len(records)} of {planned} calibrations recorded."]
+        f"Produced by `{command}` (bench/accuracy/toolbox.py); {len(records)} calibrations recorded for {planned} planned "
+        "cells (a cell run on two checkpoints counts twice)."]
     for study in STUDIES:
-        plots.grouped_bars(panels(study, records), docs / plot_name(study))
-        sections += [f"## {study.title}", study.about, *checkpoint_note(study, records), table(study, records),
+        chosen = on_one_checkpoint(study, records)
+        plots.grouped_bars(panels(study, chosen), docs / plot_name(study))
+        sections += [f"## {study.title}", study.about, *checkpoint_note(study, chosen, records), table(study, chosen),
                      f"![{study.name}]({plot_name(study)})"]
     path = docs / "TOOLBOX.md"
     output.atomic_write(str(path), lambda f: f.write(("\n\n".join(sections) + "\n").encode()))
     return path
 
 
-def _restore(path: Path, cells: list[Cell], budget: Budget, out: Path) -> None:
-    """Cells a committed study holds under this budget, written where a run finds them."""
-    if not path.is_file():
-        return
-    committed = {r["key"]: r for r in json.loads(path.read_text()) if Budget(**r["budget"]) == budget}
+def _restore(committed: list[dict], cells: list[Cell], budget: Budget, out: Path, checkpoint: str) -> None:
+    """Cells a committed study holds under this budget, written where a run finds them (a cell
+    recorded on several checkpoints: this machine's, else the last committed)."""
+    mine = {}
+    for r in committed:
+        if Budget(**r["budget"]) == budget and (r["key"] not in mine or r["checkpoint"] == checkpoint):
+            mine[r["key"]] = r
     for cell in cells:
-        if not cell.record(out).is_file() and cell.key in committed:
-            output.write_json(str(cell.record(out)), committed[cell.key])
+        if not cell.record(out).is_file() and cell.key in mine:
+            output.write_json(str(cell.record(out)), mine[cell.key])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -302,12 +329,18 @@ def main(argv: list[str] | None = None) -> None:
                                    for c in s.cells(args.seeds)
                                    if c.seed == seed and c.method in methods and c.net in nets))
         out = Path(args.out) / budget.folder
-        _restore(Path(args.docs) / RECORDS, cells, budget, out)
+        committed = committed_records(Path(args.docs) / RECORDS)
         nets = sorted({c.net for c in cells})
-        weights = _weights(args.weights, nets, budget, not args.quiet, set(nets))
+        recorded = {c.key for c in cells if c.record(out).is_file()} | {
+            r["key"] for r in committed if Budget(**r["budget"]) == budget}
+        to_run = set() if args.report_only else {c.net for c in cells if c.key not in recorded}
+        weights = _weights(args.weights, nets, budget, not args.quiet, to_run)
+        for net in nets:
+            _restore([r for r in committed if r["net"] == net], cells, budget, out, checkpoint_of(weights[net]))
         records = run_grid(cells, budget, weights, out, args.jobs, not args.quiet, not args.report_only, args.ray)
         command = " ".join(["python -m bench.accuracy.toolbox", *(sys.argv[1:] if argv is None else argv)])
-        path = report(records, budget, Path(args.docs), command.replace(" --report-only", ""), len(cells))
+        path = report(merge_records(committed, records), budget, Path(args.docs),
+                      command.replace(" --report-only", ""), len(cells))
     except PyiosoError as err:
         sys.exit(f"error: {err}")
     print(f"wrote {path} ({len(records)} calibrations)")
