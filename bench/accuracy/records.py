@@ -34,7 +34,7 @@ def fig11_legal(out: Path) -> list[tuple[str, dict]] | None:
 
 
 CSV_COLUMNS = ["net", "bits", "w_bits", "a_bits", "method", "options", "seed", "float", "fake_quant", "integer",
-               "agreement", "max_logit_code_diff", "calib_seconds", "images", "threads", "budget"]
+               "agreement", "max_logit_code_diff", "calib_seconds", "images", "threads", "budget", "checkpoint"]
 PERCENTS = ("float", "fake_quant", "integer", "agreement")       # of 10k test images: two decimals are exact
 
 
@@ -74,7 +74,8 @@ def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path) -> list[Cell
                     row["method"], int(row["seed"]), options)
         if row["budget"] != budget.folder or cell.key not in planned or cell.record(out).is_file():
             continue
-        record = cell.recorded(budget, calib_seconds=float(row["calib_seconds"]), threads=int(row["threads"]),
+        record = cell.recorded(budget, checkpoint=row["checkpoint"], calib_seconds=float(row["calib_seconds"]),
+                               threads=int(row["threads"]),
                                images=int(row["images"]), **{k: float(row[k]) if row[k] else None for k in PERCENTS},
                                max_logit_code_diff=int(row["max_logit_code_diff"]) if row["max_logit_code_diff"]
                                else None)
