@@ -115,7 +115,7 @@ def by_checkpoint(records: list[dict], methods: tuple[str, ...]) -> tuple[list[d
                  if any(r["checkpoint"] == c and r["method"] == m for r in records))
     lines = [f"`{c[:8]}`{' (unlabelled rows)' if c == main else ''}: float top-1 "
              f"{', '.join(f'{f:.2f}' for f in sorted({r['float'] for r in records if r['checkpoint'] == c}))} %, "
-             f"{n} calibrations" for c, n in counts.items()]
+             f"{n} calibration{'s' if n > 1 else ''}" for c, n in counts.items()]
     return relabelled, rows, lines
 
 
@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> None:
             records += run_grid(cells, budget, weights, out, args.jobs, not args.quiet,
                                 not args.report_only, args.ray)
         command = " ".join(["python -m bench.accuracy.sweep", *(sys.argv[1:] if argv is None else argv)])
-        path = report(merge_records(committed, records), methods, Path(args.docs),
-                      command.replace(" --report-only", ""), len(pairs), args.out)
+        records = merge_records(committed, records)
+        path = report(records, methods, Path(args.docs), command.replace(" --report-only", ""), len(pairs), args.out)
     except PyiosoError as err:
         sys.exit(f"error: {err}")
     print(f"wrote {path} ({len(records)} calibrations, {bits_label(*bits)})")

@@ -197,8 +197,9 @@ def budget_sweep(records: list[dict], methods: tuple[str, ...], final_loss, path
             ax.errorbar(budgets, [statistics.fmean(v) for v in values],
                         yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for v in values],
                         marker="o", ms=4, lw=1, capsize=2, label=method)
-    if records:
-        top.axhline(records[0]["float"], color="k", ls=":", lw=1, label="float")
+    floats = sorted({r["float"] for r in records}, reverse=True)     # one per checkpoint
+    for value, style in zip(floats, (":", "-.", "--")):
+        top.axhline(value, color="k", ls=style, lw=1, label="float" if len(floats) == 1 else f"float {value:.2f}")
     top.set(ylabel="top-1 (%)", title="top-1 against budget")
     loss.set(yscale="log", ylabel="final loss, summed over blocks", title="reconstruction loss against budget")
     budgets = sorted({r["budget"]["iters"] for r in records})
