@@ -76,7 +76,7 @@ def _generalization(records: list[dict], methods: tuple[str, ...], docs: Path) -
     largest = max(i for _, i, _ in rows)
     panels = []
     for family in ("brecq", "qdrop"):
-        mine = [(m, v) for m, i, v in rows if i == largest and m.split("+")[0] == family]
+        mine = [(m, v) for m, i, v in rows if i == largest and m.split(" (")[0].split("+")[0] == family]
         if mine:
             panels.append((f"{family} family, {largest:,} iterations", [m for m, _ in mine],
                            {"calibration images": [[c for c, _, _ in v] for _, v in mine],
