@@ -167,6 +167,12 @@ def checkpoint_of(weights: str) -> str:
     return train.sha256(path) if path.is_file() else weights
 
 
+def usual_checkpoint(records: list[dict]) -> str | None:
+    """The checkpoint most of these records ran on (None for none; a tie: the first recorded)."""
+    used = [r.get("checkpoint") for r in records]
+    return max(dict.fromkeys(used), key=used.count) if used else None
+
+
 def committed_records(path: Path) -> list[dict]:
     """The records a study committed beside its report (none before its first)."""
     return json.loads(path.read_text()) if path.is_file() else []

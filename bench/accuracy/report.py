@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 from bench.accuracy.cells import (ABLATION, ABLATION_BITS, ABLATION_NET, IOSO_METHODS, METHODS, WEIGHT_ACT, WEIGHT_ONLY,
-                                 WEIGHT_ONLY_METHODS, Budget, bits_label)
+                                 WEIGHT_ONLY_METHODS, Budget, bits_label, usual_checkpoint)
 from bench.accuracy.records import CARRIED_PLOTS, FIG11_JSON, FIG11_PNGS, MODELS_JSON, fig11_legal, read_json, write_csv
 from pyioso import output
 from pyioso.calib import calibrate
@@ -174,8 +174,7 @@ def trained_records(nets: list[str], weights: dict[str, str], size: int, out: Pa
         if weights[net] == RANDOM:
             continue
         done = train.cached(train.Recipe(net, size=size))
-        used = [r.get("checkpoint") for r in records if r["net"] == net]
-        usual = max(set(used), key=used.count) if used else None
+        usual = usual_checkpoint([r for r in records if r["net"] == net])
         candidates = ([done[1]] if done else []) + ([carried[net]] if net in carried else [])
         if usual and any(c.get("sha256") == usual for c in candidates):
             found[net] = next(c for c in candidates if c.get("sha256") == usual)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits, _weights
 from bench.accuracy.cells import (Budget, Cell, add_run_options, bits_label, checkpoint_of, committed_records,
-                                  merge_records, run_grid)
+                                  merge_records, run_grid, usual_checkpoint)
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -102,10 +102,8 @@ def by_checkpoint(records: list[dict], methods: tuple[str, ...]) -> tuple[list[d
     """Budgets compare only on one checkpoint (training is byte-identical per CPU model, not across):
     the records with each method relabelled 'method (checkpoint ...)' off the checkpoint most cells
     used, the row labels, and a line per checkpoint."""
-    counts = {}
-    for r in records:
-        counts[r["checkpoint"]] = counts.get(r["checkpoint"], 0) + 1
-    main = max(counts, key=counts.get) if counts else None
+    main = usual_checkpoint(records)
+    counts = {c: sum(r["checkpoint"] == c for r in records) for c in dict.fromkeys(r["checkpoint"] for r in records)}
 
     def label(method: str, checkpoint: str) -> str:
         return method if checkpoint == main else f"{method} (checkpoint {checkpoint[:8]})"
@@ -168,8 +166,6 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
     return path
 
 
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.accuracy.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -224,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
                                 not args.report_only, args.ray)
         command = " ".join(["python -m bench.accuracy.sweep", *(sys.argv[1:] if argv is None else argv)])
         records = merge_records(committed, records)
-        path = report(records, methods, Path(args.docs), command.replace(" --report-only", ""), len(pairs), args.out)
+        path = report(records, methods, Path(args.docs), command.replace(" --report-only", ""), len(pairs),
+                      args.out)
     except PyiosoError as err:
         sys.exit(f"error: {err}")
     print(f"wrote {path} ({len(records)} calibrations, {bits_label(*bits)})")

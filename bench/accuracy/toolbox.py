@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.accuracy.__main__ import _weights
 from bench.accuracy.cells import (FINETUNE, Budget, Cell, add_run_options, bits_label, checkpoint_of,
-                                  committed_records, merge_records, run_grid)
+                                  committed_records, merge_records, run_grid, usual_checkpoint)
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -236,8 +236,7 @@ def on_one_checkpoint(study: Study, records: list[dict]) -> list[dict]:
     """A study's records, one per cell: where a cell ran on several checkpoints (retrainings on
     other CPU models), the one most of the study's cells ran on."""
     mine = [r for net in study.nets for bits in (*study.bits, *study.uniform) for r in study.records(records, net, bits)]
-    checkpoints = [r["checkpoint"] for r in mine]
-    usual = max(set(checkpoints), key=checkpoints.count) if checkpoints else None
+    usual = usual_checkpoint(mine)
     chosen = {}
     for r in mine:
         if r["key"] not in chosen or r["checkpoint"] == usual:
@@ -250,8 +249,7 @@ def checkpoint_note(study: Study, chosen: list[dict], records: list[dict]) -> li
     document's: they then compare with each other, not with the other studies."""
     notes = []
     for net in study.nets:
-        everyone = [r["checkpoint"] for r in records if r["net"] == net]
-        usual = max(set(everyone), key=everyone.count) if everyone else None
+        usual = usual_checkpoint([r for r in records if r["net"] == net])
         moved = [r for r in chosen if r["net"] == net and r["checkpoint"] != usual]
         for checkpoint in dict.fromkeys(r["checkpoint"] for r in moved):
             cells = [r for r in moved if r["checkpoint"] == checkpoint]
