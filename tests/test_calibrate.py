@@ -388,6 +388,31 @@ def test_a_busy_folder_is_refused_and_ctrl_c_says_what_was_kept(tmp_path, monkey
     assert (out / workflow.ARTIFACT / artifact.MANIFEST).read_bytes() == manifest
 
 
+class FileRun(workflow.Run):
+    def model(self, seed: int) -> nn.Module:
+        model = _model()
+        model.load_state_dict(torch.load(self.weights))
+        return model
+
+
+def test_a_finished_folder_of_weights_retrained_in_place_is_refused(tmp_path):
+    """A checkpoint retrained in place (the same path, other weights: pyioso train on another CPU
+    model) passed for the finished calibration of the old one, whose result was then reused on
+    the new weights."""
+    weights = tmp_path / "tiny.pt"
+    torch.save(_model().state_dict(), weights)
+    config = calibrate.Config.named("ioso", "brecq", w_bits=4, a_bits=4, iters=2, act_iters=1, batch=4)
+    run, out = FileRun("tiny", str(weights), size=16, images=8), tmp_path / "run"
+    workflow.calibrate_network(run, config, out, progress=False)
+    workflow.calibrate_network(run, config, out, progress=False)        # the same weights: reused
+    retrained = _model()
+    with torch.no_grad():
+        retrained.fc.weight.mul_(1.5)
+    torch.save(retrained.state_dict(), weights)
+    with pytest.raises(PyiosoError, match="other float weights or calibration images .* remove the folder"):
+        workflow.calibrate_network(run, config, out, progress=False)
+
+
 SMALLNET = """
 from torch import nn
 

@@ -133,7 +133,10 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
             (config.mixed_act_budget is not None and not config.layer_a_bits):
         _say(progress, "measuring each layer's and tensor's sensitivity for the mixed-precision budgets")
         config = with_layer_bits(config, model, images)
-    record = {"run": run.__dict__, "config": config.to_json()}
+    # what the folder's result depends on beyond the settings: a checkpoint retrained in place
+    # (the same path, other weights) must not pass for the finished calibration of the old one
+    key = calibrate.fingerprint(model.state_dict(), images, run.__dict__)
+    record = {"run": run.__dict__, "config": config.to_json(), "fingerprint": key}
     _check_same_run(out, record)
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
@@ -143,14 +146,23 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
 
 
 def _check_same_run(out: Path, record: dict) -> None:
-    if (out / RUN).is_file() and _settings(json.loads((out / RUN).read_text())) != _settings(record):
+    if not (out / RUN).is_file():
+        return
+    saved = json.loads((out / RUN).read_text())
+    if _settings(saved) != _settings(record):
         raise PyiosoError(f"--out {out} holds a calibration with other settings (its {RUN} differs): "
                           "give another --out, or remove the folder to start over")
+    if saved.get("fingerprint", record.get("fingerprint")) != record.get("fingerprint"):
+        raise PyiosoError(f"--out {out} holds a calibration of other float weights or calibration "
+                          f"images (the file {record['run']['weights']} or the data changed since, e.g. "
+                          "retrained): give another --out, or remove the folder to start over")
 
 
 def _settings(record: dict) -> dict:
-    """A run.json record with every calibration setting spelled out: a folder written before a
-    setting existed holds its default, and resumes."""
+    """A run.json record's settings, each spelled out: a folder written before a setting existed
+    holds its default, and resumes. (Its fingerprint is compared apart; folders written before
+    it was recorded have none.)"""
+    record = {k: v for k, v in record.items() if k != "fingerprint"}
     config = calibrate.full_settings(record.get("config"))
     return json.loads(json.dumps(record if config is None else {**record, "config": config}))
 
@@ -195,8 +207,7 @@ def _calibrate_in(out: Path, run: Run, config: calibrate.Config, record: dict, m
             segments = json.loads((out / HISTORY).read_text())
         else:
             output.write_json(str(out / RUN), record)
-            segments = _calibrate_segments(out, net, images.to(dev), config,
-                                           calibrate.fingerprint(model.state_dict(), images, run.__dict__),
+            segments = _calibrate_segments(out, net, images.to(dev), config, record["fingerprint"],
                                            progress, stop_after, checkpoints)
             if segments is None:
                 return {"stopped": True}
