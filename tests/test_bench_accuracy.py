@@ -175,8 +175,14 @@ def test_reused_cells_stay_with_the_checkpoint_they_were_calibrated_on(tmp_path,
     assert sorted(p.name for p in rerun.glob("*/runs/*")) == sorted(
         c.key for c in grid_cells.grid({"resnet18": ((2, None),)}, 2, ("rtn",), ablation=False))
     assert "| resnet18 | 16 px | 8 | 0 | 1.0 | 1 | 12.34 |" in (rerun / "RESULTS.md").read_text()
+    # a report of the committed cells takes theirs over this machine's, its run folder set aside
+    cli.main([*one, "--seeds", "1", "--out", str(rerun), "--docs", str(rerun), "--reuse", str(docs), "--report-only"])
+    cell, budget = grid_cells.grid({"resnet18": ((2, None),)}, 1, ("rtn",), ablation=False)[0], next(rerun.glob("*/cells")).parent
+    assert json.loads(cell.record(budget).read_text())["checkpoint"] == theirs["sha256"]
+    assert (budget / "runs" / f"{cell.key}@{mine['sha256'][:8]}").is_dir() and not (budget / "runs" / cell.key).exists()
 
     (docs / records.MODELS_JSON).write_text(json.dumps({"resnet18": {**theirs, "sha256": None}}))
+    (docs / "results.csv").write_text((docs / "results.csv").read_text().replace(theirs["sha256"], ""))
     unknown = tmp_path / "unknown"
     cli.main([*one, "--seeds", "2", "--out", str(unknown), "--docs", str(unknown), "--reuse", str(docs)])
     assert "recorded no SHA-256 of resnet18's checkpoint" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bench.accuracy import parity, sweep
+from bench.accuracy import cells, parity, sweep
 from bench.accuracy.cells import Budget, Cell
 from golden.errors import PyiosoError
 
@@ -18,7 +18,7 @@ def test_sweep_runs_cheapest_first_and_seeds_one_budget():
     assert {c.seed for b, c in pairs if b.iters != 1000} == {0}
 
 
-def test_sweep_records_block_losses_resumes_and_reports(tmp_path):
+def test_sweep_records_block_losses_resumes_and_reports(tmp_path, monkeypatch):
     out, docs = tmp_path / "out", tmp_path / "docs"
     argv = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images", "50", "--iters", "4,8",
             "--seeds-at", "8", "--seeds", "2", "--methods", "brecq+ioso", "--jobs", "2", "--quiet",
@@ -51,6 +51,15 @@ def test_sweep_records_block_losses_resumes_and_reports(tmp_path):
     text = (docs / "SWEEP.md").read_text()
     assert "| brecq+ioso (checkpoint 0123abcd) |" in text and "`0123abcd`: float top-1" in text
     assert len(json.loads((docs / sweep.RECORDS).read_text())) == 4     # every committed record stays
+    weights = tmp_path / "weights.pt"       # a checkpoint file: a cell recorded on another one runs again
+    weights.write_bytes(b"a retrained checkpoint")
+    stale = sorted(out.glob("*/cells/*.json"))[0]
+    recorded = json.loads(stale.read_text())
+    monkeypatch.setattr(cells.parallel, "unordered", lambda fn, items, jobs, ray=None: (
+        {**recorded, "checkpoint": cells.checkpoint_of(path)} for _, _, path, _ in items))
+    cell = next(c for c in sweep.plan("resnet18", (2, 4), ("brecq+ioso",), (4,), 1, 4) if c[1].key == recorded["key"])
+    records = cells.run_grid([cell[1]], cell[0], {"resnet18": str(weights)}, stale.parent.parent, progress=False)
+    assert records[0]["checkpoint"] == cells.checkpoint_of(str(weights)) == json.loads(stale.read_text())["checkpoint"]
     with pytest.raises(SystemExit, match="at least 4 iterations"):
         sweep.main([*argv, "--iters", "2"])
 

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
             calibrate.Config.named(method)
         cells = grid(plan, args.seeds, tuple(args.methods.split(",")), not args.no_ablation)
         out = Path(args.out) / budget.folder
-        reused = reuse(Path(args.reuse), cells, budget, out) if args.reuse else []
+        reused = reuse(Path(args.reuse), cells, budget, out, args.report_only) if args.reuse else []
         if reused and not args.quiet:
             print(f"reused {len(reused)} recorded calibrations from {args.reuse}")
         to_run = set() if args.report_only else {cell.net for cell in cells if not cell.record(out).is_file()}

@@ -207,15 +207,20 @@ def run_grid(cells: list[Cell], budget: Budget, weights: dict[str, str], out: Pa
              jobs: int = 1, progress: bool = True, run: bool = True, ray: str | None = None) -> list[dict]:
     """Run the cells not yet recorded, `jobs` processes of one thread each, or Ray tasks
     (pyioso.parallel), writing each record here as it arrives (with `run` False, only collect
-    the recorded ones)."""
+    the recorded ones). A cell recorded on another checkpoint than its network's weights file
+    here (copied from committed reports, or a retraining on another CPU model) is run again: the
+    committed reports keep the other checkpoint's record."""
     from tqdm import tqdm
 
     records = {}
+    here = {net: checkpoint_of(path) for net, path in weights.items() if Path(path).is_file()}
     bar = tqdm(total=len(cells), desc="bench-accuracy", unit="cell", disable=not progress)
     todo = []
     for cell in cells:
-        if cell.record(out).is_file():
-            records[cell] = json.loads(cell.record(out).read_text())
+        record = json.loads(cell.record(out).read_text()) if cell.record(out).is_file() else None
+        theirs = record and record.get("checkpoint")       # None or '': a report that recorded none
+        if record is not None and (not run or not theirs or theirs == here.get(cell.net, theirs)):
+            records[cell] = record
             bar.update()
         else:
             todo.append(cell)

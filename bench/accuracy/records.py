@@ -49,12 +49,15 @@ def write_csv(records: list[dict], path: Path) -> None:
     output.atomic_write(str(path), lambda f: f.write(buffer.getvalue().encode()))
 
 
-def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path) -> list[Cell]:
+def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path, rewrite: bool = False) -> list[Cell]:
     """Record the planned cells that a committed benchmark holds under this budget, so a fresh
     clone extends it instead of running it again (and trains no network whose cells are all
     there). PATH is the folder `report` wrote, or its results.csv: the training records beside it
     fill the Models table, and the Fig. 11 data beside it stand in for the calibration history of
-    the cell behind those plots (without them that cell runs again)."""
+    the cell behind those plots (without them that cell runs again). `rewrite` (a report of the
+    committed cells): a cell recorded here on another checkpoint than the committed one (another
+    study's run on this machine's) takes the committed record, so no table mixes checkpoints, and
+    its run folder moves aside to runs/KEY@CHECKPOINT."""
     folder = _report_folder(path)
     csv_path = folder / "results.csv" if path.is_dir() else path
     try:
@@ -72,8 +75,15 @@ def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path) -> list[Cell
         options = tuple(_parse_option(item) for item in row["options"].split(";") if item)
         cell = Cell(row["net"], int(row["w_bits"]), int(row["a_bits"]) if row["a_bits"] else None,
                     row["method"], int(row["seed"]), options)
-        if row["budget"] != budget.folder or cell.key not in planned or cell.record(out).is_file():
+        if row["budget"] != budget.folder or cell.key not in planned:
             continue
+        if cell.record(out).is_file():
+            other = json.loads(cell.record(out).read_text()).get("checkpoint")
+            if not rewrite or other == row["checkpoint"]:
+                continue
+            runs = out / "runs" / cell.key     # its history (Fig. 11's data) is the other checkpoint's
+            if runs.is_dir():
+                runs.rename(runs.with_name(f"{cell.key}@{str(other)[:8]}"))
         record = cell.recorded(budget, checkpoint=row["checkpoint"], calib_seconds=float(row["calib_seconds"]),
                                threads=int(row["threads"]),
                                images=int(row["images"]), **{k: float(row[k]) if row[k] else None for k in PERCENTS},

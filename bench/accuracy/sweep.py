@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
             for cell in cells:
                 if cell.record(out).is_file() and "losses" not in json.loads(cell.record(out).read_text()):
                     cell.record(out).unlink()       # recorded before losses were logged: run again
-                if not cell.record(out).is_file() and (cell.key, budget) in mine:
+                if (cell.key, budget) in mine and (not cell.record(out).is_file() or json.loads(
+                        cell.record(out).read_text()).get("checkpoint") != checkpoint):
                     output.write_json(str(cell.record(out)), mine[cell.key, budget])
             if not args.quiet:
                 print(f"budget {budget.iters}/{budget.act_iters}: {len(cells)} cells", file=sys.stderr)
