@@ -182,21 +182,25 @@ def grouped_bars(panels: list[tuple[str, list[str], dict[str, list[list[float]]]
 def budget_sweep(records: list[dict], methods: tuple[str, ...], final_loss, path: Path) -> None:
     """make bench-sweep: top-1 and final reconstruction loss against the weight-stage iterations
     (a log axis: the budgets grow by 4-5x), a line per method through its budgets, the seeds'
-    spread as error bars where a budget has several."""
+    spread as error bars where a budget has several. A method keeps its colour on every
+    checkpoint; rows of another checkpoint ('method (checkpoint ...)') are dashed."""
     import statistics
 
-    fig = _figure(10, 3.8)
+    fig = _figure(10, 4.6)
     top, loss = fig.subplots(1, 2)
+    bases = list(dict.fromkeys(m.split(" (checkpoint")[0] for m in methods))
     for method in methods:
         mine = [r for r in records if r["method"] == method]
         budgets = sorted({r["budget"]["iters"] for r in mine})
         if not budgets:
             continue
+        style = {"color": f"C{bases.index(method.split(' (checkpoint')[0])}",
+                 "ls": "--" if "(checkpoint" in method else "-", "mfc": "white" if "(checkpoint" in method else None}
         for ax, value in ((top, lambda r: r["fake_quant"]), (loss, final_loss)):
             values = [[value(r) for r in mine if r["budget"]["iters"] == i] for i in budgets]
             ax.errorbar(budgets, [statistics.fmean(v) for v in values],
                         yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for v in values],
-                        marker="o", ms=4, lw=1, capsize=2, label=method)
+                        marker="o", ms=4, lw=1, capsize=2, label=method, **style)
     floats = sorted({r["float"] for r in records}, reverse=True)     # one per checkpoint
     for value, style in zip(floats, (":", "-.", "--")):
         top.axhline(value, color="k", ls=style, lw=1, label="float" if len(floats) == 1 else f"float {value:.2f}")
@@ -208,8 +212,9 @@ def budget_sweep(records: list[dict], methods: tuple[str, ...], final_loss, path
         ax.set_xticks(budgets, [f"{i:,}" for i in budgets])
         ax.minorticks_off()
         ax.set_xlabel("weight-stage iterations per block")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+    handles, labels = top.get_legend_handles_labels()
+    if handles:         # one legend under both panels, clear of the lines
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
     save_png(fig, str(path))
 
 
