@@ -3,7 +3,11 @@
 loss (the first 256 calibration images, as `pyioso calibrate` prints) next to the same loss over
 all calibration images, before and after the stage, for every block of one calibration.
 
-    .venv/bin/python scripts/stage_losses.py --method brecq --iters 1000 --wbits 2 --abits 4
+    .venv/bin/python scripts/stage_losses.py --method brecq --iters 1000 --wbits 2 --abits 4 \
+        --check layer3.0,layer4.0,layer4.1,fc
+
+--check adds, for those blocks' activation stage, each step's LSQ gradient next to central
+differences of the loss, and the stage rerun from its start at other step learning rates.
 
 The same network, checkpoint (pyioso train's, trained when missing), images and seed as a
 bench-accuracy cell; the calibration itself is unchanged (the extra measurements draw no random
@@ -142,6 +146,11 @@ def main() -> None:
         print("|---|---|---|---|" + "---|" * len(RELATIVE))
         for seg, when, value, grad, *slope in calibrator.slopes:
             print(f"| {seg} | {when} | {value:.5g} | {grad:+.5g} | " + " | ".join(f"{v:+.5g}" for v in slope) + " |")
+        pairs = [(grad, slope) for _, _, _, grad, *slope in calibrator.slopes]
+        steady = sum(len({v > 0 for v in slope}) == 1 for _, slope in pairs)
+        agree = sum((grad > 0) == (slope[-1] > 0) for grad, slope in pairs)
+        print(f"\nThe slopes agree in sign at all {len(RELATIVE)} step changes for {steady} of {len(pairs)}; "
+              f"LSQ's gradient has the sign of the +-{100 * RELATIVE[-1]:g}% slope for {agree} of {len(pairs)}.")
     if calibrator.rates:
         print("\n| block | step learning rate | loss over all images after the stage |")
         print("|---|---|---|")

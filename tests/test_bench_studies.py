@@ -103,12 +103,18 @@ def test_parity_table_compares_on_the_same_grid(tmp_path):
                                 for ref in refs}}
     (tmp_path / parity.RECORDS).write_text(json.dumps(committed))
     clone = tmp_path / "clone"
-    parity._restore(tmp_path / parity.RECORDS, [cell], refs, Budget(), clone)
+    parity._restore(tmp_path / parity.RECORDS, [cell], refs, Budget(), clone, None)
     assert json.loads(cell.record(clone).read_text())["fake_quant"] == 71.0
     assert len(list((clone / "parity").glob("*.json"))) == len(refs)
     other = tmp_path / "other"
-    parity._restore(tmp_path / parity.RECORDS, [cell], refs, Budget(iters=1000, act_iters=250), other)
+    parity._restore(tmp_path / parity.RECORDS, [cell], refs, Budget(iters=1000, act_iters=250), other, None)
     assert not other.exists()
+    # a run on another machine's checkpoint takes neither side: both run again, on this one
+    committed["pyioso"][0]["checkpoint"] = "0123abcd" * 8
+    (tmp_path / parity.RECORDS).write_text(json.dumps(committed))
+    elsewhere = tmp_path / "elsewhere"
+    parity._restore(tmp_path / parity.RECORDS, [cell], refs, Budget(), elsewhere, "4567cdef" * 8)
+    assert not elsewhere.exists()
 
 
 def test_parity_refuses_weight_only_bits():

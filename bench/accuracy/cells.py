@@ -89,6 +89,10 @@ class Cell:
     def record(self, out: Path) -> Path:
         return out / "cells" / f"{self.key}.json"
 
+    def stored(self, out: Path) -> dict | None:
+        """Its record in OUT, or None before it is recorded."""
+        return json.loads(self.record(out).read_text()) if self.record(out).is_file() else None
+
     def recorded(self, budget: Budget, **results) -> dict:
         """The cell's JSON record: what it is, its budget, and its results."""
         return {**asdict(self), "options": dict(self.options), "key": self.key, "bits": self.bits,
@@ -167,6 +171,14 @@ def checkpoint_of(weights: str) -> str:
     return train.sha256(path) if path.is_file() else weights
 
 
+def restore(cell: Cell, out: Path, record: dict, checkpoint: str) -> None:
+    """Write a committed record of `cell` where a run finds it: where none is recorded here, or
+    one of another checkpoint where the committed one ran on this machine's (`checkpoint`)."""
+    stored = cell.stored(out)
+    if stored is None or stored.get("checkpoint") != checkpoint == record.get("checkpoint"):
+        output.write_json(str(cell.record(out)), record)
+
+
 def usual_checkpoint(records: list[dict]) -> str | None:
     """The checkpoint most of these records ran on (None for none; a tie: the first recorded)."""
     used = [r.get("checkpoint") for r in records]
@@ -217,7 +229,7 @@ def run_grid(cells: list[Cell], budget: Budget, weights: dict[str, str], out: Pa
     bar = tqdm(total=len(cells), desc="bench-accuracy", unit="cell", disable=not progress)
     todo = []
     for cell in cells:
-        record = json.loads(cell.record(out).read_text()) if cell.record(out).is_file() else None
+        record = cell.stored(out)
         theirs = record and record.get("checkpoint")       # None or '': a report that recorded none
         if record is not None and (not run or not theirs or theirs == here.get(cell.net, theirs)):
             records[cell] = record

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits
-from bench.accuracy.cells import Budget, Cell, add_run_options, run_grid
+from bench.accuracy.cells import Budget, Cell, add_run_options, checkpoint_of, run_grid
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         cells += [Cell(NET, w, None, "brecq", seed, grid) for w in dict.fromkeys(w for w, _ in bits)
                   for grid in grids for seed in range(args.seeds)]
         refs = references(bits, args.seeds)
-        _restore(Path(args.docs) / RECORDS, cells, refs, budget, out)
+        _restore(Path(args.docs) / RECORDS, cells, refs, budget, out,
+                 None if args.report_only else checkpoint_of(checkpoint))
         ours = run_grid(cells, budget, dict.fromkeys([NET], checkpoint), out, args.jobs, not args.quiet,
                         not args.report_only)
         done = _run_references(refs, budget, checkpoint, out / "parity", args.jobs, not args.quiet,
@@ -196,11 +197,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {path} ({len(ours)} pyioso and {len(done)} reference calibrations)")
 
 
-def _restore(path: Path, cells: list[Cell], refs: list[Reference], budget: Budget, out: Path) -> None:
-    """Records a committed comparison holds under this budget, written where a run finds them."""
+def _restore(path: Path, cells: list[Cell], refs: list[Reference], budget: Budget, out: Path,
+             checkpoint: str | None) -> None:
+    """Records a committed comparison holds under this budget, written where a run finds them;
+    none where it ran on another checkpoint than `checkpoint` (this machine's SHA-256; None: a
+    report of the committed records), so that both sides run again on this one."""
     if not path.is_file():
         return
     committed = json.loads(path.read_text())
+    if checkpoint is not None and any(r.get("checkpoint") not in (None, checkpoint) for r in committed["pyioso"]):
+        return
     ours = {r["key"]: r for r in committed["pyioso"] if Budget(**r["budget"]) == budget}
     for cell in cells:
         if not cell.record(out).is_file() and cell.key in ours:

@@ -77,8 +77,8 @@ def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path, rewrite: boo
                     row["method"], int(row["seed"]), options)
         if row["budget"] != budget.folder or cell.key not in planned:
             continue
-        if cell.record(out).is_file():
-            other = json.loads(cell.record(out).read_text()).get("checkpoint")
+        if (stored := cell.stored(out)) is not None:
+            other = stored.get("checkpoint")
             if not rewrite or other == row["checkpoint"]:
                 continue
             runs = out / "runs" / cell.key     # its history (Fig. 11's data) is the other checkpoint's

@@ -11,7 +11,6 @@ and the extra seeds at --seeds-at once the budgets below it are done.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from dataclasses import replace
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits, _weights
 from bench.accuracy.cells import (Budget, Cell, add_run_options, bits_label, checkpoint_of, committed_records,
-                                  merge_records, run_grid, usual_checkpoint)
+                                  merge_records, restore, run_grid, usual_checkpoint)
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -210,11 +209,10 @@ def main(argv: list[str] | None = None) -> None:
             cells = [c for b, c in pairs if b == budget]
             out = Path(args.out) / budget.folder
             for cell in cells:
-                if cell.record(out).is_file() and "losses" not in json.loads(cell.record(out).read_text()):
+                if "losses" not in (cell.stored(out) or {"losses": None}):
                     cell.record(out).unlink()       # recorded before losses were logged: run again
-                if (cell.key, budget) in mine and (not cell.record(out).is_file() or json.loads(
-                        cell.record(out).read_text()).get("checkpoint") != checkpoint):
-                    output.write_json(str(cell.record(out)), mine[cell.key, budget])
+                if (cell.key, budget) in mine:
+                    restore(cell, out, mine[cell.key, budget], checkpoint)
             if not args.quiet:
                 print(f"budget {budget.iters}/{budget.act_iters}: {len(cells)} cells", file=sys.stderr)
             records += run_grid(cells, budget, weights, out, args.jobs, not args.quiet,

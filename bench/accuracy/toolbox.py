@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.accuracy.__main__ import _weights
 from bench.accuracy.cells import (FINETUNE, Budget, Cell, add_run_options, bits_label, checkpoint_of,
-                                  committed_records, merge_records, run_grid, usual_checkpoint)
+                                  committed_records, merge_records, restore, run_grid, usual_checkpoint)
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -292,8 +292,8 @@ def _restore(committed: list[dict], cells: list[Cell], budget: Budget, out: Path
         if Budget(**r["budget"]) == budget and (r["key"] not in mine or r["checkpoint"] == checkpoint):
             mine[r["key"]] = r
     for cell in cells:
-        if not cell.record(out).is_file() and cell.key in mine:
-            output.write_json(str(cell.record(out)), mine[cell.key])
+        if cell.key in mine:
+            restore(cell, out, mine[cell.key], checkpoint)
 
 
 def main(argv: list[str] | None = None) -> None:

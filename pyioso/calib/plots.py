@@ -188,14 +188,14 @@ def budget_sweep(records: list[dict], methods: tuple[str, ...], final_loss, path
 
     fig = _figure(10, 4.6)
     top, loss = fig.subplots(1, 2)
-    bases = list(dict.fromkeys(m.split(" (checkpoint")[0] for m in methods))
+    bases = list(dict.fromkeys(m.partition(" (checkpoint")[0] for m in methods))
     for method in methods:
         mine = [r for r in records if r["method"] == method]
         budgets = sorted({r["budget"]["iters"] for r in mine})
         if not budgets:
             continue
-        style = {"color": f"C{bases.index(method.split(' (checkpoint')[0])}",
-                 "ls": "--" if "(checkpoint" in method else "-", "mfc": "white" if "(checkpoint" in method else None}
+        base, _, other = method.partition(" (checkpoint")
+        style = {"color": f"C{bases.index(base)}", "ls": "--" if other else "-", "mfc": "white" if other else None}
         for ax, value in ((top, lambda r: r["fake_quant"]), (loss, final_loss)):
             values = [[value(r) for r in mine if r["budget"]["iters"] == i] for i in budgets]
             ax.errorbar(budgets, [statistics.fmean(v) for v in values],
