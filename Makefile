@@ -49,7 +49,7 @@ BRECQ_GIT ?=
 LIBERTY ?=
 PDK   ?= ../shared/pdk
 
-.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report train calibrate bench-calib bench-parity bench-sweep bench-toolbox bench-accuracy bench-accuracy-64 golden layers cost clean
+.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report train calibrate bench-calib bench-parity bench-sweep bench-toolbox bench-accuracy bench-accuracy-64 bench-accuracy-converged golden layers cost clean
 
 help:
 	@echo "make sim LAYER=$(LAYER)            one layer through the engine RTL, every output vs golden (main job)"
@@ -69,6 +69,7 @@ help:
 	@echo "make bench-sweep                    resnet18 W2A4 at 200..20000 iterations: docs/SWEEP.md (a day)"
 	@echo "make bench-toolbox                  the lecture's methods (observers..QAT): docs/TOOLBOX.md (hours)"
 	@echo "make bench-accuracy-64              resnet18's target settings at 64 px: docs/64px/RESULTS.md (hours)"
+	@echo "make bench-accuracy-converged       resnet18's tables at 5000/1250 iterations: docs/i5000/RESULTS.md (days)"
 	@echo "make report [LIBERTY=a.lib,b.lib]   synthesis area, latency per layer, Table 11: docs/HARDWARE.md"
 	@echo "make test / make test-full          the test suite (CI) / with slow tests"
 	@echo "make golden LAYER=...               golden integer layer, error bound and cost row"
@@ -168,6 +169,14 @@ bench-accuracy: $(STAMP) $(DATA)
 bench-accuracy-64:
 	$(MAKE) bench-accuracy BENCH_NETS=resnet18:W4A4+W2A4 BENCH_SIZE=64 BENCH_DOCS=docs/64px \
 		BENCH_FLAGS=--no-ablation
+
+# The headline tables at the budget where the sweep's BRECQ stops gaining (docs/SWEEP.md: +0.49 pp
+# from 5,000 to 20,000): resnet18's cells at 5,000/1,250 iterations, the sweep's four methods before
+# the others so a run cut short has them; resumes per cell and per block (about 17 core-hours a seed).
+CONVERGED_METHODS = brecq,brecq+ioso,qdrop,qdrop+ioso,adaround,rtn
+bench-accuracy-converged:
+	$(MAKE) bench-accuracy BENCH_NETS=resnet18 BENCH_ITERS=5000 BENCH_ACT_ITERS=1250 BENCH_DOCS=docs/i5000 \
+		BENCH_FLAGS="--methods $(CONVERGED_METHODS) $(BENCH_FLAGS)"
 
 clean:
 	rm -rf build
