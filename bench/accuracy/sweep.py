@@ -32,6 +32,9 @@ PNG = "sweep.png"
 HELD_OUT_PNG = "sweep_held_out.png"
 HELD_OUT = workflow.HELD_OUT
 RECORDS = "sweep.json"      # every recorded cell, committed beside SWEEP.md: a clone resumes from it
+# A budget that adds less top-1 than this to the one before ends a method's improvement: under the
+# spread three seeds give at one budget (0.11-0.61 pp at 5,000 in docs/SWEEP.md).
+PLATEAU_PP = 0.5
 
 
 def plan(net: str, bits: tuple[int, int | None], methods: tuple[str, ...], budgets: tuple[int, ...],
@@ -91,6 +94,66 @@ def _generalization(records: list[dict], methods: tuple[str, ...], docs: Path) -
             output.md_table(["method", "iterations", "seeds", "calibration loss", "held-out loss",
                              "held-out ÷ calibration", "top-1 %"], table),
             f"![calibration and held-out loss per method]({HELD_OUT_PNG})"]
+
+
+def _top1(records: list[dict], method: str, iters: int) -> dict[int, float]:
+    """Top-1 per seed of one method at one budget."""
+    return {r["seed"]: r["fake_quant"] for r in records if r["method"] == method and r["budget"]["iters"] == iters}
+
+
+def plateau(records: list[dict], method: str) -> tuple[int, float] | None:
+    """(budget, top-1 the next measured budget adds): the first budget whose next one adds under
+    PLATEAU_PP (means over seeds); None while every step adds more."""
+    means = [(i, statistics.fmean(v.values())) for i in sorted({r["budget"]["iters"] for r in records})
+             if (v := _top1(records, method, i))]
+    return next(((a, mb - ma) for (a, ma), (_, mb) in zip(means, means[1:]) if mb - ma < PLATEAU_PP), None)
+
+
+def ioso_gain(records: list[dict], method: str, iters: int) -> list[float]:
+    """IOSO's top-1 gain over `method` at one budget, one per seed both ran: a seed draws the same
+    calibration images and batches for both, so the pairs cancel the draw's own spread."""
+    base, _, checkpoint = method.partition(" (")
+    ours, theirs = _top1(records, f"{base}+ioso" + (f" ({checkpoint}" if checkpoint else ""), iters), \
+        _top1(records, method, iters)
+    return [ours[seed] - theirs[seed] for seed in sorted(ours.keys() & theirs.keys())]
+
+
+def _signed(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mean = f"{statistics.fmean(values):+.2f}"
+    return mean + (f" ± {statistics.stdev(values):.2f} ({len(values)} seeds)" if len(values) > 1 else "")
+
+
+def _convergence(records: list[dict], methods: tuple[str, ...], budgets: list[int]) -> list[str]:
+    """Where each baseline stops improving and what IOSO gains there: the section the budget sweep
+    exists for."""
+    bases = [m for m in methods if "+ioso" not in m]
+    steps = [[m, *(_signed([statistics.fmean(b.values()) - statistics.fmean(a.values())])
+                   if (a := _top1(records, m, i)) and (b := _top1(records, m, j)) else "–"
+                   for i, j in zip(budgets, budgets[1:]))] for m in methods]
+    gains = [[m, *(_signed(ioso_gain(records, m, i)) for i in budgets)] for m in bases]
+    lines = []
+    for m in bases:
+        stop = plateau(records, m)
+        if stop:
+            lines.append(f"- {m}: stops improving at {stop[0]:,} (the next budget adds {stop[1]:+.2f} pp); IOSO's "
+                         f"gain there {_signed(ioso_gain(records, m, stop[0]))} pp")
+        elif len(ran := [i for i in budgets if _top1(records, m, i)]) > 1:
+            added = statistics.fmean(_top1(records, m, ran[-1]).values()) - \
+                statistics.fmean(_top1(records, m, ran[-2]).values())
+            lines.append(f"- {m}: not yet measured to stop; its largest budget, {ran[-1]:,}, adds {added:+.2f} pp "
+                         f"to {ran[-2]:,}; IOSO's gain there {_signed(ioso_gain(records, m, ran[-1]))} pp")
+    return ["## Where the baselines stop improving, and IOSO's gain there",
+            f"A method stops improving at the first budget after which the next adds under {PLATEAU_PP} pp of "
+            "top-1 (means over seeds), less than three seeds' spread at one budget. IOSO's gain is "
+            "method+ioso minus method at one budget, paired by seed (one calibration draw for both): the mean "
+            "± std of the pairs where several seeds ran both.",
+            "\n".join(lines) or "–",
+            "### Top-1 gained over the budget before (pp)",
+            output.md_table(["method", *(f"{i} → {j}" for i, j in zip(budgets, budgets[1:]))], steps),
+            "### IOSO's gain (pp)",
+            output.md_table(["over", *(f"{i} / {i // 4}" for i in budgets)], gains)]
 
 
 def _stat(values: list[float]) -> str:
@@ -157,6 +220,7 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
         "measures the activation stage's L_2.4 error, QDrop's its joint stage's L_2 error.",
         output.md_table(heads, loss),
         f"![top-1 and final loss against iterations]({PNG})",
+        *_convergence(records, methods, budgets),
         *_generalization(records, methods, docs),
         "## Calibration minutes (one thread)", output.md_table(heads, minutes),
     ]
