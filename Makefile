@@ -176,6 +176,7 @@ bench-accuracy-64:
 CONVERGED_METHODS = brecq,brecq+ioso,qdrop,qdrop+ioso,adaround,rtn
 bench-accuracy-converged:
 	$(MAKE) bench-accuracy BENCH_NETS=resnet18 BENCH_ITERS=5000 BENCH_ACT_ITERS=1250 BENCH_DOCS=docs/i5000 \
+		BENCH_REUSE=docs/i5000 \
 		BENCH_FLAGS="--methods $(CONVERGED_METHODS) $(BENCH_FLAGS)"
 
 clean:

@@ -187,3 +187,14 @@ def test_reused_cells_stay_with_the_checkpoint_they_were_calibrated_on(tmp_path,
     cli.main([*one, "--seeds", "2", "--out", str(unknown), "--docs", str(unknown), "--reuse", str(docs)])
     assert "recorded no SHA-256 of resnet18's checkpoint" in capsys.readouterr().err
     assert len(list(unknown.glob("*/runs/*"))) == 1
+
+
+def test_a_cell_of_one_seed_shows_its_value_without_a_spread():
+    from bench.accuracy import report
+
+    def rec(method, seed, top1):
+        return {"net": "resnet18", "bits": "W2A4", "method": method, "options": {}, "seed": seed,
+                "float": 90.0, "fake_quant": top1}
+    text = report.accuracy_tables([rec("brecq", 0, 86.5), rec("brecq+ioso", 0, 88.0), rec("brecq+ioso", 1, 89.0)],
+                                  ["resnet18"])
+    assert "| brecq | 86.50 |" in text and "| brecq+ioso | 88.50 ± 0.71 |" in text

@@ -20,15 +20,19 @@ from pyioso.models.weights import RANDOM
 from pyioso.output import md_table
 
 
+def _values(records: list[dict], key: str) -> list[float]:
+    return [r[key] for r in records if r.get(key) is not None]
+
+
 def _stats(records: list[dict], key: str) -> tuple[float, float] | None:
-    values = [r[key] for r in records if r.get(key) is not None]
+    values = _values(records, key)
     if not values:
         return None
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _fmt(stat: tuple[float, float] | None) -> str:
-    return "–" if stat is None else f"{stat[0]:.2f} ± {stat[1]:.2f}"
+def _fmt(records: list[dict], key: str) -> str:
+    return spread(_values(records, key))
 
 
 def spread(values: list[float]) -> str:
@@ -57,7 +61,7 @@ def accuracy_tables(records: list[dict], nets: list[str]) -> str:
         for title, bits, methods in (("Weight-only (paper Table 2)", WEIGHT_ONLY, WEIGHT_ONLY_METHODS),
                                      ("Weights and activations (paper Tables 3 and 6)", WEIGHT_ACT, METHODS)):
             labels = [bits_label(*b) for b in bits if _select(main, bits=bits_label(*b))]
-            rows = [[method, *(_fmt(_stats(_select(main, method=method, bits=b), "fake_quant")) for b in labels)]
+            rows = [[method, *(_fmt(_select(main, method=method, bits=b), "fake_quant") for b in labels)]
                     for method in methods if any(_select(main, method=method, bits=b) for b in labels)]
             if rows:
                 fp = _stats(main, "float")
@@ -78,31 +82,30 @@ def integer_table(records: list[dict]) -> str:
         net, bits, method, options = setting
         group = [r for r in checked if _setting(r) == setting]
         rows.append([net, bits, method + "".join(f" {k}={v}" for k, v in options),
-                     _fmt(_stats(group, "fake_quant")), _fmt(_stats(group, "integer")),
+                     _fmt(group, "fake_quant"), _fmt(group, "integer"),
                      f"{max(abs(r['fake_quant'] - r['integer']) for r in group):.2f}",
                      f"{min(r['agreement'] for r in group):.2f}", max(r["max_logit_code_diff"] for r in group)])
     return md_table(["net", "bits", "method", "fake-quant", "integer (golden)", "max |diff| pp",
                      "min agreement %", "max logit code diff"], rows, left=3)
 
 
-def ablation_rows(records: list[dict]) -> list[tuple[str, str, tuple[float, float] | None]]:
+def ablation_rows(records: list[dict]) -> list[tuple[str, str, list[dict]]]:
+    """(label, what it learns, its records) per row of the paper's Table 4."""
     w, a = ABLATION_BITS
-    rows = []
-    for label, method, options, learned in ABLATION:
-        group = [r for r in records if r["net"] == ABLATION_NET and r["bits"] == bits_label(w, a)
-                 and r["method"] == method and r["options"] == dict(options)]
-        rows.append((label, learned, _stats(group, "fake_quant")))
-    return rows
+    return [(label, learned, [r for r in records if r["net"] == ABLATION_NET and r["bits"] == bits_label(w, a)
+                              and r["method"] == method and r["options"] == dict(options)])
+            for label, method, options, learned in ABLATION]
 
 
 def ablation_table(records: list[dict]) -> str:
     rows = ablation_rows(records)
-    base = rows[0][2]
+    base = _stats(rows[0][2], "fake_quant")
     symbols = ("V", "gamma", "phi", "gamma_y", "R")
     return md_table(["method", "V", "γ^z", "φ^z", "γ^y", "R", "W2A4 top-1 %", "vs rounding only"],
-                     [[label, *("✓" if s in learned.split() else "" for s in symbols), _fmt(stat),
-                       "–" if stat is None or base is None else f"{stat[0] - base[0]:+.2f}"]
-                      for label, learned, stat in rows])
+                     [[label, *("✓" if s in learned.split() else "" for s in symbols), _fmt(group, "fake_quant"),
+                       "–" if (stat := _stats(group, "fake_quant")) is None or base is None
+                       else f"{stat[0] - base[0]:+.2f}"]
+                      for label, learned, group in rows])
 
 
 def time_table(records: list[dict], nets: list[str]) -> str:
@@ -261,8 +264,9 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
                            docs / "results_bits.png")
     figures = ["results_bits.png"]
     ablation = ablation_rows(records)
-    if any(stat for _, _, stat in ablation):
-        plots.ablation([(label, stat) for label, _, stat in ablation], docs / "results_ablation.png")
+    if any(group for _, _, group in ablation):
+        plots.ablation([(label, _stats(group, "fake_quant")) for label, _, group in ablation],
+                       docs / "results_ablation.png")
         figures.append("results_ablation.png")
     legal = fig11_legal(out)
     if legal is not None:
@@ -278,6 +282,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
     if trained:
         output.write_json(str(docs / MODELS_JSON), trained)
     seeds = len({r["seed"] for r in records})
+    lr = calibrate.Config.lr        # Adam's on the rounding variables: bounds how far they move
     eval_images = records[0]["images"] if records else 0
     sections = [
         "# Results: the paper's tables on Fashion-MNIST",
@@ -305,11 +310,11 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
         f"batch order and drops); top-1 on {eval_images} test images. First and last layers 8-bit. "
         f"{len(records)} of the {planned} planned calibrations are recorded"
         + ("." if len(records) == planned else "; cells not run are left out or show –.")
-        + (f" With {budget.iters} Adam steps at lr 1e-3, AdaRound's rounding variables move at most about "
-           f"{budget.iters * 1e-3:.2g} from their initialization, so rounding-only methods stay close to their "
+        + (f" With {budget.iters} Adam steps at lr {lr:g}, AdaRound's rounding variables move at most about "
+           f"{budget.iters * lr:.2g} from their initialization, so rounding-only methods stay close to their "
            "starting point while IOSO's per-channel output scale (gamma^z) can already correct coarse "
            "low-bit grids: expect larger gaps to IOSO than the paper's (not measured here at its budget)."
-           if budget.iters < calibrate.Config.iters else ""),
+           if budget.iters * lr < 1 else ""),
         "## Accuracy",
         *(["**These tables are the quick budget** (" f"{budget.iters}/{budget.act_iters} iterations), where the "
            "rounding-only baselines have not converged: the budget sweep and the baseline parity below show "
