@@ -32,8 +32,8 @@ PNG = "sweep.png"
 HELD_OUT_PNG = "sweep_held_out.png"
 HELD_OUT = workflow.HELD_OUT
 RECORDS = "sweep.json"      # every recorded cell, committed beside SWEEP.md: a clone resumes from it
-# A budget that adds less top-1 than this to the one before ends a method's improvement: under the
-# spread three seeds give at one budget (0.11-0.61 pp at 5,000 in docs/SWEEP.md).
+# A budget that adds less top-1 than this to the one before ends a method's improvement: the size of
+# the spread three seeds give at one budget (0.11-0.61 pp at 5,000 in docs/SWEEP.md).
 PLATEAU_PP = 0.5
 
 
@@ -146,7 +146,7 @@ def _convergence(records: list[dict], methods: tuple[str, ...], budgets: list[in
                          f"to {ran[-2]:,}; IOSO's gain there {_signed(ioso_gain(records, m, ran[-1]))} pp")
     return ["## Where the baselines stop improving, and IOSO's gain there",
             f"A method stops improving at the first budget after which the next adds under {PLATEAU_PP} pp of "
-            "top-1 (means over seeds), less than three seeds' spread at one budget. IOSO's gain is "
+            "top-1 (means over seeds), the size of the seeds' spread at one budget (the ± above). IOSO's gain is "
             "method+ioso minus method at one budget, paired by seed (one calibration draw for both): the mean "
             "± std of the pairs where several seeds ran both.",
             "\n".join(lines) or "–",
