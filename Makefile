@@ -170,8 +170,8 @@ bench-accuracy-64:
 	$(MAKE) bench-accuracy BENCH_NETS=resnet18:W4A4+W2A4 BENCH_SIZE=64 BENCH_DOCS=docs/64px \
 		BENCH_FLAGS=--no-ablation
 
-# The headline tables at the budget where the sweep's BRECQ stops gaining (docs/SWEEP.md: +0.49 pp
-# from 5,000 to 20,000): resnet18's cells at 5,000/1,250 iterations, the sweep's four methods before
+# The headline tables at the budget where the sweep's BRECQ stops gaining (docs/SWEEP.md: under half a
+# point from 5,000 to 20,000): resnet18's cells at 5,000/1,250 iterations, the sweep's four methods before
 # the others so a run cut short has them; resumes per cell and per block (about 17 core-hours a seed).
 CONVERGED_METHODS = brecq,brecq+ioso,qdrop,qdrop+ioso,adaround,rtn
 bench-accuracy-converged:

@@ -101,12 +101,17 @@ def _top1(records: list[dict], method: str, iters: int) -> dict[int, float]:
     return {r["seed"]: r["fake_quant"] for r in records if r["method"] == method and r["budget"]["iters"] == iters}
 
 
+def _steps(records: list[dict], method: str) -> list[tuple[int, int, float]]:
+    """(budget, next measured budget, top-1 it adds, means over seeds) for each step of one method."""
+    means = [(i, statistics.fmean(v.values())) for i in sorted({r["budget"]["iters"] for r in records})
+             if (v := _top1(records, method, i))]
+    return [(a, b, mb - ma) for (a, ma), (b, mb) in zip(means, means[1:])]
+
+
 def plateau(records: list[dict], method: str) -> tuple[int, float] | None:
     """(budget, top-1 the next measured budget adds): the first budget whose next one adds under
     PLATEAU_PP (means over seeds); None while every step adds more."""
-    means = [(i, statistics.fmean(v.values())) for i in sorted({r["budget"]["iters"] for r in records})
-             if (v := _top1(records, method, i))]
-    return next(((a, mb - ma) for (a, ma), (_, mb) in zip(means, means[1:]) if mb - ma < PLATEAU_PP), None)
+    return next(((a, added) for a, _, added in _steps(records, method) if added < PLATEAU_PP), None)
 
 
 def ioso_gain(records: list[dict], method: str, iters: int) -> list[float]:
@@ -129,9 +134,8 @@ def _convergence(records: list[dict], methods: tuple[str, ...], budgets: list[in
     """Where each baseline stops improving and what IOSO gains there: the section the budget sweep
     exists for."""
     bases = [m for m in methods if "+ioso" not in m]
-    steps = [[m, *(_signed([statistics.fmean(b.values()) - statistics.fmean(a.values())])
-                   if (a := _top1(records, m, i)) and (b := _top1(records, m, j)) else "–"
-                   for i, j in zip(budgets, budgets[1:]))] for m in methods]
+    steps = [[m, *(_signed([added[i, j]]) if (i, j) in added else "–" for i, j in zip(budgets, budgets[1:]))]
+             for m in methods for added in [{(a, b): d for a, b, d in _steps(records, m)}]]
     gains = [[m, *(_signed(ioso_gain(records, m, i)) for i in budgets)] for m in bases]
     lines = []
     for m in bases:
@@ -139,11 +143,10 @@ def _convergence(records: list[dict], methods: tuple[str, ...], budgets: list[in
         if stop:
             lines.append(f"- {m}: stops improving at {stop[0]:,} (the next budget adds {stop[1]:+.2f} pp); IOSO's "
                          f"gain there {_signed(ioso_gain(records, m, stop[0]))} pp")
-        elif len(ran := [i for i in budgets if _top1(records, m, i)]) > 1:
-            added = statistics.fmean(_top1(records, m, ran[-1]).values()) - \
-                statistics.fmean(_top1(records, m, ran[-2]).values())
-            lines.append(f"- {m}: not yet measured to stop; its largest budget, {ran[-1]:,}, adds {added:+.2f} pp "
-                         f"to {ran[-2]:,}; IOSO's gain there {_signed(ioso_gain(records, m, ran[-1]))} pp")
+        elif measured := _steps(records, m):
+            before, last, added = measured[-1]
+            lines.append(f"- {m}: not yet measured to stop; its largest budget, {last:,}, adds {added:+.2f} pp "
+                         f"to {before:,}; IOSO's gain there {_signed(ioso_gain(records, m, last))} pp")
     return ["## Where the baselines stop improving, and IOSO's gain there",
             f"A method stops improving at the first budget after which the next adds under {PLATEAU_PP} pp of "
             "top-1 (means over seeds), the size of the seeds' spread at one budget (the ± above). IOSO's gain is "
