@@ -198,3 +198,18 @@ def test_a_cell_of_one_seed_shows_its_value_without_a_spread():
     text = report.accuracy_tables([rec("brecq", 0, 86.5), rec("brecq+ioso", 0, 88.0), rec("brecq+ioso", 1, 89.0)],
                                   ["resnet18"])
     assert "| brecq | 86.50 |" in text and "| brecq+ioso | 88.50 ± 0.71 |" in text
+
+
+def test_a_target_says_how_many_seeds_stand_behind_it_and_how_far_they_scatter():
+    from bench.accuracy import report
+
+    def rec(method, seed, top1):
+        return {"net": "resnet18", "bits": "W2A4", "method": method, "options": {}, "seed": seed,
+                "float": 90.0, "fake_quant": top1}
+    cells = [rec("brecq", 0, 86.0), rec("brecq", 1, 87.0), rec("qdrop", 0, 87.0),
+             rec("brecq+ioso", 0, 88.0), rec("brecq+ioso", 1, 88.2)]
+    line, = report.targets(cells)
+    assert line.startswith("resnet18 W2A4, brecq+ioso: 88.10% vs brecq 86.50% (+1.60 pp")
+    assert line.endswith("**met** (2 / 2 / 1 seeds; the seeds' std reaches 0.71 pp)")
+    alone, = report.targets([rec("brecq", 0, 86.0), rec("qdrop", 0, 87.0), rec("brecq+ioso", 0, 88.0)])
+    assert alone.endswith("(1 / 1 / 1 seeds; no spread measured)")

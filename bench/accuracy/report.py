@@ -131,6 +131,15 @@ def cost_table() -> str:
                       "paper: baseline G", "paper: ISG G", "paper: ratio"], rows)
 
 
+def _noise(groups: list[list[dict]]) -> str:
+    """How many seeds stand behind a target's means and how far they scatter, so a gap smaller
+    than the scatter reads as one."""
+    counts = " / ".join(str(len(group)) for group in groups)
+    stds = [stat[1] for group in groups if len(group) > 1 and (stat := _stats(group, "fake_quant"))]
+    scatter = f"; the seeds' std reaches {max(stds):.2f} pp" if stds else "; no spread measured"
+    return f" ({counts} seeds{scatter})"
+
+
 def targets(records: list[dict]) -> list[str]:
     """The issue's targets, each as a measured sentence."""
     main = _select(_main(records), net=ABLATION_NET)
@@ -147,7 +156,8 @@ def targets(records: list[dict]) -> list[str]:
             met = ioso - brecq >= 0.5 and ioso >= qdrop
             lines.append(f"resnet18 W2A4, {method}: {ioso:.2f}% vs brecq {brecq:.2f}% ({ioso - brecq:+.2f} pp, "
                          f"target >= +0.5) and qdrop {qdrop:.2f}% ({ioso - qdrop:+.2f} pp, target >= 0): "
-                         f"**{'met' if met else 'not met'}**")
+                         f"**{'met' if met else 'not met'}**"
+                         + _noise([_select(main, method=m, bits="W2A4") for m in (method, "brecq", "qdrop")]))
     fp = _stats(main, "float")
     for method in IOSO_METHODS:
         w4a4 = mean(method, "W4A4")
