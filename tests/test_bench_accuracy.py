@@ -140,7 +140,7 @@ def test_reused_benchmark_trains_nothing_and_keeps_its_models(tiny_benchmark, tm
     fresh = tmp_path / "fresh"
     trained = [a if a != "random" else "trained" for a in TINY]
     cli.main([*trained, "--out", str(fresh), "--docs", str(fresh), "--reuse", str(docs)])
-    assert "| resnet18 | 16 px | 8 | 0 | 10.0 | 2 | 91.25 |" in (fresh / "RESULTS.md").read_text()
+    assert "| resnet18 | 16 px | 8 | 0 | 10.0 | 2 | – | 91.25 |" in (fresh / "RESULTS.md").read_text()
     assert json.loads((fresh / records.MODELS_JSON).read_text()) == {"resnet18": record}
 
 
@@ -167,14 +167,14 @@ def test_reused_cells_stay_with_the_checkpoint_they_were_calibrated_on(tmp_path,
     kept = tmp_path / "kept"
     cli.main([*one, "--seeds", "1", "--out", str(kept), "--docs", str(kept), "--reuse", str(docs)])
     assert not list(kept.glob("*/runs/*"))
-    assert "| resnet18 | 16 px | 8 | 0 | 1.0 | 1 | 91.25 |" in (kept / "RESULTS.md").read_text()
+    assert "| resnet18 | 16 px | 8 | 0 | 1.0 | 1 | `00000000` | 91.25 |" in (kept / "RESULTS.md").read_text()
 
     rerun = tmp_path / "rerun"
     cli.main([*one, "--seeds", "2", "--out", str(rerun), "--docs", str(rerun), "--reuse", str(docs)])
     assert "resnet18: the checkpoint here is not the one" in capsys.readouterr().err
     assert sorted(p.name for p in rerun.glob("*/runs/*")) == sorted(
         c.key for c in grid_cells.grid({"resnet18": ((2, None),)}, 2, ("rtn",), ablation=False))
-    assert "| resnet18 | 16 px | 8 | 0 | 1.0 | 1 | 12.34 |" in (rerun / "RESULTS.md").read_text()
+    assert f"| resnet18 | 16 px | 8 | 0 | 1.0 | 1 | `{mine['sha256'][:8]}` | 12.34 |" in (rerun / "RESULTS.md").read_text()
     # a report of the committed cells takes theirs over this machine's, its run folder set aside
     cli.main([*one, "--seeds", "1", "--out", str(rerun), "--docs", str(rerun), "--reuse", str(docs), "--report-only"])
     cell, budget = grid_cells.grid({"resnet18": ((2, None),)}, 1, ("rtn",), ablation=False)[0], next(rerun.glob("*/cells")).parent

@@ -31,8 +31,11 @@ def _stats(records: list[dict], key: str) -> tuple[float, float] | None:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _fmt(records: list[dict], key: str) -> str:
-    return spread(_values(records, key))
+def _fmt(records: list[dict], key: str, seeds: int = 0) -> str:
+    """spread() of a cell, saying how many seeds it has when that is fewer than the `seeds` the
+    run plans."""
+    values = _values(records, key)
+    return spread(values) + (f" ({len(values)} of {seeds} seeds)" if 0 < len(values) < seeds else "")
 
 
 def spread(values: list[float]) -> str:
@@ -52,7 +55,7 @@ def _main(records: list[dict]) -> list[dict]:
     return [r for r in records if not r["options"]]
 
 
-def accuracy_tables(records: list[dict], nets: list[str]) -> str:
+def accuracy_tables(records: list[dict], nets: list[str], seeds: int = 0) -> str:
     parts = []
     for net in nets:
         main = _select(_main(records), net=net)
@@ -61,7 +64,7 @@ def accuracy_tables(records: list[dict], nets: list[str]) -> str:
         for title, bits, methods in (("Weight-only (paper Table 2)", WEIGHT_ONLY, WEIGHT_ONLY_METHODS),
                                      ("Weights and activations (paper Tables 3 and 6)", WEIGHT_ACT, METHODS)):
             labels = [bits_label(*b) for b in bits if _select(main, bits=bits_label(*b))]
-            rows = [[method, *(_fmt(_select(main, method=method, bits=b), "fake_quant") for b in labels)]
+            rows = [[method, *(_fmt(_select(main, method=method, bits=b), "fake_quant", seeds) for b in labels)]
                     for method in methods if any(_select(main, method=method, bits=b) for b in labels)]
             if rows:
                 fp = _stats(main, "float")
@@ -75,14 +78,14 @@ def _setting(r: dict) -> tuple:
     return r["net"], r["bits"], r["method"], tuple(r["options"].items())
 
 
-def integer_table(records: list[dict]) -> str:
+def integer_table(records: list[dict], seeds: int = 0) -> str:
     checked = [r for r in records if r.get("integer") is not None]
     rows = []
     for setting in dict.fromkeys(map(_setting, checked)):
         net, bits, method, options = setting
         group = [r for r in checked if _setting(r) == setting]
         rows.append([net, bits, method + "".join(f" {k}={v}" for k, v in options),
-                     _fmt(group, "fake_quant"), _fmt(group, "integer"),
+                     _fmt(group, "fake_quant", seeds), _fmt(group, "integer", seeds),
                      f"{max(abs(r['fake_quant'] - r['integer']) for r in group):.2f}",
                      f"{min(r['agreement'] for r in group):.2f}", max(r["max_logit_code_diff"] for r in group)])
     return md_table(["net", "bits", "method", "fake-quant", "integer (golden)", "max |diff| pp",
@@ -97,12 +100,12 @@ def ablation_rows(records: list[dict]) -> list[tuple[str, str, list[dict]]]:
             for label, method, options, learned in ABLATION]
 
 
-def ablation_table(records: list[dict]) -> str:
+def ablation_table(records: list[dict], seeds: int = 0) -> str:
     rows = ablation_rows(records)
     base = _stats(rows[0][2], "fake_quant")
     symbols = ("V", "gamma", "phi", "gamma_y", "R")
     return md_table(["method", "V", "γ^z", "φ^z", "γ^y", "R", "W2A4 top-1 %", "vs rounding only"],
-                     [[label, *("✓" if s in learned.split() else "" for s in symbols), _fmt(group, "fake_quant"),
+                     [[label, *("✓" if s in learned.split() else "" for s in symbols), _fmt(group, "fake_quant", seeds),
                        "–" if (stat := _stats(group, "fake_quant")) is None or base is None
                        else f"{stat[0] - base[0]:+.2f}"]
                       for label, learned, group in rows])
@@ -204,12 +207,13 @@ def models_table(nets: list[str], trained: dict[str, dict], weights: dict[str, s
         if net in trained:
             r = trained[net]
             rows.append([net, f"{r['size']} px", r["epochs"], r["seed"], f"{r['train_seconds'] / 60:.1f}",
-                         r["threads"], f"{r['top1']:.2f}"])
+                         r["threads"], f"`{r['sha256'][:8]}`" if r.get("sha256") else "–", f"{r['top1']:.2f}"])
         else:
-            rows.append([net, "–", "–", "–", "–", "–", "untrained (random)" if weights[net] == RANDOM
+            rows.append([net, "–", "–", "–", "–", "–", "–", "untrained (random)" if weights[net] == RANDOM
                          else "not trained here" if weights[net] == TRAINED
                          else f"given: {Path(weights[net]).name}"])
-    table = md_table(["network", "input", "epochs", "seed", "train min", "threads", "float top-1 %"], rows)
+    table = md_table(["network", "input", "epochs", "seed", "train min", "threads", "checkpoint (SHA-256)",
+                      "float top-1 %"], rows)
     below = [f"{net} {r['top1']:.2f}% ({r['epochs']} epochs at {r['size']} px)"
              for net, r in trained.items() if r["top1"] < FLOAT_AIM]
     if below:
@@ -323,24 +327,24 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
         + (f" With {budget.iters} Adam steps at lr {lr:g}, AdaRound's rounding variables move at most about "
            f"{budget.iters * lr:.2g} from their initialization, so rounding-only methods stay close to their "
            "starting point while IOSO's per-channel output scale (gamma^z) can already correct coarse "
-           "low-bit grids: expect larger gaps to IOSO than the paper's (not measured here at its budget)."
+           "low-bit grids: expect larger gaps to IOSO than the paper's (the budget sweep measures larger budgets)."
            if budget.iters * lr < 1 else ""),
         "## Accuracy",
         *(["**These tables are the quick budget** (" f"{budget.iters}/{budget.act_iters} iterations), where the "
            "rounding-only baselines have not converged: the budget sweep and the baseline parity below show "
            "how far they move."] if budget.iters < calibrate.Config.iters and studies(docs) else []),
-        accuracy_tables(records, nets),
+        accuracy_tables(records, nets, seeds),
         "![accuracy versus bits](results_bits.png)",
         "## Integer inference next to fake-quant (every IOSO row)",
         "The integer column runs golden on the exported artifact alone (integer ops only); agreement is the "
         "share of test images where its prediction equals the fake-quant model's.",
-        integer_table(records),
+        integer_table(records, seeds),
     ]
     if "results_ablation.png" in figures:
         sections += ["## Ablation (paper Table 4), resnet18 W2A4, BRECQ base",
                      "The ungrouped row learns one free input scale per channel, which the hardware cannot "
                      "run (fake-quant only); the grouped row is the exported IOSO result.",
-                     ablation_table(records), "![ablation](results_ablation.png)"]
+                     ablation_table(records, seeds), "![ablation](results_ablation.png)"]
     if FIG11_PNGS[0] in figures:
         sections += ["## Learned input scales and groups (paper Fig. 11)",
                      "resnet18 W2A4 brecq+ioso, seed 0: the soft input-channel scales when the groups were "

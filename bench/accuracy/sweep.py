@@ -33,7 +33,7 @@ HELD_OUT_PNG = "sweep_held_out.png"
 HELD_OUT = workflow.HELD_OUT
 RECORDS = "sweep.json"      # every recorded cell, committed beside SWEEP.md: a clone resumes from it
 # A budget that adds less top-1 than this to the one before ends a method's improvement: the size of
-# the spread three seeds give at one budget (0.11-0.61 pp at 5,000 in docs/SWEEP.md).
+# the spread three seeds give at one budget (0.11-0.69 pp at 5,000 in docs/SWEEP.md).
 PLATEAU_PP = 0.5
 
 
@@ -50,6 +50,17 @@ def final_loss(record: dict) -> float:
     last stage that reconstructed it, summed over blocks."""
     last = {entry["segment"]: entry["loss_after"] for entry in record["losses"]}
     return sum(last.values())
+
+
+def _head_share(records: list[dict]) -> str:
+    """The range of the network's last segment's (the classifier's) share of final_loss, e.g.
+    'fc: 43-80%'."""
+    shares = []
+    for r in records:
+        last = {entry["segment"]: entry["loss_after"] for entry in r["losses"]}
+        head = list(last)[-1]
+        shares.append(100 * last[head] / sum(last.values()))
+    return f"{head}: {min(shares):.0f}-{max(shares):.0f}%" if shares else "–"
 
 
 def generalization_rows(records: list[dict], methods: tuple[str, ...]) -> list[tuple[str, int, list[tuple]]]:
@@ -101,57 +112,69 @@ def _top1(records: list[dict], method: str, iters: int) -> dict[int, float]:
     return {r["seed"]: r["fake_quant"] for r in records if r["method"] == method and r["budget"]["iters"] == iters}
 
 
-def _steps(records: list[dict], method: str) -> list[tuple[int, int, float]]:
-    """(budget, next measured budget, top-1 it adds, means over seeds) for each step of one method."""
-    means = [(i, statistics.fmean(v.values())) for i in sorted({r["budget"]["iters"] for r in records})
-             if (v := _top1(records, method, i))]
-    return [(a, b, mb - ma) for (a, ma), (b, mb) in zip(means, means[1:])]
-
-
-def plateau(records: list[dict], method: str) -> tuple[int, float] | None:
-    """(budget, top-1 the next measured budget adds): the first budget whose next one adds under
-    PLATEAU_PP (means over seeds); None while every step adds more."""
-    return next(((a, added) for a, _, added in _steps(records, method) if added < PLATEAU_PP), None)
-
-
-def ioso_gain(records: list[dict], method: str, iters: int) -> list[float]:
-    """IOSO's top-1 gain over `method` at one budget, one per seed both ran: a seed draws the same
-    calibration images and batches for both, so the pairs cancel the draw's own spread."""
-    base, _, checkpoint = method.partition(" (")
-    ours, theirs = _top1(records, f"{base}+ioso" + (f" ({checkpoint}" if checkpoint else ""), iters), \
-        _top1(records, method, iters)
+def _paired(ours: dict[int, float], theirs: dict[int, float]) -> list[float]:
+    """ours - theirs for each seed in both: a seed draws the same calibration images and batches
+    everywhere, so differences paired by seed cancel the draw's own spread."""
     return [ours[seed] - theirs[seed] for seed in sorted(ours.keys() & theirs.keys())]
 
 
-def _signed(values: list[float]) -> str:
+def _steps(records: list[dict], method: str) -> list[tuple[int, int, list[float]]]:
+    """(budget, next measured budget, top-1 it adds per seed measured at both) for each step of one
+    method: a mean over 3 seeds at one budget against 1 at the next would step by one seed's luck."""
+    budgets = [i for i in sorted({r["budget"]["iters"] for r in records}) if _top1(records, method, i)]
+    return [(a, b, _paired(_top1(records, method, b), _top1(records, method, a)))
+            for a, b in zip(budgets, budgets[1:])]
+
+
+def plateau(records: list[dict], method: str) -> tuple[int, list[float]] | None:
+    """(budget, top-1 the next measured budget adds per seed): the first budget whose next one adds
+    under PLATEAU_PP on the mean of the seeds both ran; None while every step adds more."""
+    return next(((a, added) for a, _, added in _steps(records, method)
+                 if added and statistics.fmean(added) < PLATEAU_PP), None)
+
+
+def ioso_gain(records: list[dict], method: str, iters: int) -> list[float]:
+    """IOSO's top-1 gain over `method` at one budget, one per seed both ran."""
+    base, _, checkpoint = method.partition(" (")
+    return _paired(_top1(records, f"{base}+ioso" + (f" ({checkpoint}" if checkpoint else ""), iters),
+                   _top1(records, method, iters))
+
+
+def _signed(values: list[float], unit: str = "") -> str:
+    """Mean ± std (n seeds) of paired differences; with a unit, a single seed's value says it is one."""
     if not values:
         return "–"
     mean = f"{statistics.fmean(values):+.2f}"
-    return mean + (f" ± {statistics.stdev(values):.2f} ({len(values)} seeds)" if len(values) > 1 else "")
+    if len(values) > 1:
+        return f"{mean} ± {statistics.stdev(values):.2f}{unit} ({len(values)} seeds)"
+    return mean + (f"{unit} on one seed" if unit else "")
 
 
 def _convergence(records: list[dict], methods: tuple[str, ...], budgets: list[int]) -> list[str]:
     """Where each baseline stops improving and what IOSO gains there: the section the budget sweep
     exists for."""
     bases = [m for m in methods if "+ioso" not in m]
-    steps = [[m, *(_signed([added[i, j]]) if (i, j) in added else "–" for i, j in zip(budgets, budgets[1:]))]
+    steps = [[m, *(_signed(added.get((i, j), [])) for i, j in zip(budgets, budgets[1:]))]
              for m in methods for added in [{(a, b): d for a, b, d in _steps(records, m)}]]
     gains = [[m, *(_signed(ioso_gain(records, m, i)) for i in budgets)] for m in bases]
     lines = []
     for m in bases:
         stop = plateau(records, m)
         if stop:
-            lines.append(f"- {m}: stops improving at {stop[0]:,} (the next budget adds {stop[1]:+.2f} pp); IOSO's "
-                         f"gain there {_signed(ioso_gain(records, m, stop[0]))} pp")
+            lines.append(f"- {m}: stops improving at {stop[0]:,} (the next budget adds "
+                         f"{_signed(stop[1], ' pp')}); IOSO's gain there "
+                         f"{_signed(ioso_gain(records, m, stop[0]), ' pp')}")
         elif measured := _steps(records, m):
             before, last, added = measured[-1]
-            lines.append(f"- {m}: not yet measured to stop; its largest budget, {last:,}, adds {added:+.2f} pp "
-                         f"to {before:,}; IOSO's gain there {_signed(ioso_gain(records, m, last))} pp")
+            lines.append(f"- {m}: not yet measured to stop; from {before:,} to its largest budget, {last:,}, it "
+                         f"gains {_signed(added, ' pp')}; IOSO's gain there "
+                         f"{_signed(ioso_gain(records, m, last), ' pp')}")
     return ["## Where the baselines stop improving, and IOSO's gain there",
             f"A method stops improving at the first budget after which the next adds under {PLATEAU_PP} pp of "
-            "top-1 (means over seeds), the size of the seeds' spread at one budget (the ± above). IOSO's gain is "
-            "method+ioso minus method at one budget, paired by seed (one calibration draw for both): the mean "
-            "± std of the pairs where several seeds ran both.",
+            "top-1, the size of the seeds' spread at one budget (the ± above). Both figures are paired by seed "
+            "(one seed draws the same calibration images and batches everywhere): a step is the top-1 the next "
+            "budget adds on each seed measured at both budgets, IOSO's gain is method+ioso minus method on each "
+            "seed that ran both, and each shows the mean ± std of its pairs where several seeds give one.",
             "\n".join(lines) or "–",
             "### Top-1 gained over the budget before (pp)",
             output.md_table(["method", *(f"{i} → {j}" for i, j in zip(budgets, budgets[1:]))], steps),
@@ -193,11 +216,13 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
     budgets = sorted({r["budget"]["iters"] for r in records})
     net, bits = (records[0]["net"], records[0]["bits"]) if records else ("resnet18", "W2A4")
 
-    def cell(method: str, iters: int, key) -> list[float]:
-        return [key(r) for r in records if r["method"] == method and r["budget"]["iters"] == iters]
+    def cell(method: str, iters: int, key, seed: int | None = None) -> list[float]:
+        return [key(r) for r in records if r["method"] == method and r["budget"]["iters"] == iters
+                and seed in (None, r["seed"])]
 
     top1 = [[m, *(_stat(cell(m, i, lambda r: r["fake_quant"])) for i in budgets)] for m in methods]
-    loss = [[m, *(f"{statistics.fmean(v):.4g}" if (v := cell(m, i, final_loss)) else "–" for i in budgets)]
+    first = min((r["seed"] for r in records), default=0)      # the seed every budget runs
+    loss = [[m, *(f"{v[0]:.4g}" if (v := cell(m, i, final_loss, first)) else "–" for i in budgets)]
             for m in methods]
     minutes = [[m, *(f"{statistics.fmean(v) / 60:.1f}" if (v := cell(m, i, lambda r: r["calib_seconds"])) else "–"
                      for i in budgets)] for m in methods]
@@ -218,9 +243,13 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
         "\n".join(f"- {line}" for line in checkpoints) or "–",
         "## Top-1 % (fake-quant)", output.md_table(heads, top1),
         "## Final reconstruction loss",
-        "Each block's loss after the last stage that reconstructed it, on 256 calibration images, summed over "
-        "the blocks. Compare a method across budgets, not methods with each other: BRECQ's last stage "
-        "measures the activation stage's L_2.4 error, QDrop's its joint stage's L_2 error.",
+        f"Seed {first} (the seed every budget runs; the plot adds the other seeds as crosses): each "
+        "block's loss as its last stage ended, on that stage's 256 loss images, summed over the blocks. The "
+        f"classifier's logits carry much of the sum ({_head_share(records)} of it over these cells). Compare a method across budgets, "
+        "not methods with each other: BRECQ's last stage measures the activation stage's L_2.4 error, QDrop's "
+        "its joint stage's L_2 error. The held-out table further down measures the finished network instead, "
+        "every block on all the calibration images with the inputs the later blocks' calibration left it, "
+        "so its figures differ from these.",
         output.md_table(heads, loss),
         f"![top-1 and final loss against iterations]({PNG})",
         *_convergence(records, methods, budgets),

@@ -181,26 +181,29 @@ def grouped_bars(panels: list[tuple[str, list[str], dict[str, list[list[float]]]
 
 def budget_sweep(records: list[dict], methods: tuple[str, ...], final_loss, path: Path) -> None:
     """make bench-sweep: top-1 and final reconstruction loss against the weight-stage iterations
-    (a log axis: the budgets grow by 4-5x), a line per method through its budgets, the seeds'
-    spread as error bars where a budget has several. A method keeps its colour on every
-    checkpoint; rows of another checkpoint ('method (checkpoint ...)') are dashed."""
-    import statistics
-
+    (a log axis: the budgets grow by 4-5x), a line per method through the one seed measured at
+    every budget (its lowest), the other seeds as crosses beside it, so a budget's extra
+    seeds never bend the line. A method keeps its colour on every checkpoint; rows of another
+    checkpoint ('method (checkpoint ...)') are dashed."""
     fig = _figure(10, 4.6)
     top, loss = fig.subplots(1, 2)
     bases = list(dict.fromkeys(m.partition(" (checkpoint")[0] for m in methods))
     for method in methods:
         mine = [r for r in records if r["method"] == method]
-        budgets = sorted({r["budget"]["iters"] for r in mine})
-        if not budgets:
+        if not mine:
             continue
+        first = min(r["seed"] for r in mine)
         base, _, other = method.partition(" (checkpoint")
-        style = {"color": f"C{bases.index(base)}", "ls": "--" if other else "-", "mfc": "white" if other else None}
+        colour = f"C{bases.index(base)}"
         for ax, value in ((top, lambda r: r["fake_quant"]), (loss, final_loss)):
-            values = [[value(r) for r in mine if r["budget"]["iters"] == i] for i in budgets]
-            ax.errorbar(budgets, [statistics.fmean(v) for v in values],
-                        yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for v in values],
-                        marker="o", ms=4, lw=1, capsize=2, label=method, **style)
+            line = sorted((r["budget"]["iters"], value(r)) for r in mine if r["seed"] == first)
+            ax.plot(*zip(*line), marker="o", ms=4, lw=1, color=colour, ls="--" if other else "-",
+                    mfc="white" if other else None, label=method if first == 0 else f"{method}, seed {first}")
+            extra = [(r["budget"]["iters"], value(r)) for r in mine if r["seed"] != first]
+            if extra:
+                ax.plot(*zip(*extra), ls="none", marker="x", ms=5, color=colour)
+    if any(r["seed"] != min(o["seed"] for o in records if o["method"] == r["method"]) for r in records):
+        top.plot([], [], "kx", ls="none", label="other seeds, in the method's colour")
     floats = sorted({r["float"] for r in records}, reverse=True)     # one per checkpoint
     for value, style in zip(floats, (":", "-.", "--")):
         top.axhline(value, color="k", ls=style, lw=1, label="float" if len(floats) == 1 else f"float {value:.2f}")
