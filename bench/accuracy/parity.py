@@ -102,8 +102,22 @@ def rows(ours: list[dict], refs: list[tuple[Reference, dict]]) -> list[dict]:
 
 
 def _difference(row: dict, grid: str, impl: str = "pyioso") -> str:
+    """Mean difference, marked within or outside the seeds' spread (no larger than the larger of
+    the two sides' std) where a side has several seeds."""
     ours, ref = row[impl, grid], row["reference", grid]
-    return f"{statistics.fmean(ours) - statistics.fmean(ref):+.2f}" if ours and ref else "–"
+    if not (ours and ref):
+        return "–"
+    difference = statistics.fmean(ours) - statistics.fmean(ref)
+    stds = [statistics.stdev(side) for side in (ours, ref) if len(side) > 1]
+    verdict = "" if not stds else " (within)" if abs(difference) <= max(stds) else " (outside)"
+    return f"{difference:+.2f}{verdict}"
+
+
+def _weights_line(ours: list[dict]) -> str:
+    """Which float network the rows calibrated: its top-1 and, where recorded, its checkpoint."""
+    floats = ", ".join(f"{f:.2f}" for f in sorted({r["float"] for r in ours if "float" in r}))
+    sums = ", ".join(sorted({f"`{r['checkpoint'][:8]}`" for r in ours if r.get("checkpoint")}))
+    return (f"float top-1 {floats}%" if floats else "") + (f", checkpoint {sums}" if sums else "")
 
 
 def points_table(table: list[dict]) -> str:
@@ -117,7 +131,9 @@ def points_table(table: list[dict]) -> str:
     return output.md_table(heads, body) if body else "No calibration at the reference's points is recorded yet."
 
 
-def report(table: list[dict], budget: Budget, docs: Path, command: str, planned: int, recorded: int) -> Path:
+def report(table: list[dict], budget: Budget, docs: Path, command: str, planned: int, recorded: int,
+           ours: list[dict] = ()) -> Path:
+    """PARITY.md and its plot from the rows; `ours`, pyioso's records, name the float network."""
     grids = ("symmetric", "asymmetric")
     heads = ["method", "bits", *(f"{impl}, {grid}" for grid in grids for impl in ("pyioso", "reference")),
              *(f"pyioso − reference, {grid}" for grid in grids)]
@@ -127,10 +143,12 @@ def report(table: list[dict], budget: Budget, docs: Path, command: str, planned:
     plots.parity(table, list(COLUMNS), docs / PNG)
     text = "\n\n".join([
         "# Baseline parity: our BRECQ and QDrop against their own code",
-        f"resnet18 at {budget.size} px (pyioso train's Fashion-MNIST checkpoint), {budget.images} calibration "
+        f"resnet18 at {budget.size} px (pyioso train's Fashion-MNIST checkpoint"
+        + (f"; {line}" if (line := _weights_line(list(ours))) else "") + f"), {budget.images} calibration "
         f"images drawn by the seed, batch 32, {budget.iters} weight-stage / {budget.act_iters} activation-stage "
         "iterations per block (QDrop: one joint stage of the first length), first and last layers 8-bit; top-1 % "
-        "on the 10,000 test images, mean ± std over the seeds. The references: BRECQ "
+        "on the 10,000 test images, mean ± std over the seeds; a difference is *within* the seeds' spread when "
+        "it is no larger than the larger of the two sides' std, *outside* otherwise. The references: BRECQ "
         "github.com/yhhhli/BRECQ at e455d62, QDrop github.com/wimh966/QDrop at ef37616 (its "
         "exp/w2a4/r18/config.yaml with these bits and iterations), run by scripts/reference_ptq.py.",
         "Two weight grids per output channel: **symmetric** (zero point 0, codes -2^(b-1)..2^(b-1)-1: what the "
@@ -189,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
                                not args.report_only)
         command = " ".join(["python -m bench.accuracy.parity", *(sys.argv[1:] if argv is None else argv)])
         path = report(rows(ours, done), budget, Path(args.docs), command.replace(" --report-only", ""),
-                      len(cells) + len(refs), len(ours) + len(done))
+                      len(cells) + len(refs), len(ours) + len(done), ours)
         output.write_json(str(Path(args.docs) / RECORDS),
                           {"pyioso": ours, "references": {ref.key: result for ref, result in done}})
     except PyiosoError as err:
