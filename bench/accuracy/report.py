@@ -359,8 +359,10 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
                  "Depthwise convs have one input channel per group and need no ISG, which is why the ratio "
                  "is largest for the networks with many dense 1x1 convs on small maps.",
                  "## Calibration time on this CPU",
-                 "Seconds per calibration (one thread, two calibrations side by side on the 2 cores), "
-                 "including building the network and the per-block caches:",
+                 "Wall seconds per calibration, one torch thread each, including building the network and the "
+                 "per-block caches. They are as recorded, not a benchmark: other calibrations shared the 2 cores "
+                 "(how many varied), and a cell resumed after an interruption counts only the run that finished "
+                 "it:",
                  time_table(records, nets)]
     path = docs / "RESULTS.md"
     output.atomic_write(str(path), lambda f: f.write(("\n\n".join(sections) + "\n").encode()))

@@ -236,8 +236,9 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
         f"at every budget: {', '.join(sorted({str(r['budget']['images']) + ' calibration / ' + str(r['images']) + ' test' for r in records}))}. "
         "One seed per budget unless the cell says more.",
         f"Produced by `{command}` (bench/accuracy/sweep.py); {len(records)} calibrations recorded ({planned} "
-        f"planned per checkpoint); each record in {out}/<budget>/cells holds every block's loss before and "
-        "after each stage.",
+        f"planned per checkpoint); each record ({out}/<budget>/cells while it runs, committed in {RECORDS}) "
+        "holds every block's loss before and after each stage. The extra seeds run at `--seeds-at`, the largest "
+        "budget whose three seeds this 2-core CPU affords (the minutes table at the end).",
         "Checkpoints (pyioso train's, SHA-256 prefix; a row off the first is a retraining on another CPU "
         "model, so compare its budgets with each other only):",
         "\n".join(f"- {line}" for line in checkpoints) or "–",
@@ -254,7 +255,11 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
         f"![top-1 and final loss against iterations]({PNG})",
         *_convergence(records, methods, budgets),
         *_generalization(records, methods, docs),
-        "## Calibration minutes (one thread)", output.md_table(heads, minutes),
+        "## Calibration minutes (one thread)",
+        "Wall minutes as recorded, means over a budget's seeds: other benchmarks shared the 2 cores (how many "
+        "varied), and a cell resumed after an interruption counts only the run that finished it, so compare "
+        "orders of magnitude, not ratios.",
+        output.md_table(heads, minutes),
     ]
     path = docs / "SWEEP.md"
     output.atomic_write(str(path), lambda f: f.write(("\n\n".join(sections) + "\n").encode()))
