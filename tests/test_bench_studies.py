@@ -133,6 +133,16 @@ def test_parity_table_compares_on_the_same_grid(tmp_path):
     other = tmp_path / "other"
     parity._restore(tmp_path / parity.RECORDS, [cell], refs, Budget(iters=1000, act_iters=250), other, None)
     assert not other.exists()
+    # a report of the committed records takes them over a cell another study recorded here on another
+    # checkpoint, whose run folder moves aside
+    local = tmp_path / "local"
+    (local / "runs" / cell.key).mkdir(parents=True)
+    cell.record(local).parent.mkdir(parents=True, exist_ok=True)
+    cell.record(local).write_text(json.dumps({**committed["pyioso"][0], "checkpoint": "4567cdef" * 8,
+                                              "fake_quant": 50.0}))
+    parity._restore(tmp_path / parity.RECORDS, [cell], refs, Budget(), local, None)
+    assert json.loads(cell.record(local).read_text())["fake_quant"] == 71.0
+    assert (local / "runs" / f"{cell.key}@4567cdef").is_dir() and not (local / "runs" / cell.key).exists()
     # a run on another machine's checkpoint takes neither side: both run again, on this one
     committed["pyioso"][0]["checkpoint"] = "0123abcd" * 8
     (tmp_path / parity.RECORDS).write_text(json.dumps(committed))

@@ -171,12 +171,21 @@ def checkpoint_of(weights: str) -> str:
     return train.sha256(path) if path.is_file() else weights
 
 
-def restore(cell: Cell, out: Path, record: dict, checkpoint: str) -> None:
-    """Write a committed record of `cell` where a run finds it: where none is recorded here, or
-    one of another checkpoint where the committed one ran on this machine's (`checkpoint`)."""
+def place(cell: Cell, out: Path, record: dict, rewrite: bool) -> bool:
+    """Write a committed record of `cell` where a run finds it: where none is recorded here, or,
+    with `rewrite`, over one recorded on another checkpoint (another study's run on this machine,
+    or this machine's run where the committed record is the report), whose run folder moves aside
+    to runs/KEY@CHECKPOINT, so that no table mixes checkpoints. True when it wrote."""
     stored = cell.stored(out)
-    if stored is None or stored.get("checkpoint") != checkpoint == record.get("checkpoint"):
-        output.write_json(str(cell.record(out)), record)
+    if stored is not None and (not rewrite or stored.get("checkpoint") == record.get("checkpoint")):
+        return False
+    runs = out / "runs" / cell.key
+    if stored is not None and runs.is_dir():
+        aside = runs.with_name(f"{cell.key}@{str(stored.get('checkpoint'))[:8]}")
+        shutil.rmtree(aside, ignore_errors=True)        # an older run of the same cell and checkpoint
+        runs.rename(aside)
+    output.write_json(str(cell.record(out)), record)
+    return True
 
 
 def usual_checkpoint(records: list[dict]) -> str | None:

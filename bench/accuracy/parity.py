@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits
-from bench.accuracy.cells import Budget, Cell, add_run_options, checkpoint_of, run_grid
+from bench.accuracy.cells import Budget, Cell, add_run_options, checkpoint_of, place, run_grid
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -225,13 +225,14 @@ def _restore(path: Path, cells: list[Cell], refs: list[Reference], budget: Budge
     committed = json.loads(path.read_text())
     if checkpoint is not None and any(r.get("checkpoint") not in (None, checkpoint) for r in committed["pyioso"]):
         return
+    report = checkpoint is None         # the committed records are the report: they replace this machine's
     ours = {r["key"]: r for r in committed["pyioso"] if Budget(**r["budget"]) == budget}
     for cell in cells:
-        if not cell.record(out).is_file() and cell.key in ours:
-            output.write_json(str(cell.record(out)), ours[cell.key])
+        if cell.key in ours:
+            place(cell, out, ours[cell.key], rewrite=report)
     for ref in refs:
         result = committed["references"].get(ref.key)
-        if not (out / "parity" / f"{ref.key}.json").is_file() and result and \
+        if (report or not (out / "parity" / f"{ref.key}.json").is_file()) and result and \
                 (result["iters"], result["images"], result["size"]) == (budget.iters, budget.images, budget.size) and \
                 result["act_iters"] in (None, budget.act_iters):
             output.write_json(str(out / "parity" / f"{ref.key}.json"), result)

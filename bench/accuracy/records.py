@@ -9,7 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
-from bench.accuracy.cells import FIG11_CELL, Budget, Cell
+from bench.accuracy.cells import FIG11_CELL, Budget, Cell, place
 from golden.errors import PyiosoError
 from pyioso import output
 from pyioso.calib import workflow
@@ -77,20 +77,13 @@ def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path, rewrite: boo
                     row["method"], int(row["seed"]), options)
         if row["budget"] != budget.folder or cell.key not in planned:
             continue
-        if (stored := cell.stored(out)) is not None:
-            other = stored.get("checkpoint")
-            if not rewrite or other == row["checkpoint"]:
-                continue
-            runs = out / "runs" / cell.key     # its history (Fig. 11's data) is the other checkpoint's
-            if runs.is_dir():
-                runs.rename(runs.with_name(f"{cell.key}@{str(other)[:8]}"))
         record = cell.recorded(budget, checkpoint=row["checkpoint"], calib_seconds=float(row["calib_seconds"]),
                                threads=int(row["threads"]),
                                images=int(row["images"]), **{k: float(row[k]) if row[k] else None for k in PERCENTS},
                                max_logit_code_diff=int(row["max_logit_code_diff"]) if row["max_logit_code_diff"]
                                else None)
-        output.write_json(str(cell.record(out)), record)
-        reused.append(cell)
+        if place(cell, out, record, rewrite):
+            reused.append(cell)
     return reused
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits, _weights
 from bench.accuracy.cells import (Budget, Cell, add_run_options, bits_label, checkpoint_of, committed_records,
-                                  merge_records, restore, run_grid, usual_checkpoint)
+                                  merge_records, place, run_grid, usual_checkpoint)
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> None:
             for cell in cells:
                 if "losses" not in (cell.stored(out) or {"losses": None}):
                     cell.record(out).unlink()       # recorded before losses were logged: run again
-                if (cell.key, budget) in mine:
-                    restore(cell, out, mine[cell.key, budget], checkpoint)
+                if (cell.key, budget) in mine:      # this machine's: it replaces another checkpoint's
+                    place(cell, out, mine[cell.key, budget], rewrite=True)
             if not args.quiet:
                 print(f"budget {budget.iters}/{budget.act_iters}: {len(cells)} cells", file=sys.stderr)
             records += run_grid(cells, budget, weights, out, args.jobs, not args.quiet,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.accuracy.__main__ import _weights
 from bench.accuracy.cells import (FINETUNE, Budget, Cell, add_run_options, bits_label, checkpoint_of,
-                                  committed_records, merge_records, restore, run_grid, usual_checkpoint)
+                                  committed_records, merge_records, place, run_grid, usual_checkpoint)
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -293,7 +293,7 @@ def _restore(committed: list[dict], cells: list[Cell], budget: Budget, out: Path
             mine[r["key"]] = r
     for cell in cells:
         if cell.key in mine:
-            restore(cell, out, mine[cell.key], checkpoint)
+            place(cell, out, mine[cell.key], rewrite=mine[cell.key]["checkpoint"] == checkpoint)
 
 
 def main(argv: list[str] | None = None) -> None:
