@@ -213,3 +213,15 @@ def test_a_target_says_how_many_seeds_stand_behind_it_and_how_far_they_scatter()
     assert line.endswith("**met** (2 / 2 / 1 seeds; the seeds' std reaches 0.71 pp)")
     alone, = report.targets([rec("brecq", 0, 86.0), rec("qdrop", 0, 87.0), rec("brecq+ioso", 0, 88.0)])
     assert alone.endswith("(1 / 1 / 1 seeds; no spread measured)")
+
+
+def test_the_quick_budget_points_at_the_reports_that_ran_more_iterations(tmp_path):
+    from bench.accuracy import report
+
+    for folder, budget in (("i5000", "i5000-a1250-n1024-s32"), ("64px", "i200-a50-n1024-s64")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "RESULTS.md").write_text("# other\n")
+        (tmp_path / folder / "results.csv").write_text(f"budget\n{budget}\n")
+    assert report._larger_budgets(tmp_path, 200) == \
+        " The same tables at more iterations: [i5000/RESULTS.md](i5000/RESULTS.md) (5,000/1,250)."
+    assert report._larger_budgets(tmp_path, 5000) == ""

@@ -225,20 +225,31 @@ def models_table(nets: list[str], trained: dict[str, dict], weights: dict[str, s
     return table
 
 
-def other_reports(docs: Path) -> str:
-    """Links to the benchmark's reports beside this one (other input sizes or budgets): those in
-    folders below DOCS and the one in its parent, each with the networks, float top-1 and
-    iterations it ran with."""
+def _reports_beside(docs: Path) -> list[tuple[str, dict, list[tuple[int, int]]]]:
+    """The benchmark's reports beside this one (other input sizes or budgets): those in folders
+    below DOCS and the one in its parent, each as (link, training records, iterations)."""
     found = sorted(p for p in docs.rglob("RESULTS.md") if p.parent != docs)
     found = ([docs.parent / "RESULTS.md"] if (docs.parent / "RESULTS.md").is_file() else []) + found
+    return [(Path(os.path.relpath(path, docs)).as_posix(), read_json(path.parent / MODELS_JSON) or {},
+             _iterations(path.parent / "results.csv")) for path in found]
+
+
+def other_reports(docs: Path) -> str:
+    """Links to the reports beside this one, each with the networks, float top-1 and iterations
+    it ran with."""
     lines = []
-    for path in found:
-        models = read_json(path.parent / MODELS_JSON) or {}
-        link = Path(os.path.relpath(path, docs)).as_posix()
+    for link, models, iterations in _reports_beside(docs):
         ran = [f"{net} at {r['size']} px, float {r['top1']:.2f}%" for net, r in models.items()]
-        ran += [f"{i}/{a} iterations" for i, a in _iterations(path.parent / "results.csv")]
+        ran += [f"{i}/{a} iterations" for i, a in iterations]
         lines.append(f"- [{link}]({link}){': ' + '; '.join(ran) if ran else ''}")
     return "\n".join(lines)
+
+
+def _larger_budgets(docs: Path, iters: int) -> str:
+    """Where the same tables run at more iterations than `iters`: links for the quick budget's label."""
+    links = [f"[{link}]({link}) ({', '.join(f'{i:,}/{a:,}' for i, a in iterations)})"
+             for link, _, iterations in _reports_beside(docs) if any(i > iters for i, _ in iterations)]
+    return f" The same tables at more iterations: {', '.join(links)}." if links else ""
 
 
 def _iterations(csv_path: Path) -> list[tuple[int, int]]:
@@ -332,7 +343,8 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
         "## Accuracy",
         *(["**These tables are the quick budget** (" f"{budget.iters}/{budget.act_iters} iterations), where the "
            "rounding-only baselines have not converged: the budget sweep and the baseline parity below show "
-           "how far they move."] if budget.iters < calibrate.Config.iters and studies(docs) else []),
+           "how far they move." + _larger_budgets(docs, budget.iters)]
+          if budget.iters < calibrate.Config.iters and studies(docs) else []),
         accuracy_tables(records, nets, seeds),
         "![accuracy versus bits](results_bits.png)",
         "## Integer inference next to fake-quant (every IOSO row)",
