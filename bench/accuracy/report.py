@@ -363,7 +363,8 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
                      "fixed, and the group sizes after legalization (multiples of 16 channels).",
                      "![input scales](results_input_scales.png)", "![group sizes](results_groups.png)"]
     sections += studies(docs)
-    sections += [f"## Targets ({budget.iters}/{budget.act_iters} iterations per block)", "\n".join(f"- {line}" for line in targets(records)) or "- no resnet18 rows",
+    sections += [f"## Targets ({budget.iters}/{budget.act_iters} iterations per block)",
+                 "\n".join(f"- {line}" for line in targets(records)) or "- no resnet18 rows",
                  "## Integer-op cost (paper Table 5, from `pyioso cost --net all`)",
                  cost_table(),
                  "Ours counts every conv and FC layer; the paper's Tables 12/13 leave out ResNet's stem and "

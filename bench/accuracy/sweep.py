@@ -45,11 +45,14 @@ def plan(net: str, bits: tuple[int, int | None], methods: tuple[str, ...], budge
     return sorted(pairs, key=lambda pair: (pair[0].iters, pair[1].seed))
 
 
+def _final_losses(record: dict) -> dict[str, float]:
+    """Each block's loss after the last stage that reconstructed it, in the network's order."""
+    return {entry["segment"]: entry["loss_after"] for entry in record["losses"]}
+
+
 def final_loss(record: dict) -> float:
-    """The network's reconstruction loss when calibration ended: each block's loss after the
-    last stage that reconstructed it, summed over blocks."""
-    last = {entry["segment"]: entry["loss_after"] for entry in record["losses"]}
-    return sum(last.values())
+    """The network's reconstruction loss when calibration ended, summed over blocks."""
+    return sum(_final_losses(record).values())
 
 
 def _head_share(records: list[dict]) -> str:
@@ -57,9 +60,9 @@ def _head_share(records: list[dict]) -> str:
     'fc: 43-80%'."""
     shares = []
     for r in records:
-        last = {entry["segment"]: entry["loss_after"] for entry in r["losses"]}
+        last = _final_losses(r)
         head = list(last)[-1]
-        shares.append(100 * last[head] / sum(last.values()))
+        shares.append(100 * last[head] / final_loss(r))
     return f"{head}: {min(shares):.0f}-{max(shares):.0f}%" if shares else "–"
 
 

@@ -188,6 +188,7 @@ def budget_sweep(records: list[dict], methods: tuple[str, ...], final_loss, path
     fig = _figure(10, 4.6)
     top, loss = fig.subplots(1, 2)
     bases = list(dict.fromkeys(m.partition(" (checkpoint")[0] for m in methods))
+    crosses = False
     for method in methods:
         mine = [r for r in records if r["method"] == method]
         if not mine:
@@ -202,7 +203,8 @@ def budget_sweep(records: list[dict], methods: tuple[str, ...], final_loss, path
             extra = [(r["budget"]["iters"], value(r)) for r in mine if r["seed"] != first]
             if extra:
                 ax.plot(*zip(*extra), ls="none", marker="x", ms=5, color=colour)
-    if any(r["seed"] != min(o["seed"] for o in records if o["method"] == r["method"]) for r in records):
+                crosses = True
+    if crosses:
         top.plot([], [], "kx", ls="none", label="other seeds, in the method's colour")
     floats = sorted({r["float"] for r in records}, reverse=True)     # one per checkpoint
     for value, style in zip(floats, (":", "-.", "--")):
