@@ -130,7 +130,3 @@ def _parse_bits(text: str) -> tuple[int, int | None]:
 
 if __name__ == "__main__":
     main()
-
-
-if __name__ == "__main__":
-    main()

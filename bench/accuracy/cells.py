@@ -230,7 +230,8 @@ def run_grid(cells: list[Cell], budget: Budget, weights: dict[str, str], out: Pa
     (pyioso.parallel), writing each record here as it arrives (with `run` False, only collect
     the recorded ones). A cell recorded on another checkpoint than its network's weights file
     here (copied from committed reports, or a retraining on another CPU model) is run again: the
-    committed reports keep the other checkpoint's record."""
+    committed reports keep the other checkpoint's record. Seed 0 of every cell runs before any
+    cell's next seed, so a run cut short (days at a converged budget) has a result in every table."""
     from tqdm import tqdm
 
     records = {}
@@ -248,6 +249,7 @@ def run_grid(cells: list[Cell], budget: Budget, weights: dict[str, str], out: Pa
     if not run:
         bar.close()
         return [records[cell] for cell in cells if cell in records]
+    todo.sort(key=lambda cell: cell.seed)
     by_key = {cell.key: cell for cell in todo}
     for record in parallel.unordered(run_cell, [(cell, budget, weights[cell.net], out) for cell in todo], jobs, ray):
         cell = by_key[record["key"]]
