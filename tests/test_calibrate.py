@@ -88,6 +88,35 @@ def test_ioso_beats_rtn_and_matches_brecq(runs):
     assert _final_loss(ioso) <= _final_loss(brecq) * 1.02
 
 
+@pytest.mark.parametrize("size, stride, taps", [(1, 1, ((1, 2), (1, 2))), (2, 2, ((1, 3), (1, 3))),
+                                                 (3, 1, ((0, 3), (0, 3))), (4, 4, ((1, 3), (1, 3)))])
+def test_tap_crop_keeps_the_taps_the_input_reaches(size, stride, taps):
+    geometry = dict(stride=(stride, stride), padding=(1, 1), dilation=(1, 1), groups=1)
+    crop, cropped = qnet.tap_crop((3, 3), (size, size), geometry)
+    assert crop == tuple(slice(*t) for t in taps)
+    x = torch.randn(2, 4, size, size, generator=torch.Generator().manual_seed(size))
+    w = torch.randn(5, 4, 3, 3, generator=torch.Generator().manual_seed(stride))
+    assert torch.allclose(torch.nn.functional.conv2d(x, w[:, :, crop[0], crop[1]], **cropped),
+                          torch.nn.functional.conv2d(x, w, **geometry), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["brecq", "qdrop"])
+def test_learning_only_the_reached_taps_gives_the_same_calibration(monkeypatch, method):
+    """At 2 px the second block's convs see 2x2 and 1x1 maps: AdaRound learns only the taps their
+    inputs reach (AdaRound.focus), and every code and loss comes out as when it learns the whole
+    kernel."""
+    images = calibration_images(64, 2, 0)
+    focused, cal = _calibrate(images, method=method)
+    monkeypatch.setattr(qnet.AdaRound, "focus", lambda self, taps: self.v)
+    whole, whole_cal = _calibrate(images, method=method)
+    assert any(m.taps != (slice(0, 3), slice(0, 3)) for m in focused.ops.values()
+               if isinstance(m, qnet.QConv) and m.weight.shape[-1] == 3)
+    for name, op in focused.ops.items():
+        if isinstance(op, qnet.QConv):
+            assert torch.equal(op.weight_codes(), whole.ops[name].weight_codes()), name
+    assert [e["loss_after"] for e in cal.history.segments] == [e["loss_after"] for e in whole_cal.history.segments]
+
+
 def test_groups_are_legal_and_tied(runs):
     net, cal = runs["ioso"]
     legal = [c for e in cal.history.segments for c in e.get("legalize", {}).get("classes", [])]

@@ -100,6 +100,49 @@ def test_fused_soft_weight_equals_composed_autograd(compiled, beta, shape, monke
     assert torch.allclose(fused_grad, ada.v.grad, rtol=1e-9, atol=1e-12)
 
 
+def test_focused_taps_learn_as_the_whole_kernel_does():
+    """Focused on the taps an input reaches, AdaRound gives those taps' soft weight, regularizer
+    terms and V gradient exactly as the whole kernel's, cropped; h() and the codes read the
+    focused V, and unfocus() writes it back."""
+    w, scale, zp = per_channel_weight(seed=6, shape=(6, 4, 3, 3), bits=3)
+    taps = (slice(1, 3), slice(1, 2))
+    grad_w = torch.randn(6, 4, 2, 1, generator=torch.Generator().manual_seed(7), dtype=F64)
+    whole = AdaRound(w, scale, zp, 3, True, ch_axis=0)
+    weight, _ = whole.soft_weight(5.0, taps)
+    (weight * grad_w).sum().backward()
+    focused = AdaRound(w, scale, zp, 3, True, ch_axis=0)
+    live = focused.focus(taps)
+    columns = torch.arange(36).view(3, 3, 4)[1:3, 1:2].reshape(-1)
+    assert live.shape == (6, 8) and torch.equal(live, focused.v[:, columns])
+    live_weight, live_reg = focused.soft_weight(5.0, taps)
+    (live_weight * grad_w).sum().backward()
+    assert torch.equal(live_weight, weight) and torch.equal(live.grad, whole.v.grad[:, columns])
+    assert focused.v.grad is None
+    assert float(live_reg.detach()) == pytest.approx(float(rounding._regularizer(whole.h()[:, :, 1:3, 1:2].detach(), 5.0)))
+    with torch.no_grad():
+        live.fill_(30.0)                                    # every focused tap rounds up
+    assert torch.all(focused.h()[:, :, 1:3, 1:2] == 1)
+    with pytest.raises(PyiosoError, match="input's size changed"):
+        focused.soft_weight(5.0, (slice(0, 3), slice(0, 3)))
+    focused.unfocus()
+    assert torch.all(focused.v[:, columns] == 30.0) and focused.focus((slice(0, 3), slice(0, 3))) is focused.v
+
+
+def test_the_hard_weight_is_kept_until_v_changes():
+    w, scale, zp = per_channel_weight(seed=8)
+    ada = AdaRound(w, scale, zp, 3, True, ch_axis=0)
+    ada.soft = False
+    ada.v.grad = torch.full_like(ada.v, -1.0)               # learning: every step raises V
+    torch.optim.Adam([ada.v], lr=100.0, fused=True).step()  # a fused step leaves V's version as it was
+    assert torch.all(ada.h() == 1) and torch.equal(ada(), ada._code(torch.ones_like(ada.h())) * scale.view(-1, 1, 1, 1))
+    ada.v.requires_grad_(False)                             # frozen: the hard weight is kept
+    first = ada()
+    assert ada() is first and torch.equal(first, (ada.codes() - zp.view(-1, 1, 1, 1)) * scale.view(-1, 1, 1, 1))
+    with torch.no_grad():
+        ada.v.fill_(-30.0)                                  # every weight rounds down
+    assert torch.equal(ada(), torch.clamp(torch.floor(w / scale.view(-1, 1, 1, 1)), -4, 3) * scale.view(-1, 1, 1, 1))
+
+
 def test_kernels_run_eagerly_when_compilation_fails(monkeypatch, caplog):
     def no_compiler(fn, **_):
         def fails(*args):

@@ -384,18 +384,6 @@ class Calibrator:
             s.learn(mode)
         for c in rounding:
             c.rounding.soft = True
-        weights = [c.rounding.v for c in rounding] + [p for s in scales for p in (s.logits, s.log_scale)
-                                             if p.requires_grad] + oso
-        params = [{"params": weights, "lr": config.lr}, {"params": steps, "lr": config.act_lr}]
-        for p in weights + steps:
-            p.requires_grad_(True)
-        floors = [s.detach() * STEP_FLOOR for s in steps]
-        # nothing to learn (a logits layer kept float in the activation stage): measured, not trained
-        iters = stage.iters if weights or steps else 0
-        optimizer = torch.optim.Adam([g for g in params if g["params"]], fused=True) if iters else None
-        cosine = [lambda t: 1.0] * (1 if weights else 0) + \
-            [lambda t: 0.5 * (1 + math.cos(math.pi * t / stage.iters))] * (1 if steps else 0)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine) if cosine else None
         beta = BetaSchedule(stage.iters, config.warmup, *config.beta)
         gen = torch.Generator(device=self.device).manual_seed(_stream_seed(config.seed, si, i))
         for n in seg.nodes:
@@ -408,8 +396,20 @@ class Calibrator:
         loss = lambda: self.segment_loss(nodes, targets, q, fp_out, stage.p, self.loss_images)  # noqa: E731
         n_images = self.images.shape[0]
         legalize_at = int(config.legalize_at * stage.iters) if scales and mode == "soft" else None
-        entry = {"stage": stage.name, "segment": seg.name, "iters": iters, "curve": [],
-                 "loss_before": loss()}
+        entry = {"stage": stage.name, "segment": seg.name, "iters": 0, "curve": [],
+                 "loss_before": loss()}       # which also shows each conv the kernel taps its input reaches
+        weights = [c.rounding.focus(c.taps) for c in rounding] + [p for s in scales for p in (s.logits, s.log_scale)
+                                                                 if p.requires_grad] + oso
+        params = [{"params": weights, "lr": config.lr}, {"params": steps, "lr": config.act_lr}]
+        for p in weights + steps:
+            p.requires_grad_(True)
+        floors = [s.detach() * STEP_FLOOR for s in steps]
+        # nothing to learn (a logits layer kept float in the activation stage): measured, not trained
+        entry["iters"] = iters = stage.iters if weights or steps else 0
+        optimizer = torch.optim.Adam([g for g in params if g["params"]], fused=True) if iters else None
+        cosine = [lambda t: 1.0] * (1 if weights else 0) + \
+            [lambda t: 0.5 * (1 + math.cos(math.pi * t / stage.iters))] * (1 if steps else 0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine) if cosine else None
         self.net.train()
         bar = tqdm(range(iters), desc=f"{stage.name} {i + 1}/{len(self.segments)} {seg.name}",
                    leave=False, disable=not self.progress, unit="it", mininterval=1.0)
@@ -452,6 +452,8 @@ class Calibrator:
             c.rounding.soft = False
         for p in weights + steps:
             p.requires_grad_(False)
+        for c in rounding:
+            c.rounding.unfocus()
         for n in seg.nodes:
             act = getattr(self.net.op(n), "act", None)
             if act is not None:

@@ -117,6 +117,7 @@ class QConv(nn.Module):
         self.oso_offset = nn.Parameter(torch.zeros(channels), requires_grad=False)
         self.quant_weights, self.oso = False, False
         self.beta, self.penalty = 0.0, None
+        self.taps = None        # the kernel taps the last input reached (forward)
         self.act = act
 
     @property
@@ -160,56 +161,60 @@ class QConv(nn.Module):
         self.rounding = AdaRound(*self._grid())
         return self.rounding
 
-    def _quantized_weight(self) -> torch.Tensor:
-        """The weight the layer computes with; while AdaRound is soft (reconstruction), the
-        regularizer at `beta` comes out of the same pass and waits in `penalty`."""
+    def _quantized_weight(self, taps: tuple[slice, slice]) -> torch.Tensor:
+        """The weight of kernel taps `taps` the layer computes with; while AdaRound is soft
+        (reconstruction), the regularizer at `beta` comes out of the same pass and waits in
+        `penalty`."""
         r = self.rounding
         if isinstance(r, AdaRound) and r.soft:
-            w, self.penalty = r.soft_weight(self.beta)
+            w, self.penalty = r.soft_weight(self.beta, taps)
             return w
-        return r()
+        return r()[:, :, taps[0], taps[1]]
 
     def weight_codes(self) -> torch.Tensor:
         return self.rounding.codes().detach().to(torch.int64)
 
     def forward(self, x: torch.Tensor, gamma: torch.Tensor | None = None) -> torch.Tensor:
-        w = self._quantized_weight() if self.quant_weights else self.weight
+        # the taps the input reaches, kept for a reconstruction to learn only those (AdaRound.focus)
+        self.taps, geometry = tap_crop(self.weight.shape[-2:], x.shape[-2:], self.geometry)
+        w = self._quantized_weight(self.taps) if self.quant_weights else self.weight[:, :, self.taps[0], self.taps[1]]
         if gamma is not None:
             w = w * gamma[None, :, None, None]
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
             w = w.contiguous(memory_format=torch.channels_last)   # both NHWC: fastest CPU conv
-        w, geometry = live_taps(w, x.shape[-2:], self.geometry)
         y = F.conv2d(x, w, self.bias, **geometry)
         if self.oso and self.quant_weights:
             y = y * self.oso_scale[None, :, None, None] + self.oso_offset[None, :, None, None]
         return self.act(y)
 
 
-def live_taps(weight: torch.Tensor, size, geometry: dict) -> tuple[torch.Tensor, dict]:
-    """The conv restricted to the kernel taps that ever see the input, not only padding.
+def tap_crop(kernel, size, geometry: dict) -> tuple[tuple[slice, slice], dict]:
+    """The kernel taps (rows, columns) that ever see an input of `size`, not only padding, and
+    the conv's geometry restricted to them.
 
     On the small maps of a low-resolution network (a 3x3 conv, padding 1, on a 1x1 map: only the
     centre tap) the other taps multiply zeros; dropping them gives the same output and the same
-    gradient (zero) for those taps, at a fraction of the cost. Falls back to the full conv
-    where the cropped one would need asymmetric padding.
+    gradient (zero) for those taps, at a fraction of the cost. All taps where the cropped conv
+    would need asymmetric padding.
     """
+    every = (slice(0, kernel[0]), slice(0, kernel[1]))
     crops, padding = [], []
     for axis, length in enumerate(size):
-        k, s = weight.shape[2 + axis], geometry["stride"][axis]
+        k, s = kernel[axis], geometry["stride"][axis]
         p, d = geometry["padding"][axis], geometry["dilation"][axis]
         out = (length + 2 * p - d * (k - 1) - 1) // s + 1
         live = [i for i in range(k) if any(0 <= o * s - p + i * d < length for o in range(out))]
         if not live:
-            return weight, geometry
+            return every, geometry
         lo, hi = live[0], live[-1]
         new_p = p - lo * d
         if new_p < 0 or (length + 2 * new_p - d * (hi - lo) - 1) // s + 1 != out:
-            return weight, geometry
+            return every, geometry
         crops.append(slice(lo, hi + 1))
         padding.append(new_p)
-    if all(c == slice(0, weight.shape[2 + a]) for a, c in enumerate(crops)):
-        return weight, geometry
-    return weight[:, :, crops[0], crops[1]], {**geometry, "padding": tuple(padding)}
+    if tuple(crops) == every:
+        return every, geometry
+    return tuple(crops), {**geometry, "padding": tuple(padding)}
 
 
 class QAdd(nn.Module):

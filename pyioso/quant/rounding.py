@@ -195,12 +195,12 @@ def _as_matrix(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(len(t) if t.dim() else 1, -1)
 
 
-def _from_matrix(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`_as_matrix`: a view shaped like ``like`` (channels-last for 4-D)."""
-    if like.dim() == 4:
-        c, k, kh, kw = like.shape
+def _from_matrix(m: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The inverse of :func:`_as_matrix`: a view of this shape (channels-last for 4-D)."""
+    if len(shape) == 4:
+        c, k, kh, kw = shape
         return m.view(c, kh, kw, k).permute(0, 3, 1, 2)
-    return m.view(like.shape)
+    return m.view(shape)
 
 
 class AdaRound(_WeightRounding):
@@ -223,30 +223,90 @@ class AdaRound(_WeightRounding):
         self.register_buffer("floor", _as_matrix(floor).contiguous())
         self.v = nn.Parameter(_as_matrix(torch.logit((scaled - floor - GAMMA) / (ZETA - GAMMA))).contiguous())
         self.soft = True
+        self._focus = None      # (taps, columns, V of those columns, their floor) while focused
+        self._hard = None       # ((V's storage, V's version), the hard weight) while V is frozen
 
     def _shaped(self, m: torch.Tensor) -> torch.Tensor:
         """A [C_out, K] matrix (V, floor) viewed in the weight's shape."""
-        return _from_matrix(m, self.weight)
+        return _from_matrix(m, self.weight.shape)
+
+    def focus(self, taps: tuple[slice, slice]) -> nn.Parameter:
+        """The V a reconstruction learns when the conv's input reaches only the kernel taps
+        `taps` (rows, columns; :func:`pyioso.calib.qnet.tap_crop`): a parameter of those taps'
+        columns alone, until :meth:`unfocus` writes it back. The other taps multiply padding, so
+        their only gradient is the regularizer's, which moves h(V) away from 0.5 and never across
+        it: their code stays the nearest one, learned or not. On a 1x1 map a 3x3 kernel's V is
+        nine times the work it needs to be."""
+        full = (slice(0, self.weight.shape[-2]), slice(0, self.weight.shape[-1])) if self.weight.dim() == 4 else None
+        if self._focus is not None:
+            raise PyiosoError("AdaRound.focus() twice: unfocus() the last reconstruction first")
+        if full is None or taps is None or tuple(taps) == full or not self._fused():
+            return self.v
+        c, k, kh, kw = self.weight.shape
+        columns = torch.arange(kh * kw * k, device=self.v.device).view(kh, kw, k)[taps[0], taps[1]].reshape(-1)
+        live = nn.Parameter(self.v.detach()[:, columns].contiguous(), requires_grad=self.v.requires_grad)
+        self._focus = (tuple(taps), columns, live, self.floor[:, columns].contiguous())
+        return live
+
+    def unfocus(self) -> None:
+        """Write the focused taps' V back into V (no-op when not focused)."""
+        if self._focus is not None:
+            with torch.no_grad():
+                self.v.index_copy_(1, self._focus[1], self._focus[2])
+            self._focus = None
+
+    def _full_v(self) -> torch.Tensor:
+        """V, with the focused taps' values while focused."""
+        if self._focus is None:
+            return self.v
+        return self.v.index_copy(1, self._focus[1], self._focus[2])
+
+    def _fused(self) -> bool:
+        """The grid the fused kernels take: symmetric, a scale per output channel or tensor."""
+        return not self.zero_point.any() and self.scale.numel() in (1, len(self.v))
 
     def h(self) -> torch.Tensor:
         """Rectified sigmoid of V: the learned rounding offset in [0, 1]."""
-        return self._shaped(_h(self.v)[2])
+        return self._shaped(_h(self._full_v())[2])
 
     def regularizer(self, beta: float) -> torch.Tensor:
         """sum(1 - |2 h(V) - 1|^beta): pushes every h(V) to 0 or 1; identically 0 at beta = 0."""
         return _regularizer(self.h(), beta)
 
-    def soft_weight(self, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def soft_weight(self, beta: float, taps: tuple[slice, slice] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(the soft fake-quantized weight, the regularizer at beta): what one reconstruction
-        step needs, computed together."""
-        if self.zero_point.any() or self.scale.numel() not in (1, len(self.v)):
-            return dequantize(self._code(self.h()), self.scale, self.zero_point), self.regularizer(beta)
+        step needs, computed together; with `taps`, the weight of those kernel taps only (and,
+        focused on them, their regularizer)."""
+        crop = (slice(None), slice(None), *taps) if taps is not None else (...,)
+        self._hard = None
+        if not self._fused():
+            return dequantize(self._code(self.h()), self.scale, self.zero_point)[crop], self.regularizer(beta)
         scale = self.scale.reshape(-1, 1).expand(len(self.v), 1)
-        weight, reg = _SoftRound.apply(self.v, self.floor, scale, self.qmin, self.qmax, beta)
-        return self._shaped(weight), reg
+        if self._focus is None:
+            weight, reg = _SoftRound.apply(self.v, self.floor, scale, self.qmin, self.qmax, beta)
+            return self._shaped(weight)[crop], reg
+        focused, _, v, floor = self._focus
+        if taps is None or tuple(taps) != focused:
+            raise PyiosoError(f"AdaRound focused on taps {focused} was asked for {taps}: the input's size changed "
+                              "within one reconstruction")
+        weight, reg = _SoftRound.apply(v, floor, scale, self.qmin, self.qmax, beta)
+        rows, columns = (t.stop - t.start for t in taps)
+        return _from_matrix(weight, torch.Size((*self.weight.shape[:2], rows, columns))), reg
 
     def codes(self) -> torch.Tensor:
         return self._code((self.h() >= 0.5).to(self.floor.dtype))
+
+    def forward(self) -> torch.Tensor:
+        """The fake-quantized weight. Hard and with V frozen (requires_grad off), it is kept
+        until V changes, as an activation stage runs thousands of steps on the same weight; while V
+        learns it is not kept (a fused optimizer changes V without a new version)."""
+        if self.soft or self._focus is not None or self.v.requires_grad:
+            self._hard = None
+            return super().forward()
+        version = (self.v.data_ptr(), self.v._version)
+        if self._hard is None or self._hard[0] != version:
+            self._hard = (version, super().forward().detach())
+        return self._hard[1]
 
     def forward_codes(self) -> torch.Tensor:
         return self._code(self.h()) if self.soft else self.codes()
