@@ -242,7 +242,7 @@ class AdaRound(_WeightRounding):
             raise PyiosoError("AdaRound.focus() twice: unfocus() the last reconstruction first")
         if full is None or taps is None or tuple(taps) == full or not self._fused():
             return self.v
-        c, k, kh, kw = self.weight.shape
+        _, k, kh, kw = self.weight.shape
         columns = torch.arange(kh * kw * k, device=self.v.device).view(kh, kw, k)[taps[0], taps[1]].reshape(-1)
         live = nn.Parameter(self.v.detach()[:, columns].contiguous(), requires_grad=self.v.requires_grad)
         self._focus = (tuple(taps), columns, live, self.floor[:, columns].contiguous())
