@@ -124,8 +124,10 @@ def test_focused_taps_learn_as_the_whole_kernel_does():
     assert torch.all(focused.h()[:, :, 1:3, 1:2] == 1)
     with pytest.raises(PyiosoError, match="input's size changed"):
         focused.soft_weight(5.0, (slice(0, 3), slice(0, 3)))
+    live.requires_grad_(False)                              # learned: the reconstruction freezes it
     focused.unfocus()
-    assert torch.all(focused.v[:, columns] == 30.0) and focused.focus((slice(0, 3), slice(0, 3))) is focused.v
+    assert torch.all(focused.v[:, columns] == 30.0) and not focused.v.requires_grad
+    assert focused.focus((slice(0, 3), slice(0, 3))) is focused.v
 
 
 def test_the_hard_weight_is_kept_until_v_changes():

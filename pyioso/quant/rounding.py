@@ -249,10 +249,13 @@ class AdaRound(_WeightRounding):
         return live
 
     def unfocus(self) -> None:
-        """Write the focused taps' V back into V (no-op when not focused)."""
+        """Write the focused taps' V back into V, which also takes their requires_grad (off once
+        learned: frozen, see :meth:`forward`); a no-op when not focused."""
         if self._focus is not None:
+            live = self._focus[2]
             with torch.no_grad():
-                self.v.index_copy_(1, self._focus[1], self._focus[2])
+                self.v.index_copy_(1, self._focus[1], live)
+            self.v.requires_grad_(live.requires_grad)
             self._focus = None
 
     def _full_v(self) -> torch.Tensor:
