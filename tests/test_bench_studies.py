@@ -40,6 +40,9 @@ def test_sweep_records_block_losses_resumes_and_reports(tmp_path, monkeypatch):
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")}
     sweep.main(argv)            # all recorded: nothing runs again
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")} == stamps
+    seeds_at_4 = tmp_path / "docs-4"    # another --seeds-at: the second seed recorded at 8 is still reported
+    sweep.main([*argv, "--seeds-at", "4", "--report-only", "--docs", str(seeds_at_4)])
+    assert "(2 seeds)" in (seeds_at_4 / "SWEEP.md").read_text()
     fresh = tmp_path / "fresh"     # a clone's empty build/: the committed records, nothing run
     sweep.main([*argv, "--out", str(fresh)])
     assert not list(fresh.glob("*/runs/*")) and len(list(fresh.glob("*/cells/*.json"))) == 3

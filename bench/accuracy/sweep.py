@@ -5,7 +5,8 @@ Each budget gives weight-stage iterations N and activation-stage iterations N/4 
 20,000/5,000 ratio). The cells are bench-accuracy's own, recorded under OUT/<budget>/cells with
 every block's loss, so the sweep resumes per cell (and per block for long cells), and its cells
 serve a bench-accuracy run at the same budget. Cells run cheapest first: seed 0 at every budget,
-and the extra seeds at --seeds-at once the budgets below it are done.
+and the extra seeds at --seeds-at once the budgets below it are done; extra seeds recorded at
+another budget (a run with that --seeds-at) are reported too.
 """
 
 from __future__ import annotations
@@ -321,6 +322,11 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"budget {budget.iters}/{budget.act_iters}: {len(cells)} cells", file=sys.stderr)
             records += run_grid(cells, budget, weights, out, args.jobs, not args.quiet,
                                 not args.report_only, args.ray)
+            # seeds a run with another --seeds-at recorded here: reported (paired steps), never run; not
+            # the quick benchmark's extra seeds, recorded before block losses were logged
+            extra = [Cell(net, *bits, method, seed) for seed in range(args.seeds) for method in methods]
+            records += [r for r in run_grid([c for c in extra if c not in cells], budget, weights, out,
+                                            run=False, progress=False) if "losses" in r]
         command = " ".join(["python -m bench.accuracy.sweep", *(sys.argv[1:] if argv is None else argv)])
         records = merge_records(committed, records)
         path = report(records, methods, Path(args.docs), command.replace(" --report-only", ""), len(pairs),
