@@ -170,9 +170,10 @@ bench-accuracy-64:
 	$(MAKE) bench-accuracy BENCH_NETS=resnet18:W4A4+W2A4 BENCH_SIZE=64 BENCH_DOCS=docs/64px \
 		BENCH_FLAGS=--no-ablation
 
-# The headline tables at the budget where the sweep's BRECQ stops gaining (docs/SWEEP.md: under half a
-# point from 5,000 to 20,000): resnet18's cells at 5,000/1,250 iterations, the sweep's four methods before
-# the others so a run cut short has them; resumes per cell and per block (about 17 core-hours a seed).
+# The headline tables at the largest budget whose grid this 2-core CPU affords, 5,000/1,250 iterations
+# (docs/SWEEP.md: BRECQ still gains 0.7 pp from there to the paper's 20,000, so it is near, not at, its
+# plateau): resnet18's cells, seed 0 of every cell before any second seed so a run cut short fills every
+# table; resumes per cell and per block (days: 120 cells of a quarter to half an hour each).
 CONVERGED_METHODS = brecq,brecq+ioso,qdrop,qdrop+ioso,adaround,rtn
 bench-accuracy-converged:
 	$(MAKE) bench-accuracy BENCH_NETS=resnet18 BENCH_ITERS=5000 BENCH_ACT_ITERS=1250 BENCH_DOCS=docs/i5000 \
