@@ -40,6 +40,14 @@ def test_sweep_records_block_losses_resumes_and_reports(tmp_path, monkeypatch):
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")}
     sweep.main(argv)            # all recorded: nothing runs again
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")} == stamps
+    more = [*argv, "--images", "48", "--iters", "8", "--seeds", "1", "--docs", str(tmp_path / "docs-48")]
+    sweep.main(more)        # more calibration images at one budget: the 32-image report gets a section
+    assert [b.images for b in Budget(iters=8, act_iters=2, size=16, images=32).other_images(out)] == [48]
+    sweep.main([*argv, "--report-only"])
+    text = (docs / "SWEEP.md").read_text()
+    assert "3 calibrations recorded" in text and "## Calibration images" in text
+    assert "| brecq+ioso | 8 | 32 | " in text and "| brecq+ioso | 8 | 48 | " in text and "| 4 | 32 |" not in text
+    assert (docs / sweep.IMAGES_PNG).stat().st_size > 1000
     seeds_at_4 = tmp_path / "docs-4"    # another --seeds-at: the second seed recorded at 8 is still reported
     sweep.main([*argv, "--seeds-at", "4", "--report-only", "--docs", str(seeds_at_4)])
     assert "(2 seeds)" in (seeds_at_4 / "SWEEP.md").read_text()
@@ -53,7 +61,7 @@ def test_sweep_records_block_losses_resumes_and_reports(tmp_path, monkeypatch):
     assert len(list(other.glob("*/cells/*.json"))) == 3         # not taken as this checkpoint's
     text = (docs / "SWEEP.md").read_text()
     assert "| brecq+ioso (checkpoint 0123abcd) |" in text and "`0123abcd`: float top-1" in text
-    assert len(json.loads((docs / sweep.RECORDS).read_text())) == 4     # every committed record stays
+    assert len(json.loads((docs / sweep.RECORDS).read_text())) == 5     # every committed record stays
     weights = tmp_path / "weights.pt"       # a checkpoint file: a cell recorded on another one runs again
     weights.write_bytes(b"a retrained checkpoint")
     stale = sorted(out.glob("*/cells/*.json"))[0]

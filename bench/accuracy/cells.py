@@ -6,7 +6,7 @@ import json
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pyioso import output, parallel
@@ -60,6 +60,14 @@ class Budget:
         """The records' directory name: cells recorded under another budget or data never mix."""
         data = "" if self.data == FASHION else f"-{Path(self.data).name}"
         return f"i{self.iters}-a{self.act_iters}-n{self.images}-s{self.size}{data}"
+
+    def other_images(self, root: Path) -> list[Budget]:
+        """This budget with each other calibration-image count that has a folder under `root`,
+        fewest images first: what a study of the image count finds recorded."""
+        head, tail = self.folder.split(f"-n{self.images}-", 1)
+        pattern = re.compile(rf"{re.escape(head)}-n(\d+)-{re.escape(tail)}")
+        counts = {int(m[1]) for d in (root.iterdir() if root.is_dir() else ()) if (m := pattern.fullmatch(d.name))}
+        return [replace(self, images=n) for n in sorted(counts - {self.images})]
 
     @staticmethod
     def iterations_of(folder: str) -> tuple[int, int] | None:

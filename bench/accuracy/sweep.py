@@ -31,6 +31,7 @@ METHODS = ("brecq", "qdrop", "brecq+ioso", "qdrop+ioso")
 BUDGETS = (200, 1000, 5000, 20000)
 PNG = "sweep.png"
 HELD_OUT_PNG = "sweep_held_out.png"
+IMAGES_PNG = "sweep_images.png"
 HELD_OUT = workflow.HELD_OUT
 RECORDS = "sweep.json"      # every recorded cell, committed beside SWEEP.md: a clone resumes from it
 # A budget that adds less top-1 than this to the one before ends a method's improvement: the size of
@@ -186,6 +187,41 @@ def _convergence(records: list[dict], methods: tuple[str, ...], budgets: list[in
             output.md_table(["over", *(f"{i} / {i // 4}" for i in budgets)], gains)]
 
 
+def _image_counts(records: list[dict], others: list[dict], methods: tuple[str, ...], docs: Path) -> list[str]:
+    """The calibration-images section of SWEEP.md (nothing before a run with another --images):
+    at each budget where one ran, each method's top-1 and held-out ÷ calibration loss per image
+    count and IOSO's gain, paired by seed, with its plot."""
+    if not others:
+        return []
+    rows, gains, panels = [], [], []
+    for iters in sorted({r["budget"]["iters"] for r in others}):
+        at_budget = [r for r in records + others if r["budget"]["iters"] == iters]
+        counts = sorted({r["budget"]["images"] for r in at_budget})
+        by_count = {n: [r for r in at_budget if r["budget"]["images"] == n] for n in counts}
+        shown = [m for m in methods if any(r["method"] == m for r in at_budget)]
+        for method in shown:
+            for n, mine in by_count.items():
+                if top1 := [r["fake_quant"] for r in mine if r["method"] == method]:
+                    ratio = [sum(r["generalization"]["held_out"].values()) / sum(r["generalization"]["calibration"].values())
+                             for r in mine if r["method"] == method and "generalization" in r]
+                    rows.append([method, f"{iters:,}", f"{n:,}", _stat(top1),
+                                 f"{statistics.fmean(ratio):.3f}" if ratio else "–"])
+        gains += [[m, f"{iters:,}", f"{n:,}", _signed(ioso_gain(mine, m, iters))]
+                  for m in shown if "+ioso" not in m for n, mine in by_count.items()]
+        panels.append((f"{iters:,} / {iters // 4:,} iterations", shown,
+                       {f"{n:,} images": [[r["fake_quant"] for r in mine if r["method"] == m] for m in shown]
+                        for n, mine in by_count.items()}))
+    plots.grouped_bars(panels, docs / IMAGES_PNG)
+    return ["## Calibration images",
+            "Whether a budget's result is limited by the calibration images: the cells a run with another "
+            "`--images` recorded at the same budget (reported here, never run by this command), beside this "
+            f"sweep's. The held-out images are the {HELD_OUT:,} training images that follow each run's "
+            "calibration images in the seeded draw; IOSO's gain is paired by seed as above.",
+            output.md_table(["method", "iterations", "calibration images", "top-1 %", "held-out ÷ calibration"], rows),
+            output.md_table(["IOSO's gain over", "iterations", "calibration images", "pp"], gains),
+            f"![top-1 per method and calibration images]({IMAGES_PNG})"]
+
+
 def _stat(values: list[float]) -> str:
     return spread(values) + (f" ({len(values)} seeds)" if len(values) > 1 else "")
 
@@ -210,13 +246,16 @@ def by_checkpoint(records: list[dict], methods: tuple[str, ...]) -> tuple[list[d
 
 
 def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: str, planned: int,
-           out: str) -> Path:
-    """docs/SWEEP.md and its plot, from the records alone (every committed record is kept in
-    sweep.json; the tables show `methods`, a row per method and checkpoint)."""
+           out: str, images: int = Budget.images) -> Path:
+    """docs/SWEEP.md and its plots, from the records alone (every committed record is kept in
+    sweep.json; the tables show `methods`, a row per method and checkpoint, on `images`
+    calibration images; other image counts get a section of their own)."""
     docs.mkdir(parents=True, exist_ok=True)
     output.write_json(str(docs / RECORDS), records)
     records = [r for r in records if r["method"] in methods]
     records, methods, checkpoints = by_checkpoint(records, methods)
+    others = [r for r in records if r["budget"]["images"] != images]
+    records = [r for r in records if r["budget"]["images"] == images]
     budgets = sorted({r["budget"]["iters"] for r in records})
     net, bits = (records[0]["net"], records[0]["bits"]) if records else ("resnet18", "W2A4")
 
@@ -259,6 +298,7 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
         f"![top-1 and final loss against iterations]({PNG})",
         *_convergence(records, methods, budgets),
         *_generalization(records, methods, docs),
+        *_image_counts(records, others, methods, docs),
         "## Calibration minutes (one thread)",
         "Wall minutes as recorded, means over a budget's seeds: other benchmarks shared the 2 cores (how many "
         "varied), and a cell resumed after an interruption counts only the run that finished it, so compare "
@@ -327,10 +367,13 @@ def main(argv: list[str] | None = None) -> None:
             extra = [Cell(net, *bits, method, seed) for seed in range(args.seeds) for method in methods]
             records += [r for r in run_grid([c for c in extra if c not in cells], budget, weights, out,
                                             run=False, progress=False) if "losses" in r]
+            for other in budget.other_images(Path(args.out)):     # a run with another --images: reported alike
+                records += [r for r in run_grid(extra, other, weights, Path(args.out) / other.folder,
+                                                run=False, progress=False) if "losses" in r]
         command = " ".join(["python -m bench.accuracy.sweep", *(sys.argv[1:] if argv is None else argv)])
         records = merge_records(committed, records)
         path = report(records, methods, Path(args.docs), command.replace(" --report-only", ""), len(pairs),
-                      args.out)
+                      args.out, args.images)
     except PyiosoError as err:
         sys.exit(f"error: {err}")
     print(f"wrote {path} ({len(records)} calibrations, {bits_label(*bits)})")
