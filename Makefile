@@ -49,7 +49,7 @@ BRECQ_GIT ?=
 LIBERTY ?=
 PDK   ?= ../shared/pdk
 
-.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report train calibrate bench-calib bench-parity bench-sweep bench-toolbox bench-accuracy bench-accuracy-64 bench-accuracy-converged golden layers cost clean
+.PHONY: help venv test test-full sim sim-net sim-random verilog bench-sim report train calibrate bench-calib bench-parity bench-sweep bench-sweep-images bench-toolbox bench-accuracy bench-accuracy-64 bench-accuracy-converged golden layers cost clean
 
 help:
 	@echo "make sim LAYER=$(LAYER)            one layer through the engine RTL, every output vs golden (main job)"
@@ -67,6 +67,7 @@ help:
 	@echo "make bench-accuracy [BENCH_REUSE=docs]  paper tables: docs/RESULTS.md (hours)"
 	@echo "make bench-parity                   our brecq/qdrop vs their own code: docs/PARITY.md (an hour)"
 	@echo "make bench-sweep                    resnet18 W2A4 at 200..20000 iterations: docs/SWEEP.md (a day)"
+	@echo "make bench-sweep-images             brecq/brecq+ioso at 20000 on 4096 calibration images: docs/SWEEP.md (hours)"
 	@echo "make bench-toolbox                  the lecture's methods (observers..QAT): docs/TOOLBOX.md (hours)"
 	@echo "make bench-accuracy-64              resnet18's target settings at 64 px: docs/64px/RESULTS.md (hours)"
 	@echo "make bench-accuracy-converged       resnet18's tables at 5000/1250 iterations: docs/i5000/RESULTS.md (days)"
@@ -152,6 +153,15 @@ SWEEP_JOBS ?= 1
 bench-sweep: $(STAMP) $(DATA)
 	$(PY) -m bench.accuracy.sweep --iters $(SWEEP_ITERS) --seeds-at $(SWEEP_SEEDS_AT) --seeds $(SEEDS) \
 		--jobs $(SWEEP_JOBS) $(if $(RAY),--ray $(RAY))
+
+# make bench-sweep-images: brecq+ioso and brecq at the sweep's largest budget on SWEEP_IMAGES calibration
+# images (seed 0; does IOSO's fall at 20,000 come from fitting 1,024 images?), then docs/SWEEP.md with them
+# in its calibration-images section (two cells, hours each; resumes per cell and block).
+SWEEP_IMAGES ?= 4096
+bench-sweep-images: $(STAMP) $(DATA)
+	$(PY) -m bench.accuracy.sweep --methods brecq+ioso,brecq --iters 20000 --seeds-at 20000 --seeds 1 \
+		--images $(SWEEP_IMAGES) --docs build/sweep-images --jobs $(SWEEP_JOBS) $(if $(RAY),--ray $(RAY))
+	$(PY) -m bench.accuracy.sweep --iters $(SWEEP_ITERS) --seeds-at $(SWEEP_SEEDS_AT) --seeds $(SEEDS) --report-only --quiet
 
 # make bench-toolbox: the lecture's methods on resnet18 at the quick budget, SEEDS seeds, TOOLBOX_JOBS side by
 # side; resumes per cell, writes docs/TOOLBOX.md.
