@@ -68,6 +68,11 @@ def _head_share(records: list[dict]) -> str:
     return f"{head}: {min(shares):.0f}-{max(shares):.0f}%" if shares else "–"
 
 
+def _held_out_sums(record: dict) -> tuple[float, float]:
+    """(calibration, held-out) final loss of a finished network, summed over blocks."""
+    return tuple(sum(record["generalization"][split].values()) for split in ("calibration", "held_out"))
+
+
 def generalization_rows(records: list[dict], methods: tuple[str, ...]) -> list[tuple[str, int, list[tuple]]]:
     """(method, budget, [(calibration loss, held-out loss, top-1) per seed]) for the cells that
     measured their final loss on held-out images, summed over blocks."""
@@ -77,9 +82,7 @@ def generalization_rows(records: list[dict], methods: tuple[str, ...]) -> list[t
             mine = [r for r in records if r["method"] == method and r["budget"]["iters"] == iters
                     and "generalization" in r]
             if mine:
-                rows.append((method, iters, [(sum(r["generalization"]["calibration"].values()),
-                                              sum(r["generalization"]["held_out"].values()), r["fake_quant"])
-                                             for r in mine]))
+                rows.append((method, iters, [(*_held_out_sums(r), r["fake_quant"]) for r in mine]))
     return rows
 
 
@@ -202,8 +205,8 @@ def _image_counts(records: list[dict], others: list[dict], methods: tuple[str, .
         for method in shown:
             for n, mine in by_count.items():
                 if top1 := [r["fake_quant"] for r in mine if r["method"] == method]:
-                    ratio = [sum(r["generalization"]["held_out"].values()) / sum(r["generalization"]["calibration"].values())
-                             for r in mine if r["method"] == method and "generalization" in r]
+                    ratio = [h / c for r in mine if r["method"] == method and "generalization" in r
+                             for c, h in [_held_out_sums(r)]]
                     rows.append([method, f"{iters:,}", f"{n:,}", _stat(top1),
                                  f"{statistics.fmean(ratio):.3f}" if ratio else "–"])
         gains += [[m, f"{iters:,}", f"{n:,}", _signed(ioso_gain(mine, m, iters))]
