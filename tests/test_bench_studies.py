@@ -30,13 +30,13 @@ def test_sweep_records_block_losses_resumes_and_reports(tmp_path, monkeypatch):
         assert {e["stage"] for e in r["losses"]} == {"weights", "activations"}
         assert sweep.final_loss(r) == pytest.approx(sum(e["loss_after"] for e in r["losses"]
                                                         if e["stage"] == "activations"))
-        held = r["generalization"]         # the finished network's loss, calibration and held-out images
-        assert set(held["calibration"]) == set(held["held_out"]) == {e["segment"] for e in r["losses"]}
-        assert held["calibration"] != held["held_out"]
+        held = r["generalization"]         # the finished network's loss: calibration, held-out and test images
+        assert set(held["calibration"]) == set(held["held_out"]) == set(held["test"]) == {e["segment"] for e in r["losses"]}
+        assert held["calibration"] != held["held_out"] != held["test"]
     text = (docs / "SWEEP.md").read_text()
     assert "| method | 4 / 1 | 8 / 2 |" in text and "3 calibrations recorded (3 planned per checkpoint)" in text and "(2 seeds)" in text
     assert (docs / sweep.PNG).stat().st_size > 1000
-    assert "| brecq+ioso | 8 | 2 |" in text and (docs / sweep.HELD_OUT_PNG).stat().st_size > 1000
+    assert "| brecq+ioso | 8 | 2 |" in text and "| test loss |" in text and (docs / sweep.HELD_OUT_PNG).stat().st_size > 1000
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")}
     sweep.main(argv)            # all recorded: nothing runs again
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/cells/*.json")} == stamps

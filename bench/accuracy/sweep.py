@@ -68,22 +68,37 @@ def _head_share(records: list[dict]) -> str:
     return f"{head}: {min(shares):.0f}-{max(shares):.0f}%" if shares else "–"
 
 
-def _held_out_sums(record: dict) -> tuple[float, float]:
-    """(calibration, held-out) final loss of a finished network, summed over blocks."""
-    return tuple(sum(record["generalization"][split].values()) for split in ("calibration", "held_out"))
+SPLITS = {"calibration": "calibration images", "held_out": "held-out images", "test": "test images"}
 
 
-def generalization_rows(records: list[dict], methods: tuple[str, ...]) -> list[tuple[str, int, list[tuple]]]:
-    """(method, budget, [(calibration loss, held-out loss, top-1) per seed]) for the cells that
-    measured their final loss on held-out images, summed over blocks."""
+def _split_losses(record: dict) -> dict[str, float]:
+    """A finished network's final loss summed over blocks on each split it was measured on
+    (calibration, held-out training images and, in cells recorded since it existed, test images)."""
+    return {split: sum(record["generalization"][split].values()) for split in SPLITS
+            if split in record["generalization"]}
+
+
+def _held_out_ratio(losses: dict[str, float]) -> float:
+    return losses["held_out"] / losses["calibration"]
+
+
+def generalization_rows(records: list[dict], methods: tuple[str, ...]) -> list[tuple[str, int, list[dict]]]:
+    """(method, budget, [each split's loss and 'top1' per seed]) for the cells that measured their
+    final loss on held-out images, summed over blocks."""
     rows = []
     for iters in sorted({r["budget"]["iters"] for r in records}):
         for method in methods:
             mine = [r for r in records if r["method"] == method and r["budget"]["iters"] == iters
                     and "generalization" in r]
             if mine:
-                rows.append((method, iters, [(*_held_out_sums(r), r["fake_quant"]) for r in mine]))
+                rows.append((method, iters, [{**_split_losses(r), "top1": r["fake_quant"]} for r in mine]))
     return rows
+
+
+def _mean_of(seeds: list[dict], key: str, digits: str = ".4g") -> str:
+    """The mean of `key` over the seeds that measured it ('–' where none did)."""
+    values = [s[key] for s in seeds if key in s]
+    return format(statistics.fmean(values), digits) if values else "–"
 
 
 def _generalization(records: list[dict], methods: tuple[str, ...], docs: Path) -> list[str]:
@@ -91,26 +106,29 @@ def _generalization(records: list[dict], methods: tuple[str, ...], docs: Path) -
     rows = generalization_rows(records, methods)
     if not rows:
         return []
-    mean = statistics.fmean
-    table = [[m, f"{i:,}", len(v), f"{mean(c for c, _, _ in v):.4g}", f"{mean(h for _, h, _ in v):.4g}",
-              f"{mean(h / c for c, h, _ in v):.3f}", f"{mean(t for _, _, t in v):.2f}"] for m, i, v in rows]
+    table = [[m, f"{i:,}", len(v), *(_mean_of(v, split) for split in SPLITS),
+              f"{statistics.fmean(map(_held_out_ratio, v)):.3f}", _mean_of(v, "top1", ".2f")]
+             for m, i, v in rows]
     largest = max(i for _, i, _ in rows)
     panels = []
     for family in ("brecq", "qdrop"):
         mine = [(m, v) for m, i, v in rows if i == largest and m.split(" (")[0].split("+")[0] == family]
-        if mine:
+        if mine:        # a split shown where every method of the panel measured it
             panels.append((f"{family} family, {largest:,} iterations", [m for m, _ in mine],
-                           {"calibration images": [[c for c, _, _ in v] for _, v in mine],
-                            "held-out images": [[h for _, h, _ in v] for _, v in mine]}))
+                           {label: [[s[split] for s in v if split in s] for _, v in mine] for split, label in SPLITS.items()
+                            if all(split in s for _, v in mine for s in v)}))
     plots.grouped_bars(panels, docs / HELD_OUT_PNG, "final loss, summed over blocks", percent=False)
     return ["## Held-out reconstruction loss",
             "Does a lower reconstruction loss carry over to images the calibration never saw? Each finished "
             "network's loss per block (inputs as its last stage sees them), measured alike on its "
-            f"{records[0]['budget']['images']:,} calibration images and on the next {HELD_OUT:,} training images "
-            "of the same seeded draw, summed over blocks. A held-out ÷ calibration ratio that grows with a method is that method fitting its "
-            "calibration images. Compare within a family: BRECQ's last stage measures L_2.4, QDrop's L_2. "
-            "Cells recorded before this measurement existed are not in the table.",
-            output.md_table(["method", "iterations", "seeds", "calibration loss", "held-out loss",
+            f"{records[0]['budget']['images']:,} calibration images, on the next {HELD_OUT:,} training images "
+            f"of the same seeded draw and on {HELD_OUT:,} test images (the split top-1 is measured on; cells "
+            "recorded before this measurement existed have none), summed over blocks. A held-out ÷ calibration "
+            "ratio that grows with a method is that method fitting its calibration images; a test loss that "
+            "falls while top-1 falls is the loss no longer tracking top-1. Compare within a family: BRECQ's "
+            "last stage measures L_2.4, QDrop's L_2. Cells recorded before the held-out measurement existed "
+            "are not in the table.",
+            output.md_table(["method", "iterations", "seeds", "calibration loss", "held-out loss", "test loss",
                              "held-out ÷ calibration", "top-1 %"], table),
             f"![calibration and held-out loss per method]({HELD_OUT_PNG})"]
 
@@ -205,8 +223,8 @@ def _image_counts(records: list[dict], others: list[dict], methods: tuple[str, .
         for method in shown:
             for n, mine in by_count.items():
                 if top1 := [r["fake_quant"] for r in mine if r["method"] == method]:
-                    ratio = [h / c for r in mine if r["method"] == method and "generalization" in r
-                             for c, h in [_held_out_sums(r)]]
+                    ratio = [_held_out_ratio(_split_losses(r)) for r in mine
+                             if r["method"] == method and "generalization" in r]
                     rows.append([method, f"{iters:,}", f"{n:,}", _stat(top1),
                                  f"{statistics.fmean(ratio):.3f}" if ratio else "–"])
         gains += [[m, f"{iters:,}", f"{n:,}", _signed(ioso_gain(mine, m, iters))]

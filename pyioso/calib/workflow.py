@@ -372,10 +372,14 @@ def generalization(net: qnet.QNet, run: Run, config: calibrate.Config, held_out:
     training images, the next ones of the same seeded draw (the finished fake-quant network
     `net`, measured alike on both): a lower loss that does not carry over to images the
     calibration never saw is the calibration fitting its images. (Test images would not do: the
-    float network was trained on the training split, so its features differ there.)"""
+    float network was trained on the training split, so its features differ there.) The loss on
+    `held_out` test images, the split top-1 is measured on, comes with them: whether the loss a
+    calibration lowered still tracks what top-1 sees."""
     drawn = dataclasses.replace(run, images=run.images + held_out).calibration_set(config.seed)
+    test = labelled_images(run.data, "test", run.size, held_out, seed=config.seed + 1)[0]
     return {split: calibrate.Calibrator(net, images, config, progress=False).final_losses()
-            for split, images in (("calibration", drawn[:run.images]), ("held_out", drawn[run.images:]))}
+            for split, images in (("calibration", drawn[:run.images]), ("held_out", drawn[run.images:]),
+                                  ("test", test))}
 
 
 def load_run(directory: Path) -> tuple[Run, calibrate.Config]:
