@@ -106,7 +106,8 @@ def _generalization(records: list[dict], methods: tuple[str, ...], docs: Path) -
     rows = generalization_rows(records, methods)
     if not rows:
         return []
-    table = [[m, f"{i:,}", len(v), *(_mean_of(v, split) for split in SPLITS),
+    splits = [split for split in SPLITS if any(split in s for _, _, v in rows for s in v)]
+    table = [[m, f"{i:,}", len(v), *(_mean_of(v, split) for split in splits),
               f"{statistics.fmean(map(_held_out_ratio, v)):.3f}", _mean_of(v, "top1", ".2f")]
              for m, i, v in rows]
     largest = max(i for _, i, _ in rows)
@@ -128,7 +129,7 @@ def _generalization(records: list[dict], methods: tuple[str, ...], docs: Path) -
             "falls while top-1 falls is the loss no longer tracking top-1. Compare within a family: BRECQ's "
             "last stage measures L_2.4, QDrop's L_2. Cells recorded before the held-out measurement existed "
             "are not in the table.",
-            output.md_table(["method", "iterations", "seeds", "calibration loss", "held-out loss", "test loss",
+            output.md_table(["method", "iterations", "seeds", *(f"{SPLITS[split].split()[0]} loss" for split in splits),
                              "held-out ÷ calibration", "top-1 %"], table),
             f"![calibration and held-out loss per method]({HELD_OUT_PNG})"]
 
@@ -228,7 +229,7 @@ def _image_counts(records: list[dict], others: list[dict], methods: tuple[str, .
                     rows.append([method, f"{iters:,}", f"{n:,}", _stat(top1),
                                  f"{statistics.fmean(ratio):.3f}" if ratio else "–"])
         gains += [[m, f"{iters:,}", f"{n:,}", _signed(ioso_gain(mine, m, iters))]
-                  for m in shown if "+ioso" not in m for n, mine in by_count.items()]
+                  for m in shown if "+ioso" not in m for n, mine in by_count.items() if any(r["method"] == m for r in mine)]
         panels.append((f"{iters:,} / {iters // 4:,} iterations", shown,
                        {f"{n:,} images": [[r["fake_quant"] for r in mine if r["method"] == m] for m in shown]
                         for n, mine in by_count.items()}))
