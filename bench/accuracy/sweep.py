@@ -116,7 +116,7 @@ def _generalization(records: list[dict], methods: tuple[str, ...], docs: Path) -
         mine = [(m, v) for m, i, v in rows if i == largest and m.split(" (")[0].split("+")[0] == family]
         if mine:        # a split shown where every method of the panel measured it
             panels.append((f"{family} family, {largest:,} iterations", [m for m, _ in mine],
-                           {label: [[s[split] for s in v if split in s] for _, v in mine] for split, label in SPLITS.items()
+                           {label: [[s[split] for s in v] for _, v in mine] for split, label in SPLITS.items()
                             if all(split in s for _, v in mine for s in v)}))
     plots.grouped_bars(panels, docs / HELD_OUT_PNG, "final loss, summed over blocks", percent=False)
     return ["## Held-out reconstruction loss",

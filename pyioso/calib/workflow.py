@@ -371,10 +371,10 @@ def generalization(net: qnet.QNet, run: Run, config: calibrate.Config, held_out:
     """Each block's final reconstruction loss on the calibration images and on `held_out` other
     training images, the next ones of the same seeded draw (the finished fake-quant network
     `net`, measured alike on both): a lower loss that does not carry over to images the
-    calibration never saw is the calibration fitting its images. (Test images would not do: the
-    float network was trained on the training split, so its features differ there.) The loss on
-    `held_out` test images, the split top-1 is measured on, comes with them: whether the loss a
-    calibration lowered still tracks what top-1 sees."""
+    calibration never saw is the calibration fitting its images. (Fitting is measured on training
+    images: the float network was trained on that split, so its features differ on test images.)
+    The loss on `held_out` test images, the split top-1 is measured on, comes with them: whether
+    the loss a calibration lowered still tracks what top-1 sees."""
     drawn = dataclasses.replace(run, images=run.images + held_out).calibration_set(config.seed)
     test = labelled_images(run.data, "test", run.size, held_out, seed=config.seed + 1)[0]
     return {split: calibrate.Calibrator(net, images, config, progress=False).final_losses()
