@@ -167,6 +167,16 @@ def test_parity_refuses_weight_only_bits():
         parity.main(["--bits", "W2A32", "--report-only"])
 
 
+def test_parity_runs_the_subset_asked_for(tmp_path):
+    refs = parity.references([(2, 4)], 3, ("qdrop",), ("symmetric",))
+    assert [(r.method, r.grid, r.seed) for r in refs] == [("qdrop", "pyioso", seed) for seed in range(3)]
+    parity.main(["--bits", "W2A4", "--methods", "qdrop", "--grids", "symmetric", "--points", "reference",
+                 "--report-only", "--quiet", "--out", str(tmp_path / "out"), "--docs", str(tmp_path / "docs")])
+    assert "0 of 6 calibrations recorded" in (tmp_path / "docs" / "PARITY.md").read_text()
+    with pytest.raises(SystemExit, match="--grids sym: 'sym' is not one of symmetric,asymmetric"):
+        parity.main(["--grids", "sym", "--report-only"])
+
+
 def test_a_tiny_grid_runs_on_a_local_ray_and_lands_in_the_same_records(tmp_path):
     """--ray local: a Ray instance with 2 CPUs runs each cell as a task; the records are those of
     a run on local processes, and a second run (resumed) runs nothing."""

@@ -31,6 +31,10 @@ from pyioso.models import train
 
 NET = "resnet18"
 METHODS = ("brecq", "qdrop")
+GRIDS = ("symmetric", "asymmetric")
+REFERENCE_GRIDS = {"own": "asymmetric", "pyioso": "symmetric"}     # Reference.grid -> its grid
+GRID_OPTIONS = {"symmetric": (), "asymmetric": (("weight_grid", "asymmetric"),)}   # grid -> Cell options
+POINT_OPTIONS = {"engine": (), "reference": (("act_points", "reference"),)}        # --points -> Cell options
 PNG = "parity.png"
 RECORDS = "parity.json"     # every recorded calibration, committed beside PARITY.md: a clone resumes from it
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,16 +69,15 @@ class Reference:
         return json.loads(record.read_text())
 
 
-def references(bits: list[tuple[int, int]], seeds: int) -> list[Reference]:
-    return [Reference(method, w, a, grid, seed) for w, a in bits for method in METHODS
-            for grid in ("own", "pyioso") for seed in range(seeds)]
+def references(bits: list[tuple[int, int]], seeds: int, methods=METHODS, grids=GRIDS) -> list[Reference]:
+    return [Reference(method, w, a, grid, seed) for w, a in bits for method in methods
+            for grid, name in REFERENCE_GRIDS.items() if name in grids for seed in range(seeds)]
 
 
 # The compared columns: (implementation, weight grid), the grids by pyioso's names for them. POINTS
 # is pyioso quantizing only the tensors the reference's code quantizes (--act-points reference).
 POINTS = "pyioso at the reference's points"
-COLUMNS = tuple((impl, grid) for grid in ("symmetric", "asymmetric") for impl in ("pyioso", POINTS, "reference"))
-REFERENCE_GRIDS = {"own": "asymmetric", "pyioso": "symmetric"}     # Reference.grid -> its grid
+COLUMNS = tuple((impl, grid) for grid in GRIDS for impl in ("pyioso", POINTS, "reference"))
 
 
 def _grid(record: dict) -> str:
@@ -127,20 +130,20 @@ def points_table(table: list[dict]) -> str:
              "reference", "engine's − reference", "reference's points − reference"]
     body = [[row["method"], row["bits"], grid, spread(row["pyioso", grid]), spread(row[POINTS, grid]),
              spread(row["reference", grid]), _difference(row, grid), _difference(row, grid, POINTS)]
-            for row in table for grid in ("symmetric", "asymmetric") if row[POINTS, grid]]
+            for row in table for grid in GRIDS if row[POINTS, grid]]
     return output.md_table(heads, body) if body else "No calibration at the reference's points is recorded yet."
 
 
 def report(table: list[dict], budget: Budget, docs: Path, command: str, planned: int, recorded: int,
            ours: list[dict] = ()) -> Path:
     """PARITY.md and its plot from the rows; `ours`, pyioso's records, name the float network."""
-    grids = ("symmetric", "asymmetric")
-    heads = ["method", "bits", *(f"{impl}, {grid}" for grid in grids for impl in ("pyioso", "reference")),
-             *(f"pyioso − reference, {grid}" for grid in grids)]
-    body = [[row["method"], row["bits"], *(spread(row[impl, grid]) for grid in grids for impl in ("pyioso", "reference")),
-             *(_difference(row, grid) for grid in grids)] for row in table]
+    heads = ["method", "bits", *(f"{impl}, {grid}" for grid in GRIDS for impl in ("pyioso", "reference")),
+             *(f"pyioso − reference, {grid}" for grid in GRIDS)]
+    body = [[row["method"], row["bits"], *(spread(row[impl, grid]) for grid in GRIDS for impl in ("pyioso", "reference")),
+             *(_difference(row, grid) for grid in GRIDS)] for row in table]
     docs.mkdir(parents=True, exist_ok=True)
-    plots.parity(table, list(COLUMNS), docs / PNG)
+    if table:
+        plots.parity(table, list(COLUMNS), docs / PNG)
     text = "\n\n".join([
         "# Baseline parity: our BRECQ and QDrop against their own code",
         f"resnet18 at {budget.size} px (pyioso train's Fashion-MNIST checkpoint"
@@ -159,7 +162,8 @@ def report(table: list[dict], budget: Budget, docs: Path, command: str, planned:
         "BRECQ's code measured after its weight stage, as its main_imagenet.py prints it. They tell a "
         "difference of the weight stage apart from one of the activation stage.",
         f"Produced by `{command}` (bench/accuracy/parity.py); {recorded} of {planned} calibrations recorded.",
-        output.md_table(heads, body), f"![parity]({PNG})",
+        output.md_table(heads, body) if body else "No calibration is recorded yet.",
+        *([f"![parity]({PNG})"] if table else []),
         "## Quantization points",
         "pyioso quantizes every tensor the integer engine stores. The references quantize fewer: not the input "
         "image, not the outputs of a block's last conv and downsample before the residual add, not the pooled "
@@ -181,24 +185,31 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"weight-stage iterations per block (default: {Budget.iters})")
     p.add_argument("--act-iters", type=nonnegative_int, default=Budget.act_iters,
                    help=f"activation-stage iterations per block (default: {Budget.act_iters})")
+    p.add_argument("--methods", default=",".join(METHODS), help="a subset of brecq,qdrop (default: both)")
+    p.add_argument("--grids", default=",".join(GRIDS),
+                   help="weight grids, a subset of symmetric,asymmetric (default: both)")
+    p.add_argument("--points", default=",".join(POINT_OPTIONS),
+                   help="pyioso's quantization points, a subset of engine,reference (default: both)")
     add_run_options(p, "PARITY.md", jobs=2, ray=False)
     args = p.parse_args(argv)
     try:
         bits = [_parse_bits(b) for b in args.bits.split(",")]
         if any(a is None for _, a in bits):
             raise PyiosoError(f"--bits {args.bits}: parity compares quantized activations; write WxAy with y < 32")
+        methods = _subset("--methods", args.methods, METHODS)
+        grid_names = _subset("--grids", args.grids, GRIDS)
+        point_names = _subset("--points", args.points, POINT_OPTIONS)
         budget = Budget(args.iters, args.act_iters)
         out = Path(args.out) / budget.folder
         checkpoint = train.TRAINED if args.report_only else \
             train.resolve_weights(train.TRAINED, NET, budget.data, budget.size, not args.quiet)
-        grids = ((), (("weight_grid", "asymmetric"),))
-        points = ((), (("act_points", "reference"),))
-        cells = [Cell(NET, w, a, method, seed, grid + point) for w, a in bits for method in METHODS
-                 for grid in grids for point in points for seed in range(args.seeds)]
-        # the weight stage alone, next to what BRECQ's code reports after it
-        cells += [Cell(NET, w, None, "brecq", seed, grid) for w in dict.fromkeys(w for w, _ in bits)
-                  for grid in grids for seed in range(args.seeds)]
-        refs = references(bits, args.seeds)
+        grids = [GRID_OPTIONS[name] for name in grid_names]
+        cells = [Cell(NET, w, a, method, seed, grid + POINT_OPTIONS[point]) for w, a in bits for method in methods
+                 for grid in grids for point in point_names for seed in range(args.seeds)]
+        if "brecq" in methods and "engine" in point_names:      # the weight stage alone, beside BRECQ's code's
+            cells += [Cell(NET, w, None, "brecq", seed, grid) for w in dict.fromkeys(w for w, _ in bits)
+                      for grid in grids for seed in range(args.seeds)]
+        refs = references(bits, args.seeds, methods, grid_names)
         _restore(Path(args.docs) / RECORDS, cells, refs, budget, out,
                  None if args.report_only else checkpoint_of(checkpoint))
         ours = run_grid(cells, budget, dict.fromkeys([NET], checkpoint), out, args.jobs, not args.quiet,
@@ -213,6 +224,14 @@ def main(argv: list[str] | None = None) -> None:
     except PyiosoError as err:
         sys.exit(f"error: {err}")
     print(f"wrote {path} ({len(ours)} pyioso and {len(done)} reference calibrations)")
+
+
+def _subset(option: str, value: str, choices) -> list[str]:
+    """A comma-separated option's names, in `choices`' order; an empty or unknown name is an error."""
+    names = value.split(",")
+    if unknown := [name for name in names if name not in choices]:
+        raise PyiosoError(f"{option} {value}: {', '.join(map(repr, unknown))} is not one of {','.join(choices)}")
+    return [name for name in choices if name in names]
 
 
 def _restore(path: Path, cells: list[Cell], refs: list[Reference], budget: Budget, out: Path,
