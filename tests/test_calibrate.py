@@ -408,8 +408,10 @@ def test_a_busy_folder_is_refused_and_ctrl_c_says_what_was_kept(tmp_path, monkey
         assert lock.read() == ""
 
     monkeypatch.setattr(calibrate.Calibrator, "_checkpoint", save)
+    saved = torch.load(out / calibrate.CHECKPOINT, weights_only=False)["seconds"]
     first = workflow.calibrate_network(run, config, out, progress=False)    # resumes and finishes
     assert (out / workflow.FINAL).is_file() and not (out / calibrate.CHECKPOINT).exists()
+    assert first["resumed_seconds"] == saved > 0       # the interrupted run's time counts in the total
     manifest = (out / workflow.ARTIFACT / artifact.MANIFEST).read_bytes()
     monkeypatch.setattr(calibrate.Calibrator, "run", None)     # a finished folder is not recalibrated
     again = workflow.calibrate_network(run, config, out, progress=False)

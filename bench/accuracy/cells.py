@@ -153,7 +153,7 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
                                           finetune.FinetuneConfig(cell.finetune_epochs, seed=cell.seed), False)
         directory, summary = directory / "finetuned", {**summary, "network": tuned["network"]}
         extra = {"finetune": tuned["epochs"]}
-    seconds = time.perf_counter() - began
+    seconds = time.perf_counter() - began + summary["resumed_seconds"]     # a resumed cell's earlier runs too
     extra["generalization"] = workflow.generalization(summary["network"], run, config)
     # the integer network where a table reports it: IOSO's, ternary/binary codes, QAT's, mixed widths
     integer = (cell.method in IOSO_METHODS or config.weight_levels != "uniform" or cell.finetune_epochs > 0

@@ -176,6 +176,10 @@ def targets(records: list[dict]) -> list[str]:
     return lines
 
 
+# how a resumed cell's time is counted, in every table of calibration times
+RESUMED_TIME = ("a cell resumed after an interruption counts its earlier runs up to their last checkpoint "
+                "(one that resumed before 2026-12-06, when that began: its blocks' loop seconds from the run's "
+                "history.json where the run was on this machine, else only the run that finished it)")
 FLOAT_AIM = 92.0        # 1 pp under the 93-95% these architectures reach on Fashion-MNIST elsewhere
 
 
@@ -374,8 +378,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
                  "## Calibration time on this CPU",
                  "Wall seconds per calibration, one torch thread each, including building the network and the "
                  "per-block caches. They are as recorded, not a benchmark: other calibrations shared the 2 cores "
-                 "(how many varied), and a cell resumed after an interruption counts only the run that finished "
-                 "it:",
+                 f"(how many varied), and {RESUMED_TIME}:",
                  time_table(records, nets)]
     path = docs / "RESULTS.md"
     output.atomic_write(str(path), lambda f: f.write(("\n\n".join(sections) + "\n").encode()))

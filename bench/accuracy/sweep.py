@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.accuracy.__main__ import _parse_bits, _weights
 from bench.accuracy.cells import (Budget, Cell, add_run_options, bits_label, checkpoint_of, committed_records,
                                   merge_records, place, run_grid, usual_checkpoint)
-from bench.accuracy.report import spread
+from bench.accuracy.report import RESUMED_TIME, spread
 from golden.errors import PyiosoError
 from pyioso import output
 from pyioso.calib import calibrate, plots, workflow
@@ -323,8 +323,7 @@ def report(records: list[dict], methods: tuple[str, ...], docs: Path, command: s
         *_image_counts(records, others, methods, docs),
         "## Calibration minutes (one thread)",
         "Wall minutes as recorded, means over a budget's seeds: other benchmarks shared the 2 cores (how many "
-        "varied), and a cell resumed after an interruption counts only the run that finished it, so compare "
-        "orders of magnitude, not ratios.",
+        f"varied), and {RESUMED_TIME}; so compare orders of magnitude, not ratios.",
         output.md_table(heads, minutes),
     ]
     path = docs / "SWEEP.md"

@@ -250,6 +250,8 @@ class Calibrator:
         self.progress = progress
         self.device = images.device
         self.complete = False
+        self.resumed_seconds = 0.0     # what the processes before this one spent, as their last checkpoint saved it
+        self._began = time.perf_counter()
 
     # -- caches -------------------------------------------------------------------------------
 
@@ -284,6 +286,7 @@ class Calibrator:
     def run(self, stop_after: int | None = None) -> History:
         """Calibrate; `stop_after` (segments done in this call) simulates an interruption."""
         config = self.config
+        self._began = time.perf_counter()
         prepare(self.net, config)
         done = self._resume()
         stages = config.stages()
@@ -542,7 +545,8 @@ class Calibrator:
         state = {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint,
                  "config": self.config.to_json(), "done": (si, i),
                  "structure": structure(self.net), "state": self.net.state_dict(),
-                 "history": self.history.segments}
+                 "history": self.history.segments,
+                 "seconds": self.resumed_seconds + time.perf_counter() - self._began}
         output.atomic_write(str(self.out / CHECKPOINT), lambda f: torch.save(state, f))
 
     def _resume(self) -> tuple[int, int]:
@@ -563,6 +567,8 @@ class Calibrator:
                               "use another --out directory or delete the checkpoint to start over")
         restore(self.net, state)
         self.history.segments = list(state["history"])
+        # a checkpoint from before "seconds" was saved: its stages' loop seconds, most of it
+        self.resumed_seconds = state.get("seconds", sum(entry["seconds"] for entry in state["history"]))
         log.info("resuming after stage %d segment %d", *state["done"])
         return tuple(state["done"])
 

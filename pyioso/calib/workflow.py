@@ -119,7 +119,8 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
     """Calibrate, save the final state, export the artifact (if activations are quantized),
     write history and plots. Resumes from ``out/checkpoint.pt`` when one matches (checkpoints
     off: callers that resume at a coarser grain, like the benchmark's cells). Returns the
-    history, the finished fake-quant network ("network") and the artifact's path."""
+    history, the finished fake-quant network ("network"), the artifact's path and the seconds
+    earlier runs of a resumed calibration spent ("resumed_seconds")."""
     dev = _device(device)
     if out.exists() and not out.is_dir():
         raise PyiosoError(f"--out {out} is a file: give a directory for the calibration")
@@ -204,11 +205,11 @@ def _calibrate_in(out: Path, run: Run, config: calibrate.Config, record: dict, m
             net = net.cpu()
             calibrate.restore(net, torch.load(out / FINAL, map_location="cpu", weights_only=False))
             calibrate.finish(net, config)
-            segments = json.loads((out / HISTORY).read_text())
+            segments, resumed_seconds = json.loads((out / HISTORY).read_text()), 0.0
         else:
             output.write_json(str(out / RUN), record)
-            segments = _calibrate_segments(out, net, images.to(dev), config, record["fingerprint"],
-                                           progress, stop_after, checkpoints)
+            segments, resumed_seconds = _calibrate_segments(out, net, images.to(dev), config,
+                                                            record["fingerprint"], progress, stop_after, checkpoints)
             if segments is None:
                 return {"stopped": True}
             net = net.cpu()
@@ -216,7 +217,7 @@ def _calibrate_in(out: Path, run: Run, config: calibrate.Config, record: dict, m
                 {"structure": calibrate.structure(net), "state": net.state_dict()}, f))
             output.write_json(str(out / HISTORY), segments)
             (out / calibrate.CHECKPOINT).unlink(missing_ok=True)    # calibrated.pt holds the result
-        summary = {"history": segments, "network": net}
+        summary = {"history": segments, "network": net, "resumed_seconds": resumed_seconds}
         if exportable(config):
             summary["artifact"] = str(export_network(net, run, config, out / ARTIFACT))
         plots.calibration(segments, out)
@@ -227,8 +228,9 @@ def _calibrate_in(out: Path, run: Run, config: calibrate.Config, record: dict, m
 
 
 def _calibrate_segments(out: Path, net: qnet.QNet, images: torch.Tensor, config: calibrate.Config,
-                        key: str, progress: bool, stop_after: int | None, checkpoints: bool) -> list | None:
-    """Run the calibrator (resuming from out/checkpoint.pt); its history, or None when stopped."""
+                        key: str, progress: bool, stop_after: int | None, checkpoints: bool) -> tuple[list | None, float]:
+    """Run the calibrator (resuming from out/checkpoint.pt): its history (None when stopped) and
+    the seconds that runs before it spent on the calibration, as their last checkpoint saved them."""
     calibrator = calibrate.Calibrator(net, images, config, out if checkpoints else None, key, progress)
     try:
         history = calibrator.run(stop_after)
@@ -236,7 +238,7 @@ def _calibrate_segments(out: Path, net: qnet.QNet, images: torch.Tensor, config:
         saved = (f"every finished block is saved in {out / calibrate.CHECKPOINT}: the same "
                  "command resumes from there" if checkpoints else "nothing was saved")
         raise KeyboardInterrupt(f"calibration interrupted; {saved}") from None
-    return history.segments if calibrator.complete else None
+    return (history.segments if calibrator.complete else None), calibrator.resumed_seconds
 
 
 def _say(progress: bool, what: str) -> None:
