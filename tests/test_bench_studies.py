@@ -112,24 +112,31 @@ def test_parity_table_compares_on_the_same_grid(tmp_path):
     # a recorded reference cell is read back, not run again (no copy of the code is needed)
     done = [(ref, ref.run(Budget(), "unused.pt", out)) for ref in refs]
     asym, points = {"weight_grid": "asymmetric"}, {"act_points": "reference"}
-    ours = [{"method": m, "bits": "W2A4", "fake_quant": v, "options": o, "float": 90.0} for m, v, o in
-            (("brecq", 71.0, {}), ("brecq", 72.0, {}), ("brecq", 79.0, asym), ("qdrop", 73.0, {}),
-             ("brecq", 80.5, {**asym, **points}))]
+    ours = [{"method": m, "bits": "W2A4", "seed": seed, "fake_quant": v, "options": o, "float": 90.0}
+            for m, seed, v, o in (("brecq", 0, 71.0, {}), ("brecq", 1, 73.0, {}), ("brecq", 1, 79.0, asym),
+                                  ("qdrop", 0, 73.0, {}), ("brecq", 0, 80.5, {**asym, **points}))]
     table = parity.rows(ours, done)
-    assert table[0] == {"method": "brecq", "bits": "W2A4", ("pyioso", "symmetric"): [71.0, 72.0],
-                        ("reference", "symmetric"): [70.0, 71.0], ("pyioso", "asymmetric"): [79.0],
-                        ("reference", "asymmetric"): [80.0, 81.0], (parity.POINTS, "symmetric"): [],
-                        (parity.POINTS, "asymmetric"): [80.5]}
+    values = {("pyioso", "symmetric"): [71.0, 73.0], ("reference", "symmetric"): [70.0, 71.0],
+              ("pyioso", "asymmetric"): [79.0], ("reference", "asymmetric"): [80.0, 81.0],
+              (parity.POINTS, "symmetric"): [], (parity.POINTS, "asymmetric"): [80.5]}
+    seeds = {("pyioso", "symmetric"): [0, 1], ("reference", "symmetric"): [0, 1], ("pyioso", "asymmetric"): [1],
+             ("reference", "asymmetric"): [0, 1], (parity.POINTS, "symmetric"): [], (parity.POINTS, "asymmetric"): [0]}
+    assert table[0] == {"method": "brecq", "bits": "W2A4", **values, "seeds": seeds}
     path = parity.report(table, Budget(), tmp_path / "docs", "python -m bench.accuracy.parity", 10, 10,
                          [{**ours[0], "checkpoint": "0123abcd" * 8}])
     text = path.read_text()
     assert "checkpoint; float top-1 90.00%, checkpoint `0123abcd`)" in text
-    assert ("| brecq | W2A4 | 71.50 ± 0.71 | 70.50 ± 0.71 | 79.00 | 80.50 ± 0.71 | +1.00 (outside) | "
+    assert ("| brecq | W2A4 | 72.00 ± 1.41 | 70.50 ± 0.71 | 79.00 | 80.50 ± 0.71 | +1.50 (outside) | "
             "-1.50 (outside) |") in text
+    # paired by seed: each side's value on the same seed (seed 1's asymmetric pyioso against seed 1's 81)
+    assert "| brecq | W2A4 | symmetric | engine's | +1.50 ± 0.71 (2 seeds) | 2 of 2 |" in text
+    assert "| brecq | W2A4 | asymmetric | engine's | -2.00 | 0 of 1 |" in text
+    assert "| brecq | W2A4 | asymmetric | reference's | +0.50 | 1 of 1 |" in text
+    assert "| qdrop | W2A4 | symmetric | engine's | +8.00 | 1 of 1 |" in text
     assert "| qdrop | W2A4 | 73.00 | 65.50 ± 0.71 | – | 75.50 ± 0.71 | +7.50 (outside) | – |" in text
     # the points ablation: a row only where pyioso ran at the reference's points
     assert "| brecq | W2A4 | asymmetric | 79.00 | 80.50 | 80.50 ± 0.71 | -1.50 (outside) | +0.00 (within) |" in text
-    assert text.count("| W2A4 | symmetric |") == 0
+    assert text.split("## Quantization points")[1].split("## Paired by seed")[0].count("| W2A4 | symmetric |") == 0
     assert (tmp_path / "docs" / parity.PNG).stat().st_size > 1000
     # a clone finds the committed records where a run looks for them, under the same budget only
     cell = Cell("resnet18", 2, 4, "brecq", 0)

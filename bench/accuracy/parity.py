@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits
 from bench.accuracy.cells import Budget, Cell, add_run_options, checkpoint_of, place, run_grid
-from bench.accuracy.report import spread
+from bench.accuracy.report import paired, signed, spread
 from golden.errors import PyiosoError
 from pyioso import output
 from pyioso.calib import plots
@@ -89,18 +89,21 @@ def _impl(record: dict) -> str:
 
 
 def rows(ours: list[dict], refs: list[tuple[Reference, dict]]) -> list[dict]:
-    """Per method and bits, each (implementation, grid)'s top-1 per seed. BRECQ's code also
-    reports its top-1 after the weight stage (activations float): the WxA32 rows."""
-    entries = [(r["method"], r["bits"], _impl(r), _grid(r), r["fake_quant"]) for r in ours]
+    """Per method and bits, each (implementation, grid)'s top-1 per seed, and under "seeds" which
+    seed each value is. BRECQ's code also reports its top-1 after the weight stage (activations
+    float): the WxA32 rows."""
+    entries = [(r["method"], r["bits"], _impl(r), _grid(r), r["seed"], r["fake_quant"]) for r in ours]
     for ref, result in refs:
         grid = REFERENCE_GRIDS[ref.grid]
-        entries.append((ref.method, f"W{ref.w_bits}A{ref.a_bits}", "reference", grid, result["top1"]))
+        entries.append((ref.method, f"W{ref.w_bits}A{ref.a_bits}", "reference", grid, ref.seed, result["top1"]))
         if result.get("weight_only") is not None:
-            entries.append((ref.method, f"W{ref.w_bits}A32", "reference", grid, result["weight_only"]))
+            entries.append((ref.method, f"W{ref.w_bits}A32", "reference", grid, ref.seed, result["weight_only"]))
     found = {}
-    for method, bits, impl, grid, top1 in entries:
-        row = found.setdefault((bits, method), {"method": method, "bits": bits, **{c: [] for c in COLUMNS}})
+    for method, bits, impl, grid, seed, top1 in entries:
+        row = found.setdefault((bits, method), {"method": method, "bits": bits, **{c: [] for c in COLUMNS},
+                                                "seeds": {c: [] for c in COLUMNS}})
         row[impl, grid].append(top1)
+        row["seeds"][impl, grid].append(seed)
     return sorted(found.values(), key=lambda r: (r["bits"].endswith("A32"), r["bits"], METHODS.index(r["method"])))
 
 
@@ -114,6 +117,22 @@ def _difference(row: dict, grid: str, impl: str = "pyioso") -> str:
     stds = [statistics.stdev(side) for side in (ours, ref) if len(side) > 1]
     verdict = "" if not stds else " (within)" if abs(difference) <= max(stds) else " (outside)"
     return f"{difference:+.2f}{verdict}"
+
+
+def paired_table(table: list[dict]) -> str:
+    """Per setting, pyioso minus the reference on each seed both ran: their mean ± std and on how
+    many seeds pyioso is higher; tighter than the two sides' spreads where the seeds' draw moves
+    both codes alike."""
+    heads = ["method", "bits", "weight grid", "pyioso's points", "pyioso − reference, paired", "pyioso higher"]
+    body = []
+    for row in table:
+        for grid in GRIDS:
+            for impl, points in (("pyioso", "engine's"), (POINTS, "reference's")):
+                by_seed = [dict(zip(row["seeds"][side, grid], row[side, grid])) for side in (impl, "reference")]
+                if differences := paired(*by_seed):
+                    body.append([row["method"], row["bits"], grid, points, signed(differences),
+                                 f"{sum(d > 0 for d in differences)} of {len(differences)}"])
+    return output.md_table(heads, body) if body else "No seed is recorded on both sides yet."
 
 
 def _weights_line(ours: list[dict]) -> str:
@@ -170,7 +189,12 @@ def report(table: list[dict], budget: Budget, docs: Path, command: str, planned:
         "vector nor the logits; BRECQ keeps the stem's output at 8 bits (pyioso: the activation bits), QDrop the "
         "last block's output. `--act-points reference` quantizes exactly the reference's tensors (fake-quant "
         "only), so the difference that remains is the method's, not the network's.",
-        points_table(table)])
+        points_table(table),
+        "## Paired by seed",
+        "For each seed both sides ran, pyioso's top-1 minus the reference's; mean ± std over those seeds. "
+        "A seed fixes the calibration images, so a pair differs only in the code: the seeds' draw, which moves "
+        "both sides' top-1 alike, drops out of the difference.",
+        paired_table(table)])
     path = docs / "PARITY.md"
     output.atomic_write(str(path), lambda f: f.write((text + "\n").encode()))
     return path

@@ -46,6 +46,22 @@ def spread(values: list[float]) -> str:
     return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
+def paired(ours: dict[int, float], theirs: dict[int, float]) -> list[float]:
+    """ours - theirs for each seed in both: a seed draws the same calibration images and batches
+    everywhere, so differences paired by seed cancel the draw's own spread."""
+    return [ours[seed] - theirs[seed] for seed in sorted(ours.keys() & theirs.keys())]
+
+
+def signed(values: list[float], unit: str = "") -> str:
+    """Mean ± std (n seeds) of paired differences; with a unit, a single seed's value says it is one."""
+    if not values:
+        return "–"
+    mean = f"{statistics.fmean(values):+.2f}"
+    if len(values) > 1:
+        return f"{mean} ± {statistics.stdev(values):.2f}{unit} ({len(values)} seeds)"
+    return mean + (f"{unit} on one seed" if unit else "")
+
+
 def _select(records: list[dict], **match) -> list[dict]:
     return [r for r in records if all(r[k] == v for k, v in match.items())]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.accuracy.__main__ import _parse_bits, _weights
 from bench.accuracy.cells import (Budget, Cell, add_run_options, bits_label, checkpoint_of, committed_records,
                                   merge_records, place, run_grid, usual_checkpoint)
-from bench.accuracy.report import RESUMED_TIME, spread
+from bench.accuracy.report import RESUMED_TIME, paired, signed, spread
 from golden.errors import PyiosoError
 from pyioso import output
 from pyioso.calib import calibrate, plots, workflow
@@ -139,17 +139,11 @@ def _top1(records: list[dict], method: str, iters: int) -> dict[int, float]:
     return {r["seed"]: r["fake_quant"] for r in records if r["method"] == method and r["budget"]["iters"] == iters}
 
 
-def _paired(ours: dict[int, float], theirs: dict[int, float]) -> list[float]:
-    """ours - theirs for each seed in both: a seed draws the same calibration images and batches
-    everywhere, so differences paired by seed cancel the draw's own spread."""
-    return [ours[seed] - theirs[seed] for seed in sorted(ours.keys() & theirs.keys())]
-
-
 def _steps(records: list[dict], method: str) -> list[tuple[int, int, list[float]]]:
     """(budget, next measured budget, top-1 it adds per seed measured at both) for each step of one
     method: a mean over 3 seeds at one budget against 1 at the next would step by one seed's luck."""
     budgets = [i for i in sorted({r["budget"]["iters"] for r in records}) if _top1(records, method, i)]
-    return [(a, b, _paired(_top1(records, method, b), _top1(records, method, a)))
+    return [(a, b, paired(_top1(records, method, b), _top1(records, method, a)))
             for a, b in zip(budgets, budgets[1:])]
 
 
@@ -163,39 +157,29 @@ def plateau(records: list[dict], method: str) -> tuple[int, list[float]] | None:
 def ioso_gain(records: list[dict], method: str, iters: int) -> list[float]:
     """IOSO's top-1 gain over `method` at one budget, one per seed both ran."""
     base, _, checkpoint = method.partition(" (")
-    return _paired(_top1(records, f"{base}+ioso" + (f" ({checkpoint}" if checkpoint else ""), iters),
+    return paired(_top1(records, f"{base}+ioso" + (f" ({checkpoint}" if checkpoint else ""), iters),
                    _top1(records, method, iters))
-
-
-def _signed(values: list[float], unit: str = "") -> str:
-    """Mean ± std (n seeds) of paired differences; with a unit, a single seed's value says it is one."""
-    if not values:
-        return "–"
-    mean = f"{statistics.fmean(values):+.2f}"
-    if len(values) > 1:
-        return f"{mean} ± {statistics.stdev(values):.2f}{unit} ({len(values)} seeds)"
-    return mean + (f"{unit} on one seed" if unit else "")
 
 
 def _convergence(records: list[dict], methods: tuple[str, ...], budgets: list[int]) -> list[str]:
     """Where each baseline stops improving and what IOSO gains there: the section the budget sweep
     exists for."""
     bases = [m for m in methods if "+ioso" not in m]
-    steps = [[m, *(_signed(added.get((i, j), [])) for i, j in zip(budgets, budgets[1:]))]
+    steps = [[m, *(signed(added.get((i, j), [])) for i, j in zip(budgets, budgets[1:]))]
              for m in methods for added in [{(a, b): d for a, b, d in _steps(records, m)}]]
-    gains = [[m, *(_signed(ioso_gain(records, m, i)) for i in budgets)] for m in bases]
+    gains = [[m, *(signed(ioso_gain(records, m, i)) for i in budgets)] for m in bases]
     lines = []
     for m in bases:
         stop = plateau(records, m)
         if stop:
             lines.append(f"- {m}: stops improving at {stop[0]:,} (the next budget adds "
-                         f"{_signed(stop[1], ' pp')}); IOSO's gain there "
-                         f"{_signed(ioso_gain(records, m, stop[0]), ' pp')}")
+                         f"{signed(stop[1], ' pp')}); IOSO's gain there "
+                         f"{signed(ioso_gain(records, m, stop[0]), ' pp')}")
         elif measured := _steps(records, m):
             before, last, added = measured[-1]
             lines.append(f"- {m}: not yet measured to stop; from {before:,} to its largest budget, {last:,}, it "
-                         f"gains {_signed(added, ' pp')}; IOSO's gain there "
-                         f"{_signed(ioso_gain(records, m, last), ' pp')}")
+                         f"gains {signed(added, ' pp')}; IOSO's gain there "
+                         f"{signed(ioso_gain(records, m, last), ' pp')}")
     return ["## Where the baselines stop improving, and IOSO's gain there",
             f"A method stops improving at the first budget after which the next adds under {PLATEAU_PP} pp of "
             "top-1, the size of the seeds' spread at one budget (the ± above). Both figures are paired by seed "
@@ -228,7 +212,7 @@ def _image_counts(records: list[dict], others: list[dict], methods: tuple[str, .
                              if r["method"] == method and "generalization" in r]
                     rows.append([method, f"{iters:,}", f"{n:,}", _stat(top1),
                                  f"{statistics.fmean(ratio):.3f}" if ratio else "–"])
-        gains += [[m, f"{iters:,}", f"{n:,}", _signed(ioso_gain(mine, m, iters))]
+        gains += [[m, f"{iters:,}", f"{n:,}", signed(ioso_gain(mine, m, iters))]
                   for m in shown if "+ioso" not in m for n, mine in by_count.items() if any(r["method"] == m for r in mine)]
         panels.append((f"{iters:,} / {iters // 4:,} iterations", shown,
                        {f"{n:,} images": [[r["fake_quant"] for r in mine if r["method"] == m] for m in shown]
