@@ -30,7 +30,7 @@ from pyioso.calib import blocks, ties
 from pyioso.calib.blocks import Segment
 from pyioso.calib.isg import InputScale
 from pyioso.calib.qnet import QConv, QNet
-from pyioso.quant import rounding
+from pyioso.quant import lsq, rounding
 from pyioso.quant.granularity import GRANULARITIES, INTEGER_GRANULARITIES
 from pyioso.quant.levels import LEVELS, STORAGE_BITS
 from pyioso.quant.observers import OBSERVERS
@@ -218,9 +218,11 @@ def lp_loss(pred: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
 
 def prepare(net: QNet, config: Config) -> None:
     """Weight quantizers of the method before any reconstruction (AdaRound where learned)."""
+    device = net.input_quant.scale.device.type
+    lsq.build_kernels(device)       # before any timed loop
     for stage in config.stages():
         if stage.rounding:
-            rounding.build_kernels(net.input_quant.scale.device.type)     # before any timed loop
+            rounding.build_kernels(device)
             for module in net.ops.values():
                 if isinstance(module, QConv) and module.learns_rounding and not isinstance(module.rounding, AdaRound):
                     module.use_adaround()
@@ -424,8 +426,7 @@ class Calibrator:
             idx = torch.randperm(n_images, generator=gen, device=self.device)[:config.batch]
             inputs = {k: v[idx] for k, v in q.items()}
             if stage.drop:
-                inputs = {k: torch.where(torch.rand(v.shape, generator=gen, device=self.device) < stage.drop,
-                                         fp[k][idx], v) for k, v in inputs.items()}
+                inputs = {k: lsq.mix(v, fp[k][idx], stage.drop, gen) for k, v in inputs.items()}
             b = beta(t)
             for c in rounding:
                 c.beta = b

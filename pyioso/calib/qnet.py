@@ -23,9 +23,10 @@ from golden.layers import check_bits
 from golden.spec import ACT_BITS, ISG_SHIFT, W_BITS
 from pyioso.calib.isg import InputScale
 from pyioso.lowering.plan import EDGE_BITS, Lowered, Op, check_fc_input, lower, max_pool, pool_kernel
+from pyioso.quant import lsq
 from pyioso.quant.bn import fold_conv_bn, fold_linear_bn
-from pyioso.quant.layer import Coding, observe_coding, qparams
 from pyioso.quant.granularity import ELEMENT_GRANULARITIES, element_scales
+from pyioso.quant.layer import Coding, observe_coding, qparams
 from pyioso.quant.levels import fixed_rounding
 from pyioso.quant.rounding import AdaRound, NearestRounding, StochasticRounding
 
@@ -36,7 +37,8 @@ class ActQuant(nn.Module):
     """One tensor's coding (s, z, bits) and the clamp of the activation that produced it.
 
     Enabled: code = clamp(round(x / s) + z, lo, hi), value = s (code - z), with the clipped STE for
-    x and the LSQ gradient for s (trained with Adam, which makes LSQ's gradient scale moot).
+    x and the LSQ gradient for s (trained with Adam, which makes LSQ's gradient scale moot), in
+    one fused pass each way (:mod:`pyioso.quant.lsq`).
     Disabled: the float activation. With `drop` > 0 in training, each element keeps its float
     value with that probability (QDrop). A `kept_float` tensor is never quantized: an ablation
     of the quantization points (QUANT_POINTS), not something the engine can run.
@@ -62,17 +64,12 @@ class ActQuant(nn.Module):
                                         float(self.scale.detach()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        real = _FLOAT_ACTIVATIONS[self.activation](x)
         if not self.enabled or self.kept_float:
-            return real
+            return _FLOAT_ACTIVATIONS[self.activation](x)
         lo, hi = self.bounds()
         s = self.scale.clamp_min(torch.finfo(self.scale.dtype).eps)
-        v = torch.clamp(x / s, lo - self.zero_point, hi - self.zero_point)
-        q = (v + (torch.round(v) - v).detach()) * s
-        if self.drop and self.training:
-            keep_real = torch.rand(q.shape, generator=self.generator, device=q.device) < self.drop
-            q = torch.where(keep_real, real, q)
-        return q
+        return lsq.fake_quantize(x, s, lo - self.zero_point, hi - self.zero_point, self.activation,
+                                 self.drop if self.training else 0.0, self.generator)
 
 
 @dataclass(frozen=True)

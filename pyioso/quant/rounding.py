@@ -8,17 +8,15 @@ reconstruction loop can swap one policy for the other.
 from __future__ import annotations
 
 import functools
-import logging
-import os
 
 import torch
 from torch import nn
 
 from golden.errors import PyiosoError
+from pyioso.quant import kernels
 from pyioso.quant.uniform import BINARY, broadcast_qparam, check_qparams, dequantize, qrange, quantize
 
 ZETA, GAMMA = 1.1, -0.1     # stretch of the rectified sigmoid (Louizos et al. 2018; AdaRound)
-log = logging.getLogger(__name__)
 
 
 class _WeightRounding(nn.Module):
@@ -122,36 +120,26 @@ def _weight_grad_kernel(grad_w, scale, weight_slope):
 
 @functools.cache
 def build_kernels(device: str = "cpu") -> dict:
-    """The element-wise kernels, each fused into one pass by torch.compile (Inductor).
+    """The element-wise kernels, each fused into one pass (:func:`pyioso.quant.kernels.fused`).
 
     Reconstruction of weight-heavy blocks on small maps is bound by these passes over V, not by
     the convolutions: fused, each operand is read once instead of a dozen times, and the forward
-    pass leaves the backward pass only products to take. Built once per device type (C++ on the
-    CPU, Triton on a GPU). Where Inductor cannot build (no C++ compiler, no Triton), or with
-    PYIOSO_COMPILE=0, the same functions run eagerly: equal up to float rounding, only slower.
+    pass leaves the backward pass only products to take. Built once per device type.
     """
-    eager = {"weight": _weight_only, "weight_reg": _soft_weight_reg_kernel,
-             "grad": _grad_kernel, "weight_grad": _weight_grad_kernel}
-    if os.environ.get("PYIOSO_COMPILE", "1") == "0":
-        return eager
-    compiled = {k: torch.compile(f, dynamic=True, fullgraph=True) for k, f in eager.items()}
-    try:        # build the kernels now, as reconstruction calls them, so a missing compiler shows here
+    def warm_up(compiled):
         v, floor, linear_grad = (torch.zeros(64, 576, device=device) for _ in range(3))
         conv_grad = _as_matrix(torch.zeros(64, 64, 3, 3, device=device).contiguous(
             memory_format=torch.channels_last))
         scale = torch.ones(64, 1, device=device).expand(64, 1)
         qmin, qmax, beta = (torch.tensor(x, device=device) for x in (-2.0, 1.0, 2.0))
-        with torch.no_grad():
-            _, slope, _, reg_slope = compiled["weight_reg"](v, floor, scale, qmin, qmax, beta)
-            compiled["weight"](v, floor, scale, qmin, qmax)
-            for grad in (conv_grad, linear_grad):       # a conv's arrives as a view of its 4-D one
-                compiled["grad"](grad, scale, slope, beta, reg_slope)
-                compiled["weight_grad"](grad, scale, slope)
-    except Exception as err:  # noqa: BLE001 - any build failure means: run eagerly
-        log.warning("torch.compile is unavailable on %s (%s: %s); AdaRound runs eagerly (slower)",
-                    device, type(err).__name__, (str(err).splitlines() or [""])[0])
-        return eager
-    return compiled
+        _, slope, _, reg_slope = compiled["weight_reg"](v, floor, scale, qmin, qmax, beta)
+        compiled["weight"](v, floor, scale, qmin, qmax)
+        for grad in (conv_grad, linear_grad):       # a conv's arrives as a view of its 4-D one
+            compiled["grad"](grad, scale, slope, beta, reg_slope)
+            compiled["weight_grad"](grad, scale, slope)
+
+    return kernels.fused({"weight": _weight_only, "weight_reg": _soft_weight_reg_kernel,
+                          "grad": _grad_kernel, "weight_grad": _weight_grad_kernel}, warm_up, device, "AdaRound")
 
 
 class _SoftRound(torch.autograd.Function):
