@@ -113,24 +113,28 @@ def accuracy(result: dict, path: Path) -> None:
 
 def accuracy_vs_bits(records: list[dict], nets: list[str], labels: list[str], methods: tuple[str, ...],
                      path: Path) -> None:
-    """make bench-accuracy: mean top-1 per bit setting (WxAy label), a line per method, a panel per net."""
+    """make bench-accuracy: mean top-1 per bit setting (WxAy label) and method, a dot each with its
+    seeds' std, side by side within a setting (settings are not a scale: no line joins them); the
+    settings some method recorded; a panel per net."""
     import statistics
 
-    fig = _figure(6 * len(nets), 3.8)
-    for ax, net in zip(fig.subplots(1, len(nets), squeeze=False)[0], nets):
-        for method in methods:
-            points = [(i, [r["fake_quant"] for r in records
-                           if r["net"] == net and r["method"] == method and r["bits"] == label])
-                      for i, label in enumerate(labels)]
-            points = [(i, statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+    fig, axes = _panel_grid(len(nets))
+    for ax, net in zip(axes, nets):
+        mine = [r for r in records if r["net"] == net]
+        shown = [label for label in labels if any(r["bits"] == label for r in mine)]
+        width = 0.8 / max(1, len(methods))
+        for k, method in enumerate(methods):
+            points = [(i, [r["fake_quant"] for r in mine if r["method"] == method and r["bits"] == label])
+                      for i, label in enumerate(shown)]
+            points = [(i - 0.4 + width * (k + 0.5), statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
                       for i, v in points if v]
             if points:
                 xs, ys, errs = zip(*points)
-                ax.errorbar(xs, ys, yerr=errs, marker="o", ms=3, lw=1, capsize=2, label=method)
-        floats = [r["float"] for r in records if r["net"] == net]
+                ax.errorbar(xs, ys, yerr=errs, fmt="o", ms=3, capsize=2, color=f"C{k}", label=method)
+        floats = [r["float"] for r in mine]
         if floats:
             ax.axhline(floats[0], color="k", ls=":", lw=1, label="float")
-        ax.set_xticks(range(len(labels)), labels)
+        ax.set_xticks(range(len(shown)), shown)
         ax.set(title=f"{net}: top-1 versus bits", ylabel="top-1 (%)")
         if ax.get_legend_handles_labels()[0]:      # nothing recorded yet: no legend
             ax.legend(fontsize=7)
