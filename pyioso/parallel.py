@@ -10,7 +10,11 @@ writes the records, so a cluster run resumes like a local one.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import socket
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -19,6 +23,7 @@ from multiprocessing import get_context
 
 from golden.errors import PyiosoError
 
+PR_SET_PDEATHSIG = 1        # prctl(2): the signal a process gets when its parent dies
 RAY_HELP = ("run the cells as Ray tasks: 'local' (a Ray instance on this machine, --jobs CPUs), 'auto' (the "
             "cluster of this machine) or a cluster address (ray://host:10001); default: local processes")
 
@@ -49,7 +54,8 @@ def unordered(fn: Callable, items: Iterable[tuple], jobs: int, ray: str | None =
 def _local(fn: Callable, items: list[tuple], jobs: int, initializer, initargs) -> Iterator:
     """Spawned processes. One that dies (killed, out of memory) ends the run with an error: a
     multiprocessing.Pool would wait for its item forever."""
-    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=initializer, initargs=initargs)
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_start,
+                               initargs=(os.getpid(), initializer, initargs))
     try:
         for future in as_completed([pool.submit(fn, *item) for item in items]):
             yield future.result()
@@ -58,6 +64,21 @@ def _local(fn: Callable, items: list[tuple], jobs: int, initializer, initargs) -
                           "back; the results that came back are kept: run the same command again to resume") from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process with `parent`, the process that started it (on Linux its death sends
+    SIGTERM) instead of running on, orphaned, holding its cell's lock; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:      # it died before that took hold
+            os._exit(1)
+
+
+def _worker_start(parent: int, initializer: Callable | None, initargs: tuple) -> None:
+    die_with_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 @contextmanager

@@ -32,6 +32,7 @@ import torch
 
 from brecq_ref import NUM_CLASSES, brecq_resnet18, import_brecq, pyioso_resnet18_state, use_pyioso_grid
 from golden.errors import PyiosoError
+from pyioso import parallel
 from pyioso.data.datasets import FASHION, calibration_images, labelled_images
 
 
@@ -178,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="resnet18 state_dict (pyioso train's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="write the result here (atomically)")
+    p.add_argument("--with-parent", action="store_true",
+                   help="end when the process that started this one ends (make bench-parity's runs)")
     args = p.parse_args(argv)
+    if args.with_parent:
+        parallel.die_with_parent(os.getppid())
     args.ref = args.ref or Path("build") / args.method
     torch.set_num_threads(args.threads)
     try:

@@ -2,6 +2,7 @@
 parity with the reference code (bench.accuracy.parity)."""
 
 import json
+import sys
 
 import pytest
 
@@ -221,6 +222,53 @@ def test_local_workers_answer_as_they_finish_and_a_dead_one_ends_the_run():
     assert sorted(parallel.unordered(abs, [(-2,), (-1,), (3,)], 2)) == [1, 2, 3]
     with pytest.raises(PyiosoError, match="a worker process died"):
         list(parallel.unordered(os._exit, [(9,)], 1))
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is `pid` (zombies count as gone)."""
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent's death signal is Linux's")
+def test_local_workers_end_with_the_run():
+    """A run killed outright (SIGKILL, SIGTERM) takes its workers along: orphaned, they would go on
+    calibrating and hold their cells' locks against the next run."""
+    import signal
+    import subprocess
+    import time
+
+    run = subprocess.Popen([sys.executable, "-c", "import time; from pyioso import parallel; "
+                            "list(parallel.unordered(time.sleep, [(120,)], 1))"])
+    deadline = time.monotonic() + 60
+    while not (workers := [p for p in _children(run.pid) if "spawn_main" in open(f"/proc/{p}/cmdline").read()]):
+        assert time.monotonic() < deadline and run.poll() is None, "no worker started"
+        time.sleep(0.2)
+    time.sleep(1)       # past its initializer
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers)
 
 
 def test_results_carry_the_studies_written_beside_them(tmp_path):

@@ -61,7 +61,7 @@ class Reference:
                        "--wbits", str(self.w_bits), "--abits", str(self.a_bits), "--iters", str(budget.iters),
                        "--act-iters", str(budget.act_iters), "--grid", self.grid, "--seed", str(self.seed),
                        "--images", str(budget.images), "--size", str(budget.size), "--checkpoint", checkpoint,
-                       "--json", str(record)]
+                       "--json", str(record), "--with-parent"]
             done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
             if done.returncode:
                 raise PyiosoError(f"reference run {self.key} failed ({' '.join(command)}):\n"
