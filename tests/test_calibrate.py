@@ -154,6 +154,37 @@ def test_resume_gives_the_same_result(images, runs, tmp_path):
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
+def test_activation_steps_observed_on_the_quantized_network_as_brecqs_code_does(images, tmp_path):
+    """--act-init quantized: before the activation stage every coding is observed again through the
+    weight-quantized network, each after the codings before it; the stage starts from those, and a
+    run resumed inside the activation stage keeps what its checkpoint holds."""
+    seen = {}
+    observe = qnet.observe_quantized
+
+    def spy(net, imgs, observer):
+        before = {n: a.coding() for n, a in net.named_modules() if isinstance(a, qnet.ActQuant)}
+        observe(net, imgs, observer)
+        seen.update(before=before, after={n: a.coding() for n, a in net.named_modules()
+                                          if isinstance(a, qnet.ActQuant)}, images=len(imgs))
+        assert not any(a.enabled for a in net.modules() if isinstance(a, qnet.ActQuant))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(qnet, "observe_quantized", spy)
+        _, cal = _calibrate(images, out=tmp_path / "whole", method="brecq", act_init="quantized")
+        assert seen["images"] == calibrate.ACT_INIT_IMAGES
+        changed = [n for n in seen["after"] if seen["after"][n] != seen["before"][n]]
+        assert len(changed) >= len(seen["after"]) // 2
+        seen.clear()
+        segments = len(cal.segments)
+        _calibrate(images, out=tmp_path / "cut", method="brecq", act_init="quantized", stop_after=segments + 1)
+        seen.clear()
+        resumed, cal = _calibrate(images, out=tmp_path / "cut", method="brecq", act_init="quantized")
+        assert cal.complete and not seen      # resumed inside the activation stage: not observed again
+    whole, _ = _calibrate(images, method="brecq", act_init="quantized")
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
 def test_the_reported_final_loss_is_the_finished_networks(images, runs):
     """Each segment's last "loss after" is the loss of the network calibration hands over,
     remeasured from scratch: every stage reads the images through the input coding as the
@@ -334,7 +365,8 @@ def test_unsupported_layer_is_named(images):
 
 @pytest.mark.parametrize("kw, match", [({"method": "gptq"}, "method 'gptq'"),
                                        ({"base": "adaround"}, "base 'adaround'"),
-                                       ({"iters": 0}, "iters")])
+                                       ({"iters": 0}, "iters"),
+                                       ({"act_init": "zero"}, "act_init 'zero': use one of float, quantized")])
 def test_bad_settings(kw, match):
     with pytest.raises(PyiosoError, match=match):
         calibrate.Config(**kw)

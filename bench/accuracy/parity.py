@@ -25,7 +25,7 @@ from bench.accuracy.cells import Budget, Cell, add_run_options, checkpoint_of, p
 from bench.accuracy.report import paired, signed, spread
 from golden.errors import PyiosoError
 from pyioso import output
-from pyioso.calib import plots
+from pyioso.calib import calibrate, plots
 from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.models import train
 
@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="weight grids, a subset of symmetric,asymmetric (default: both)")
     p.add_argument("--points", default=",".join(POINT_OPTIONS),
                    help="pyioso's quantization points, a subset of engine,reference (default: both)")
+    p.add_argument("--act-init", default="float", choices=calibrate.ACT_INITS,
+                   help="pyioso's activation steps before the activation stage (pyioso calibrate --act-init)")
     add_run_options(p, "PARITY.md", jobs=2, ray=False)
     args = p.parse_args(argv)
     try:
@@ -228,8 +230,9 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint = train.TRAINED if args.report_only else \
             train.resolve_weights(train.TRAINED, NET, budget.data, budget.size, not args.quiet)
         grids = [GRID_OPTIONS[name] for name in grid_names]
-        cells = [Cell(NET, w, a, method, seed, grid + POINT_OPTIONS[point]) for w, a in bits for method in methods
-                 for grid in grids for point in point_names for seed in range(args.seeds)]
+        act_init = () if args.act_init == "float" else (("act_init", args.act_init),)
+        cells = [Cell(NET, w, a, method, seed, grid + POINT_OPTIONS[point] + act_init) for w, a in bits
+                 for method in methods for grid in grids for point in point_names for seed in range(args.seeds)]
         if "brecq" in methods and "engine" in point_names:      # the weight stage alone, beside BRECQ's code's
             cells += [Cell(NET, w, None, "brecq", seed, grid) for w in dict.fromkeys(w for w, _ in bits)
                       for grid in grids for seed in range(args.seeds)]

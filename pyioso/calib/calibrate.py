@@ -26,10 +26,10 @@ from tqdm import tqdm
 from golden.errors import PyiosoError
 from golden.spec import GRANULARITY, ISG_SHIFT, ISG_SHIFTS
 from pyioso import output
-from pyioso.calib import blocks, ties
+from pyioso.calib import blocks, qnet, ties
 from pyioso.calib.blocks import Segment
 from pyioso.calib.isg import InputScale
-from pyioso.calib.qnet import QConv, QNet
+from pyioso.calib.qnet import ActQuant, QConv, QNet
 from pyioso.quant import lsq, rounding
 from pyioso.quant.granularity import GRANULARITIES, INTEGER_GRANULARITIES
 from pyioso.quant.levels import LEVELS, STORAGE_BITS
@@ -45,6 +45,11 @@ WEIGHT_GRIDS = ("symmetric", "asymmetric")
 # Quantized tensors: every one the engine stores, or (an ablation, fake-quant only) only those the
 # base method's own code quantizes (pyioso.calib.qnet.QUANT_POINTS).
 ACT_POINTS = ("engine", "reference")
+# Which network the activation codings are observed on before the activation stage learns them:
+# "float", the float network's tensors at build (the default); "quantized", again on 64 images with
+# the weights and every coding before it quantized, as BRECQ's own code does (main_imagenet.py)
+ACT_INITS = ("float", "quantized")
+ACT_INIT_IMAGES = 64
 # The rounding of weights whose rounding is not learned (rtn, and every layer before AdaRound).
 WEIGHT_ROUNDINGS = ("nearest", "stochastic")
 CHECKPOINT = "checkpoint.pt"
@@ -83,6 +88,7 @@ class Config:
     weight_observer: str = "mse"    # weight clipping (per output channel), likewise
     weight_grid: str = "symmetric"  # a name of WEIGHT_GRIDS
     act_points: str = "engine"      # a name of ACT_POINTS
+    act_init: str = "float"         # a name of ACT_INITS
     weight_levels: str = "uniform"  # a name of pyioso.quant.levels.LEVELS (ternary, binary: w_bits 2)
     weight_granularity: str = "channel"     # a name of pyioso.quant.granularity.GRANULARITIES
     weight_rounding: str = "nearest"        # a name of WEIGHT_ROUNDINGS: where no rounding is learned
@@ -125,6 +131,7 @@ class Config:
                    "quantized activations"),
                   (self.act_points in ACT_POINTS,
                    f"act_points {self.act_points!r}: use one of {', '.join(ACT_POINTS)}"),
+                  (self.act_init in ACT_INITS, f"act_init {self.act_init!r}: use one of {', '.join(ACT_INITS)}"),
                   (0 <= self.drop < 1, "drop must be in [0, 1)"),
                   (0 < self.legalize_at <= 1, "legalize_at must be in (0, 1]"),
                   (self.granularity >= 1, "granularity must be >= 1"),
@@ -296,6 +303,8 @@ class Calibrator:
         for si, stage in enumerate(stages):
             if si < done[0]:
                 continue
+            if si > done[0] and stage.acts and not stage.rounding and config.act_init == "quantized":
+                qnet.observe_quantized(self.net, self.images[:ACT_INIT_IMAGES], config.observer)
             fp, q = self._start(stage)
             for i, seg in enumerate(self.segments):
                 self._set_stage(stage, seg)
@@ -582,13 +591,15 @@ def full_settings(settings: dict | None) -> dict | None:
 
 
 def structure(net: QNet) -> dict:
-    """The module choices a state_dict needs to load (AdaRound or nearest, OSO, ISG modes)."""
+    """The module choices a state_dict needs to load (AdaRound or nearest, OSO, ISG modes), and the
+    activation zero points (not parameters; --act-init quantized observes them again)."""
     return {"adaround": [k for k, m in net.ops.items()
                          if isinstance(m, QConv) and isinstance(m.rounding, AdaRound)],
             "soft": [k for k, m in net.ops.items()
                      if isinstance(m, QConv) and isinstance(m.rounding, AdaRound) and m.rounding.soft],
             "oso": [k for k, m in net.ops.items() if isinstance(m, QConv) and m.oso],
-            "input_scales": {k: s.mode for k, s in net.input_scales.items()}}
+            "input_scales": {k: s.mode for k, s in net.input_scales.items()},
+            "zero_points": {k: m.zero_point for k, m in net.named_modules() if isinstance(m, ActQuant)}}
 
 
 def restore(net: QNet, state: dict) -> None:
@@ -599,6 +610,9 @@ def restore(net: QNet, state: dict) -> None:
         net.ops[k].oso = True
     for k, mode in s["input_scales"].items():
         net.input_scales[k].mode = mode
+    modules = dict(net.named_modules())
+    for k, zero_point in s.get("zero_points", {}).items():     # saved before: the build's, unchanged
+        modules[k].zero_point = zero_point
     net.load_state_dict(state["state"])
 
 

@@ -323,6 +323,29 @@ class QNet(nn.Module):
                 module.act.enabled = acts
 
 
+def observe_quantized(net: QNet, images: torch.Tensor, observer: str) -> None:
+    """Observe every activation coding again on `images`, in network order, on what reaches it with
+    the weights (as they are) and every coding before it quantized: BRECQ's code initializes its
+    activation steps so, after the weight stage. Leaves the activations unquantized, as the
+    weight stage had them."""
+    acts = [m for m in net.modules() if isinstance(m, ActQuant) and not m.kept_float]
+
+    def observe(act: ActQuant, args: tuple) -> None:
+        act.set_coding(observe_coding(_FLOAT_ACTIVATIONS[act.activation](args[0]), act.bits, observer))
+    hooks = [act.register_forward_pre_hook(observe) for act in acts]
+    training = net.training
+    try:
+        net.eval()
+        net.set_quant(True, True)
+        with torch.no_grad():
+            net(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        net.set_quant(True, False)
+        net.train(training)
+
+
 # Which tensors carry a coding. "engine": every tensor the integer engine stores (the default,
 # and the only exportable one). "brecq" and "qdrop": only those the method's own code quantizes on
 # a ResNet (yhhhli/BRECQ quant_model.py, wimh966/QDrop main_imagenet.py quantize_model): not the

@@ -35,7 +35,7 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         input_scale=args.input_scale, oso_scale=not args.no_oso_scale,
         oso_offset=not args.no_oso_offset, granularity=args.granularity, isg_shift=args.isg_shift,
         observer=args.observer, weight_observer=args.weight_observer, weight_grid=args.weight_grid,
-        act_points=args.act_points, weight_levels=args.weight_levels,
+        act_points=args.act_points, act_init=args.act_init, weight_levels=args.weight_levels,
         weight_granularity=args.weight_granularity, weight_rounding=args.weight_rounding,
         mixed_budget=args.mixed_budget, mixed_act_budget=args.mixed_act_budget,
         legalize_at=args.legalize_at, seed=args.seed, **iters)
@@ -156,6 +156,10 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--act-points", default="engine", choices=calibrate.ACT_POINTS,
                    help="quantized tensors: engine (every tensor the engine stores, default) or reference (only "
                         "those BRECQ's or QDrop's own code quantizes: an ablation, fake-quant only, not exportable)")
+    p.add_argument("--act-init", default="float", choices=calibrate.ACT_INITS,
+                   help="activation steps before the activation stage: float (observed on the float network, "
+                        "default) or quantized (observed again on 64 images through the weight-quantized network, "
+                        "each after the codings before it, as BRECQ's own code does)")
     p.add_argument("--isg-shift", type=int, default=ISG_SHIFT, help=f"n of the ISG scales 1 + s 2^-n (default: {ISG_SHIFT}, the engine's)")
     p.add_argument("--legalize-at", type=float, default=0.9, help="fraction of the weight stage after which groups are fixed (default: 0.9)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of image choice, batches and drops (default: 0)")
