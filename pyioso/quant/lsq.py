@@ -21,7 +21,7 @@ ACTIVATION_RANGE = {"none": (-math.inf, math.inf), "relu": (0.0, math.inf), "rel
 
 
 def _coded(x, s, lo, hi):
-    """(x / s, the clamped v, v rounded through the straight-through form)."""
+    """(u = x / s, and v = clamp(u) rounded through the straight-through form v + (round(v) - v))."""
     u = x / s
     v = u.clamp(lo, hi)
     return u, v + (torch.round(v) - v)
@@ -141,10 +141,10 @@ def fake_quantize(x: torch.Tensor, s: torch.Tensor, lo: int, hi: int, activation
     0-dim tensor, positive); with `drop`, QDrop's mixture with the float activation, the draw
     taken from `generator` in x's logical (NCHW) order."""
     params = [x.new_tensor(v) for v in (lo, hi, *ACTIVATION_RANGE[activation])]
-    draw = None
-    if drop:
-        draw, drop = torch.rand(x.shape, generator=generator, device=x.device), x.new_tensor(drop)
-    return _FakeQuant.apply(x, s, *params, draw, drop if draw is not None else None)
+    if not drop:
+        return _FakeQuant.apply(x, s, *params, None, None)
+    draw = torch.rand(x.shape, generator=generator, device=x.device)
+    return _FakeQuant.apply(x, s, *params, draw, x.new_tensor(drop))
 
 
 def mix(quantized: torch.Tensor, real: torch.Tensor, drop: float, generator: torch.Generator) -> torch.Tensor:
