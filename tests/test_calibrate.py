@@ -366,7 +366,8 @@ def test_unsupported_layer_is_named(images):
 @pytest.mark.parametrize("kw, match", [({"method": "gptq"}, "method 'gptq'"),
                                        ({"base": "adaround"}, "base 'adaround'"),
                                        ({"iters": 0}, "iters"),
-                                       ({"act_init": "zero"}, "act_init 'zero': use one of float, quantized")])
+                                       ({"act_init": "zero"}, "act_init 'zero': use one of float, quantized"),
+                                       ({"method": "qdrop", "act_init": "quantized"}, "before an activation stage")])
 def test_bad_settings(kw, match):
     with pytest.raises(PyiosoError, match=match):
         calibrate.Config(**kw)

@@ -132,6 +132,10 @@ class Config:
                   (self.act_points in ACT_POINTS,
                    f"act_points {self.act_points!r}: use one of {', '.join(ACT_POINTS)}"),
                   (self.act_init in ACT_INITS, f"act_init {self.act_init!r}: use one of {', '.join(ACT_INITS)}"),
+                  (self.act_init != "quantized" or (self.a_bits is not None and self.method != "rtn"
+                                                    and not self.uses_qdrop),
+                   "act_init quantized observes the codings before an activation stage, which only adaround, "
+                   "brecq and ioso on brecq have, with activation bits: leave it float"),
                   (0 <= self.drop < 1, "drop must be in [0, 1)"),
                   (0 < self.legalize_at <= 1, "legalize_at must be in (0, 1]"),
                   (self.granularity >= 1, "granularity must be >= 1"),
