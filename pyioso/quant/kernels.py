@@ -3,8 +3,8 @@ where Inductor cannot build.
 
 Reconstruction runs thousands of steps of small element-wise chains (AdaRound's soft weight,
 LSQ's fake-quantization); eagerly each op is a pass over memory, and on this torch a bool mask
-read by ``torch.where`` costs over 3 ns an element, more than the convolution it feeds. Fused,
-each operand is read once and masks stay in registers.
+read by ``torch.where`` costs more than the convolution it feeds (docs/CALIBRATION.md, Speed).
+Fused, each operand is read once and masks stay in registers.
 """
 
 from __future__ import annotations
