@@ -73,6 +73,25 @@ def test_corrupt_checkpoint_and_bad_recipes_are_refused(small):
         train.Recipe("resnet18", size=8).check()
 
 
+def test_a_published_checkpoint_wins_over_training_and_the_cache(small, tmp_path, monkeypatch):
+    """The checkpoint git publishes is the recipe's on every machine (training differs per CPU
+    model); an edited one is refused, naming how to restore it."""
+    trained, record = train.train(small, progress=False)
+    published = tmp_path / "published"
+    published.mkdir()
+    torch.save({"marker": torch.ones(1)}, published / trained.name)
+    mine = {**record, "sha256": train.sha256(published / trained.name)}
+    (published / f"{small.stem()}.json").write_text(json.dumps(mine))
+    monkeypatch.setattr(train, "PUBLISHED", published)
+    monkeypatch.setattr(train.tv, "build_model", lambda *a, **k: pytest.fail("trained again"))
+    assert train.train(small, progress=False) == (published / trained.name, mine)
+    monkeypatch.setenv("PYIOSO_CACHE", str(tmp_path / "empty"))
+    assert train.cached(small) == (published / trained.name, mine)
+    (published / trained.name).write_bytes(trained.read_bytes())
+    with pytest.raises(PyiosoError, match="git checkout -- pyioso/models/checkpoints"):
+        train.cached(small)
+
+
 def test_batchnorm_statistics_follow_the_training_in_every_network(small, monkeypatch):
     """torchvision's MnasNet keeps BN statistics with momentum 0.0003; the recipe's few thousand
     steps need torch's 0.1, or evaluation runs on statistics still near their initial values."""

@@ -273,9 +273,10 @@ def _run_train(args: argparse.Namespace) -> None:
                           batch=args.batch, lr=args.lr)
     reused = train.cached(recipe) is not None
     path, record = train.train(recipe, progress=not args.quiet)
+    origin = " (published)" if path.parent == train.PUBLISHED else " (cached)" if reused else ""
     print(f"{record['net']}: float top-1 {record['top1']:.2f}% on the 10k test images, "
           f"{record['epochs']} epochs, seed {record['seed']}, {record['train_seconds']:.0f} s "
-          f"on {record['threads']} thread(s){' (cached)' if reused else ''}")
+          f"on {record['threads']} thread(s){origin}")
     print(f"checkpoint: {path}")
 
 
@@ -289,7 +290,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                      "architecture is torchvision's with a 10-class head. The checkpoint and a JSON\n"
                      "record (seed, epochs, time, top-1, SHA-256) go to $PYIOSO_CACHE/checkpoints\n"
                      "(default ~/.cache/pyioso/checkpoints); a finished run is reused, an\n"
-                     "interrupted one resumes from its last epoch."),
+                     "interrupted one resumes from its last epoch. A recipe published in git\n"
+                     "(pyioso/models/checkpoints: resnet18 at 32 px) resolves to that checkpoint\n"
+                     "on every machine without training (training differs per CPU model)."),
         epilog=("examples:\n"
                 "  pyioso train --net resnet18\n"
                 "  pyioso calibrate --net resnet18 --weights trained --quick --out build/calib/resnet18"))

@@ -14,6 +14,11 @@ Every random draw (initialization, epoch order, augmentation, dropout) comes fro
 the epoch number, so a run resumed from its per-epoch checkpoint ends with the same weights as an
 uninterrupted one. Checkpoints live in a cache folder outside git (``$PYIOSO_CACHE``, default
 ``~/.cache/pyioso``) and are reused when present.
+
+Training is byte-identical per CPU model only (oneDNN and MKL pick their kernels, and with them the
+order of their sums, by instruction set), so a checkpoint the benchmarks recorded cells on is
+published in git (``pyioso/models/checkpoints``, with its record): a recipe with a published
+checkpoint resolves to it on every machine, and results on it accumulate across machines.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ from pyioso.models import tv
 CLASSES = 10
 BN_MOMENTUM = 0.1           # torch's default, which every other supported network already uses
 TRAINED = "trained"         # --weights value: the checkpoint of the default recipe
+
+
+PUBLISHED = Path(__file__).parent / "checkpoints"
 
 
 def cache_dir() -> Path:
@@ -91,22 +99,37 @@ def accuracy(model: torch.nn.Module, size: int, batch: int = 500) -> float:
     return 100 * hits / len(images)
 
 
+def cpu_model() -> str:
+    """The CPU model a checkpoint was trained on (what its bytes depend on beside the recipe)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    import platform
+    return platform.processor() or platform.machine()
+
+
 def sha256(path: Path) -> str:
     """A checkpoint's identity: training is byte-identical per CPU model, not across models."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def cached(recipe: Recipe) -> tuple[Path, dict] | None:
-    """(checkpoint, record) of a finished training run of this recipe, if cached and intact."""
-    recipe = recipe.check()
-    path, record_path = (cache_dir() / f"{recipe.stem()}{ext}" for ext in (".pt", ".json"))
+def _finished(folder: Path, recipe: Recipe, fix: str) -> tuple[Path, dict] | None:
+    """(checkpoint, record) of the recipe in this folder, if both are there and agree."""
+    path, record_path = (folder / f"{recipe.stem()}{ext}" for ext in (".pt", ".json"))
     if not (path.is_file() and record_path.is_file()):
         return None
     record = json.loads(record_path.read_text())
     if record.get("sha256") != sha256(path):
-        raise PyiosoError(f"{path} does not match its record {record_path} (corrupt or replaced): "
-                          "delete both and run `pyioso train` again")
+        raise PyiosoError(f"{path} does not match its record {record_path} (corrupt or replaced): {fix}")
     return path, record
+
+
+def cached(recipe: Recipe) -> tuple[Path, dict] | None:
+    """(checkpoint, record) of the recipe: the published one where git holds it (whatever this
+    machine's cache holds), else a finished training run in the cache; None if neither."""
+    recipe = recipe.check()
+    return (_finished(PUBLISHED, recipe, "restore it with `git checkout -- pyioso/models/checkpoints`")
+            or _finished(cache_dir(), recipe, "delete both and run `pyioso train` again"))
 
 
 def train(recipe: Recipe, progress: bool = True) -> tuple[Path, dict]:
@@ -165,7 +188,7 @@ def train(recipe: Recipe, progress: bool = True) -> tuple[Path, dict]:
     path = cache_dir() / f"{recipe.stem()}.pt"
     output.atomic_write(str(path), lambda f: torch.save(model.state_dict(), f))
     record = {**asdict(recipe), "top1": round(top1, 2), "train_seconds": round(seconds, 1),
-              "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": cpu_model(),
               "input": f"Fashion-MNIST 28x28 -> bilinear {recipe.size}x{recipe.size}, 3 channels, "
                        "ImageNet-normalized", "sha256": sha256(path)}
     output.write_json(str(cache_dir() / f"{recipe.stem()}.json"), record)
