@@ -259,7 +259,8 @@ def other_reports(docs: Path) -> str:
     it ran with."""
     lines = []
     for link, models, iterations in _reports_beside(docs):
-        ran = [f"{net} at {r['size']} px, float {r['top1']:.2f}%" for net, r in models.items()]
+        ran = [f"{net} at {r['size']} px, float {r['top1']:.2f}%"
+               + (f" (checkpoint `{r['sha256'][:8]}`)" if r.get("sha256") else "") for net, r in models.items()]
         ran += [f"{i}/{a} iterations" for i, a in iterations]
         lines.append(f"- [{link}]({link}){': ' + '; '.join(ran) if ran else ''}")
     return "\n".join(lines)
