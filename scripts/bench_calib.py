@@ -91,6 +91,7 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     from pyioso import output
+    from pyioso.models import train
 
     start = time.perf_counter()
     rows, results = [], []
@@ -108,9 +109,11 @@ def main(argv=None) -> int:
     rows.append(_row("all blocks", total["brecq"], total["pyioso"], total["brecq_own_grid"]))
     print(output.table(["block", "BRECQ it/s", "pyioso it/s", "speedup", "BRECQ loss", "pyioso loss",
                         "BRECQ loss, own grid", "BRECQ MB", "pyioso MB"], rows, left=1))
-    print("Same weight grid on both sides (pyioso's symmetric one; BRECQ's own asymmetric grid for "
-          "reference). 'all blocks': iterations over the summed loop seconds, losses summed.")
-    output.write_json(str(OUT / "calib.json"), {"settings": {k: str(v) for k, v in vars(args).items()},
+    cpu = train.cpu_model()
+    print(f"On {cpu} (ratios differ between CPU models). Same weight grid on both sides (pyioso's symmetric "
+          "one; BRECQ's own asymmetric grid for reference). 'all blocks': iterations over the summed loop "
+          "seconds, losses summed.")
+    output.write_json(str(OUT / "calib.json"), {"settings": {k: str(v) for k, v in vars(args).items()}, "cpu": cpu,
                                                  "results": results, "all_blocks": total,
                                                  "wall_s": time.perf_counter() - start})
     _plot(results)
