@@ -318,6 +318,36 @@ def test_toolbox_levels_run_export_and_report(tmp_path, monkeypatch):
     toolbox.main([*argv, "--weights", "trained", "--report-only"])      # a clone's report: nothing trains
 
 
+def test_every_toolbox_cell_is_a_calibration_setting_pyioso_takes():
+    """A study's cell that Config refuses (act_init quantized on a method without an activation
+    stage, say) would fail only hours into make bench-toolbox: every planned cell builds here."""
+    from bench.accuracy import toolbox
+
+    refused = []
+    for study in toolbox.STUDIES:
+        for cell in study.cells(1):
+            try:
+                cell.config(Budget())
+            except PyiosoError as err:
+                refused.append(f"{study.name} {cell.key}: {err}")
+    assert refused == []
+
+
+def test_a_toolbox_row_compares_its_columns_on_the_seeds_they_share():
+    """Another study's default cells may hold more seeds than a column beside them: the row then
+    shows every column on the seeds all of them ran, not a mean beside one seed."""
+    from bench.accuracy import toolbox
+
+    study = next(s for s in toolbox.STUDIES if s.name == "rounding")
+    cell = {"net": "resnet18", "bits": "W2A4", "method": "rtn", "checkpoint": "c"}
+    records = [{**cell, "seed": seed, "options": {}, "fake_quant": 50.0 + seed} for seed in range(3)]
+    records.append({**cell, "seed": 0, "options": {"weight_rounding": "stochastic"}, "fake_quant": 40.0})
+    nearest, stochastic = study.groups(records, "resnet18", (2, 4), "rtn")
+    assert [r["fake_quant"] for r in nearest] == [50.0] and [r["fake_quant"] for r in stochastic] == [40.0]
+    only_default = study.groups(records[:3], "resnet18", (2, 4), "rtn")
+    assert [len(group) for group in only_default] == [3, 0]
+
+
 def test_a_finetune_cell_records_the_qat_network(tmp_path, monkeypatch):
     """A cell with the finetune option runs `pyioso finetune` on its calibration and records the
     finetuned network (fake-quant and integer), with its epochs; no weights are left behind."""
