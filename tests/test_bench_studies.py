@@ -297,12 +297,13 @@ def test_toolbox_levels_run_export_and_report(tmp_path, monkeypatch):
     assert records["resnet18_W2A4_rtn_weight_levels-ternary_s0"]["integer"] is not None
     text = (tmp_path / "docs" / "TOOLBOX.md").read_text()
     assert "## Ternary and binary weights" in text and "(integer " in text
-    assert all((tmp_path / "docs" / toolbox.plot_name(s)).stat().st_size > 1000 for s in toolbox.STUDIES)
+    study = next(s for s in toolbox.STUDIES if s.name == "levels")
+    assert (tmp_path / "docs" / toolbox.plot_name(study)).stat().st_size > 1000
+    assert "## Clipping" not in text        # a study none of this report's cells belongs to
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}
     toolbox.main(argv)
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}
     assert "another resnet18 checkpoint" not in text
-    study = next(s for s in toolbox.STUDIES if s.name == "levels")
     retrained = {**records["resnet18_W2A4_rtn_weight_levels-binary_s0"], "checkpoint": "0123abcd" * 8}
     both = [*records.values(), retrained]       # a cell run again on a retrained checkpoint: the study keeps
     assert retrained not in toolbox.on_one_checkpoint(study, both)      # the one its other cells ran on
@@ -312,6 +313,8 @@ def test_toolbox_levels_run_export_and_report(tmp_path, monkeypatch):
                                                        "(`0123abcd`") and "most cells here: `random`" in notes[0]
     with pytest.raises(SystemExit, match="quaternary unknown"):
         toolbox.main(["--studies", "quaternary", "--report-only"])
+    with pytest.raises(SystemExit, match="--bits W4A4: the chosen studies run none of these; use W2A4"):
+        toolbox.main(["--studies", "levels", "--bits", "W4A4", "--report-only"])
     from pyioso.models import train
 
     monkeypatch.setattr(train, "resolve_weights", lambda *a, **k: pytest.fail("--report-only trained a network"))

@@ -287,12 +287,14 @@ def report(records: list[dict], budget: Budget, docs: Path, command: str, planne
         f"{NET} (and mobilenet_v2 for QAT) at {budget.size} px (pyioso train's Fashion-MNIST checkpoints), "
         f"{budget.images} calibration images "
         f"drawn by the seed, batch 32, {budget.iters} weight-stage / {budget.act_iters} activation-stage iterations "
-        "per block (the quick budget of RESULTS.md), first and last layers 8-bit; fake-quant top-1 % on the 10,000 "
-        "test images, mean ± std over the seeds.",
+        f"per block{' (the quick budget of RESULTS.md)' if budget.iters == Budget.iters else ''}, first and last "
+        "layers 8-bit; fake-quant top-1 % on the 10,000 test images, mean ± std over the seeds.",
         f"Produced by `{command}` (bench/accuracy/toolbox.py); {len(records)} calibrations recorded for {planned} planned "
         "cells (a cell run on two checkpoints counts twice)."]
     for study in STUDIES:
         chosen = on_one_checkpoint(study, records)
+        if not chosen:
+            continue            # a study this report's runs left out (--studies)
         plots.grouped_bars(panels(study, chosen), docs / plot_name(study))
         sections += [f"## {study.title}", study.about, *checkpoint_note(study, chosen, records), table(study, chosen),
                      f"![{study.name}]({plot_name(study)})"]
@@ -320,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"comma-separated (default: {','.join(s.name for s in STUDIES)})")
     p.add_argument("--methods", help="only these of each study's methods (comma-separated; default: all)")
     p.add_argument("--nets", help="only these of each study's networks (comma-separated; default: all)")
+    p.add_argument("--bits", help="only these of each study's bit settings (comma-separated, e.g. W2A4; default: all)")
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds of each cell (default: 3)")
     p.add_argument("--iters", type=positive_int, default=Budget.iters,
                    help=f"weight-stage iterations per block (default: {Budget.iters})")
@@ -340,9 +343,14 @@ def main(argv: list[str] | None = None) -> None:
         budget = Budget(args.iters, args.act_iters, eval_images=args.eval_images, size=args.size)
         methods = set(args.methods.split(",")) if args.methods else {m for s in STUDIES for m in s.methods}
         nets = set(args.nets.split(",")) if args.nets else {n for s in STUDIES for n in s.nets}
+        bits = set(args.bits.split(",")) if args.bits else None
         cells = list(dict.fromkeys(c for seed in range(args.seeds) for s in STUDIES if s.name in names
                                    for c in s.cells(args.seeds)
-                                   if c.seed == seed and c.method in methods and c.net in nets))
+                                   if c.seed == seed and c.method in methods and c.net in nets
+                                   and (bits is None or c.bits in bits)))
+        if bits and not cells:
+            offered = sorted({bits_label(*b) for s in STUDIES if s.name in names for b in s.bits + s.uniform})
+            raise PyiosoError(f"--bits {args.bits}: the chosen studies run none of these; use {', '.join(offered)}")
         out = Path(args.out) / budget.folder
         committed = committed_records(Path(args.docs) / RECORDS)
         nets = sorted({c.net for c in cells})
