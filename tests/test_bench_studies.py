@@ -299,7 +299,8 @@ def test_toolbox_levels_run_export_and_report(tmp_path, monkeypatch):
     assert "## Ternary and binary weights" in text and "(integer " in text
     study = next(s for s in toolbox.STUDIES if s.name == "levels")
     assert (tmp_path / "docs" / toolbox.plot_name(study)).stat().st_size > 1000
-    assert "## Clipping" not in text        # a study none of this report's cells belongs to
+    assert "## Clipping" not in text        # a study none of this report's cells belongs to,
+    assert "## Stochastic rounding" not in text     # and one that only shares the default rtn cell
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}
     toolbox.main(argv)
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*/cells/*.json")}

@@ -293,8 +293,8 @@ def report(records: list[dict], budget: Budget, docs: Path, command: str, planne
         "cells (a cell run on two checkpoints counts twice)."]
     for study in STUDIES:
         chosen = on_one_checkpoint(study, records)
-        if not chosen:
-            continue            # a study this report's runs left out (--studies)
+        if all(study.value(r) == study.values[0] for r in chosen):
+            continue            # only default cells (other studies share them): a study left out (--studies)
         plots.grouped_bars(panels(study, chosen), docs / plot_name(study))
         sections += [f"## {study.title}", study.about, *checkpoint_note(study, chosen, records), table(study, chosen),
                      f"![{study.name}]({plot_name(study)})"]
