@@ -207,10 +207,11 @@ STUDIES = (
           "BRECQ's main_imagenet.py does; the default observes them once on the float network. On BRECQ's own "
           "grid this closes our brecq's gap to BRECQ's code (docs/parity-brecq-8-act-init). Here it runs on "
           "the engine's grid and quantized tensors, and for IOSO, whose activation stage also learns OSO: "
-          "whether BRECQ's init should be the default. Paired by seed (checkpoint 403f423b, 3 seeds), quantized "
-          "minus float: brecq W2A4 +0.34 ± 0.96 pp (2 of 3 higher), brecq+ioso W2A4 +0.92 ± 0.64 (3 of 3), "
-          "W4A4 +0.34 ± 0.19 and +0.31 ± 0.30 (3 of 3 each). The default stays float: every recorded table "
-          "used it."),
+          "whether BRECQ's init should be the default. Quantized minus float, paired by seed (checkpoint 403f423b, "
+          "3 seeds): at the quick budget (docs/TOOLBOX.md) brecq W2A4 +0.34 ± 0.96 pp (2 of 3 higher), brecq+ioso "
+          "W2A4 +0.92 ± 0.64 (3 of 3), W4A4 +0.34 ± 0.19 and +0.31 ± 0.30 (3 of 3 each); at 5,000/1,250 "
+          "(docs/i5000/TOOLBOX.md) brecq W2A4 +0.23 ± 0.06 (3 of 3) but brecq+ioso W2A4 -2.15 ± 1.13 (0 of 3). "
+          "So the default stays float: BRECQ's init helps BRECQ and hurts IOSO once the budget converges."),
     Study("rounding", "Stochastic rounding", ("weight_rounding",), WEIGHT_ROUNDINGS, ((2, 4), (4, 4)), ("rtn",),
           "`--weight-rounding stochastic`: each weight rounds up with probability equal to its fractional part "
           "(unbiased, seeded by --seed) instead of to nearest, where no rounding is learned (RTN). It exports "
@@ -241,7 +242,8 @@ def panels(study: Study, records: list[dict]) -> list[tuple[str, list[str], dict
         for w, a in study.bits:
             series = {m: [[r["fake_quant"] for r in group] for group in study.groups(records, net, (w, a), m)]
                       for m in study.methods}
-            found.append((f"{net} {bits_label(w, a)}", list(study.columns), series))
+            if any(group for groups in series.values() for group in groups):     # not a --bits left out
+                found.append((f"{net} {bits_label(w, a)}", list(study.columns), series))
     return found
 
 
