@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,10 +102,10 @@ def accuracy(model: torch.nn.Module, size: int, batch: int = 500) -> float:
 
 def cpu_model() -> str:
     """The CPU model a checkpoint was trained on (what its bytes depend on beside the recipe)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+    info = Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.is_file() else []:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
-    import platform
     return platform.processor() or platform.machine()
 
 
