@@ -10,6 +10,7 @@ study resumes per cell and takes the default value's cells from a bench-accuracy
 - kmeans: Deep Compression's per-layer codebooks at 2, 3 and 4 bits (float, fake-quant only);
 - granularity: weight scales per tensor, channel, 16-weight vector (VS-Quant) and 32-weight MX block;
 - act_init: activation steps observed on the float or on the weight-quantized network (BRECQ's);
+- oso_schedule: OSO learned at a constant rate or with a cosine decay to zero over each stage;
 - rounding: stochastic against nearest rounding (RTN);
 - mixed: per-layer weight bits from measured sensitivity under an average-bits budget;
 - qat, ternary_qat: one epoch of `pyioso finetune` (QAT with the STE) after the calibration.
@@ -29,7 +30,7 @@ from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output
 from pyioso.calib import plots
-from pyioso.calib.calibrate import ACT_INITS, WEIGHT_ROUNDINGS
+from pyioso.calib.calibrate import ACT_INITS, OSO_SCHEDULES, WEIGHT_ROUNDINGS
 from pyioso.cli.types import nonnegative_int, positive_int
 from pyioso.models import train
 from pyioso.quant.granularity import GRANULARITIES
@@ -212,6 +213,14 @@ STUDIES = (
           "W2A4 +0.92 ± 0.64 (3 of 3), W4A4 +0.34 ± 0.19 and +0.31 ± 0.30 (3 of 3 each); at 5,000/1,250 "
           "(docs/i5000/TOOLBOX.md) brecq W2A4 +0.23 ± 0.06 (3 of 3) but brecq+ioso W2A4 -2.15 ± 1.13 (0 of 3). "
           "So the default stays float: BRECQ's init helps BRECQ and hurts IOSO once the budget converges."),
+    Study("oso_schedule", "How OSO learns: a constant rate or a cosine decay to zero",
+          ("oso_schedule",), OSO_SCHEDULES, ((2, 4), (4, 4)), ("brecq+ioso", "qdrop+ioso"),
+          "`--oso-schedule cosine`: OSO's output scales and offsets learn at --lr decaying to zero over each stage, "
+          "as the activation steps do; the default holds them at --lr throughout, with the rounding variables "
+          "(the paper trains them together and names no schedule). Rounding has AdaRound's annealed regularizer "
+          "to settle it; the continuous OSO parameters have nothing, so at a constant rate they end wherever the "
+          "last mini-batches pushed them. Whether that is why IOSO falls behind BRECQ once the budget "
+          "converges (docs/i5000, docs/SWEEP.md)."),
     Study("rounding", "Stochastic rounding", ("weight_rounding",), WEIGHT_ROUNDINGS, ((2, 4), (4, 4)), ("rtn",),
           "`--weight-rounding stochastic`: each weight rounds up with probability equal to its fractional part "
           "(unbiased, seeded by --seed) instead of to nearest, where no rounding is learned (RTN). It exports "

@@ -50,6 +50,10 @@ ACT_POINTS = ("engine", "reference")
 # the weights and every coding before it quantized, as BRECQ's own code does (main_imagenet.py)
 ACT_INITS = ("float", "quantized")
 ACT_INIT_IMAGES = 64
+# How OSO's learning rate runs over a stage: "constant" at lr, as AdaRound's rounding variables
+# it learns beside (the default), or "cosine" from lr to 0, as the activation steps, so that the
+# continuous scales and offsets settle instead of following the last mini-batches' noise.
+OSO_SCHEDULES = ("constant", "cosine")
 # The rounding of weights whose rounding is not learned (rtn, and every layer before AdaRound).
 WEIGHT_ROUNDINGS = ("nearest", "stochastic")
 CHECKPOINT = "checkpoint.pt"
@@ -89,6 +93,7 @@ class Config:
     weight_grid: str = "symmetric"  # a name of WEIGHT_GRIDS
     act_points: str = "engine"      # a name of ACT_POINTS
     act_init: str = "float"         # a name of ACT_INITS
+    oso_schedule: str = "constant"  # a name of OSO_SCHEDULES
     weight_levels: str = "uniform"  # a name of pyioso.quant.levels.LEVELS (ternary, binary: w_bits 2)
     weight_granularity: str = "channel"     # a name of pyioso.quant.granularity.GRANULARITIES
     weight_rounding: str = "nearest"        # a name of WEIGHT_ROUNDINGS: where no rounding is learned
@@ -136,6 +141,11 @@ class Config:
                                                     and not self.uses_qdrop),
                    "act_init quantized observes the codings before an activation stage, which only adaround, "
                    "brecq and ioso on brecq have, with activation bits: leave it float"),
+                  (self.oso_schedule in OSO_SCHEDULES,
+                   f"oso_schedule {self.oso_schedule!r}: use one of {', '.join(OSO_SCHEDULES)}"),
+                  (self.oso_schedule == "constant" or (self.method == "ioso" and (self.oso_scale or self.oso_offset)),
+                   "oso_schedule cosine sets how OSO learns, which only ioso with its output scale or offset does: "
+                   "leave it constant"),
                   (0 <= self.drop < 1, "drop must be in [0, 1)"),
                   (0 < self.legalize_at <= 1, "legalize_at must be in (0, 1]"),
                   (self.granularity >= 1, "granularity must be >= 1"),
@@ -417,17 +427,20 @@ class Calibrator:
         entry = {"stage": stage.name, "segment": seg.name, "iters": 0, "curve": [],
                  "loss_before": loss()}       # which also shows each conv the kernel taps its input reaches
         weights = [c.rounding.focus(c.taps) for c in rounding] + [p for s in scales for p in (s.logits, s.log_scale)
-                                                                 if p.requires_grad] + oso
-        params = [{"params": weights, "lr": config.lr}, {"params": steps, "lr": config.act_lr}]
-        for p in weights + steps:
-            p.requires_grad_(True)
+                                                                 if p.requires_grad]
+        constant, cosine = (lambda t: 1.0), (lambda t: 0.5 * (1 + math.cos(math.pi * t / stage.iters)))
+        if config.oso_schedule == "constant":
+            weights, oso = weights + oso, []
+        groups = [(g, lr, schedule) for g, lr, schedule in ((weights, config.lr, constant), (oso, config.lr, cosine),
+                                                           (steps, config.act_lr, cosine)) if g]
+        for g, _, _ in groups:
+            for p in g:
+                p.requires_grad_(True)
         floors = [s.detach() * STEP_FLOOR for s in steps]
         # nothing to learn (a logits layer kept float in the activation stage): measured, not trained
-        entry["iters"] = iters = stage.iters if weights or steps else 0
-        optimizer = torch.optim.Adam([g for g in params if g["params"]], fused=True) if iters else None
-        cosine = [lambda t: 1.0] * (1 if weights else 0) + \
-            [lambda t: 0.5 * (1 + math.cos(math.pi * t / stage.iters))] * (1 if steps else 0)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine) if cosine else None
+        entry["iters"] = iters = stage.iters if groups else 0
+        optimizer = torch.optim.Adam([{"params": g, "lr": lr} for g, lr, _ in groups], fused=True) if iters else None
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [s for _, _, s in groups]) if iters else None
         self.net.train()
         bar = tqdm(range(iters), desc=f"{stage.name} {i + 1}/{len(self.segments)} {seg.name}",
                    leave=False, disable=not self.progress, unit="it", mininterval=1.0)
@@ -467,7 +480,7 @@ class Calibrator:
                 entry.update(self._legalize(seg, scales, loss))
         for c in rounding:
             c.rounding.soft = False
-        for p in weights + steps:
+        for p in weights + oso + steps:
             p.requires_grad_(False)
         for c in rounding:
             c.rounding.unfocus()

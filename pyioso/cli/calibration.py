@@ -35,7 +35,8 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         input_scale=args.input_scale, oso_scale=not args.no_oso_scale,
         oso_offset=not args.no_oso_offset, granularity=args.granularity, isg_shift=args.isg_shift,
         observer=args.observer, weight_observer=args.weight_observer, weight_grid=args.weight_grid,
-        act_points=args.act_points, act_init=args.act_init, weight_levels=args.weight_levels,
+        act_points=args.act_points, act_init=args.act_init, oso_schedule=args.oso_schedule,
+        weight_levels=args.weight_levels,
         weight_granularity=args.weight_granularity, weight_rounding=args.weight_rounding,
         mixed_budget=args.mixed_budget, mixed_act_budget=args.mixed_act_budget,
         legalize_at=args.legalize_at, seed=args.seed, **iters)
@@ -160,6 +161,9 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                    help="activation steps before the activation stage: float (observed on the float network, "
                         "default) or quantized (observed again on 64 images through the weight-quantized network, "
                         "each after the codings before it, as BRECQ's own code does)")
+    p.add_argument("--oso-schedule", default="constant", choices=calibrate.OSO_SCHEDULES,
+                   help="OSO's learning rate over each stage: constant (at --lr, as the rounding it learns beside; "
+                        "default) or cosine (from --lr to 0, as the activation steps, so the scales and offsets settle)")
     p.add_argument("--isg-shift", type=int, default=ISG_SHIFT, help=f"n of the ISG scales 1 + s 2^-n (default: {ISG_SHIFT}, the engine's)")
     p.add_argument("--legalize-at", type=float, default=0.9, help="fraction of the weight stage after which groups are fixed (default: 0.9)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of image choice, batches and drops (default: 0)")
