@@ -363,11 +363,40 @@ def test_unsupported_layer_is_named(images):
         qnet.build(model, images[:4], 4, 4)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_oso_schedule_sets_only_osos_learning_rate(images, monkeypatch, schedule):
+    """--oso-schedule cosine: OSO's parameters start each stage at lr and decay to almost zero by its
+    end; the rounding and ISG variables keep lr throughout (constant: OSO keeps it too, in their group)."""
+    config = calibrate.Config(w_bits=2, a_bits=4, iters=ITERS, act_iters=20, batch=16, oso_schedule=schedule)
+    net = qnet.build(_model(), images[:32], config.w_bits, config.a_bits)
+    kinds = {id(p): "oso" if name.endswith(("oso_scale", "oso_offset")) else "step" if name.endswith("act.scale")
+             else "other" for name, p in net.named_parameters()}
+    rates = {"oso": set(), "other": set(), "step": set(), "mixed": set()}     # the lr of every step, per group kind
+    step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        for g in self.param_groups:
+            found = {kinds.get(id(p), "other") for p in g["params"]}      # AdaRound's V is not a net parameter
+            rates[found.pop() if len(found) == 1 else "mixed"].add(g["lr"])
+        return step(self, *args, **kwargs)
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    calibrate.Calibrator(net, images, config, None, fingerprint="tiny", progress=False, only={"blocks.0"}).run()
+    assert max(rates["step"]) == config.act_lr
+    if schedule == "cosine":
+        assert rates["other"] == {config.lr} and not rates["mixed"]
+        assert max(rates["oso"]) == config.lr and min(rates["oso"]) < config.lr * 0.01
+    else:           # with the rounding variables in the weight stage, alone in the activation stage
+        assert rates["mixed"] == rates["oso"] == {config.lr}
+
+
 @pytest.mark.parametrize("kw, match", [({"method": "gptq"}, "method 'gptq'"),
                                        ({"base": "adaround"}, "base 'adaround'"),
                                        ({"iters": 0}, "iters"),
                                        ({"act_init": "zero"}, "act_init 'zero': use one of float, quantized"),
-                                       ({"method": "qdrop", "act_init": "quantized"}, "before an activation stage")])
+                                       ({"method": "qdrop", "act_init": "quantized"}, "before an activation stage"),
+                                       ({"oso_schedule": "linear"}, "oso_schedule 'linear': use one of constant, cosine"),
+                                       ({"method": "brecq", "oso_schedule": "cosine"}, "only ioso"),
+                                       ({"oso_scale": False, "oso_offset": False, "oso_schedule": "cosine"}, "only ioso")])
 def test_bad_settings(kw, match):
     with pytest.raises(PyiosoError, match=match):
         calibrate.Config(**kw)
