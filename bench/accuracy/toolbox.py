@@ -11,6 +11,7 @@ study resumes per cell and takes the default value's cells from a bench-accuracy
 - granularity: weight scales per tensor, channel, 16-weight vector (VS-Quant) and 32-weight MX block;
 - act_init: activation steps observed on the float or on the weight-quantized network (BRECQ's);
 - oso_schedule: OSO learned at a constant rate or with a cosine decay to zero over each stage;
+- oso_logits: OSO on the classifier (per-class logit scale and offset) or not;
 - rounding: stochastic against nearest rounding (RTN);
 - mixed: per-layer weight bits from measured sensitivity under an average-bits budget;
 - qat, ternary_qat: one epoch of `pyioso finetune` (QAT with the STE) after the calibration.
@@ -221,6 +222,11 @@ STUDIES = (
           "to settle it; the continuous OSO parameters have nothing, so at a constant rate they end wherever the "
           "last mini-batches pushed them. Whether that is why IOSO falls behind BRECQ once the budget "
           "converges (docs/i5000, docs/SWEEP.md)."),
+    Study("oso_logits", "OSO on the classifier or not", ("oso_logits",), (True, False), ((2, 4), (4, 4)),
+          ("brecq+ioso", "qdrop+ioso"),
+          "`--no-oso-logits`: OSO on every conv and FC but the classifier. On the classifier OSO is a per-class "
+          "scale and offset of the logits, fitted to their reconstruction loss; whether that is what costs IOSO "
+          "top-1 at converged budgets (docs/i5000).", labels=("OSO on the classifier", "not on the classifier")),
     Study("rounding", "Stochastic rounding", ("weight_rounding",), WEIGHT_ROUNDINGS, ((2, 4), (4, 4)), ("rtn",),
           "`--weight-rounding stochastic`: each weight rounds up with probability equal to its fractional part "
           "(unbiased, seeded by --seed) instead of to nearest, where no rounding is learned (RTN). It exports "

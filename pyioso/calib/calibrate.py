@@ -86,6 +86,7 @@ class Config:
     input_scale: str = "grouped"    # ISG: grouped (hardware), free (Table 4 ablation), none
     oso_scale: bool = True
     oso_offset: bool = True
+    oso_logits: bool = True         # False: no OSO on the layer writing the logits (the classifier)
     granularity: int = GRANULARITY  # ISG group sizes: multiples of the array's rows (§4)
     isg_shift: int = ISG_SHIFT      # n of the ISG scales 1 + s 2^-n (§2)
     observer: str = "mse"           # activation clipping: a name of quant.observers.OBSERVERS
@@ -143,6 +144,9 @@ class Config:
                    "brecq and ioso on brecq have, with activation bits: leave it float"),
                   (self.oso_schedule in OSO_SCHEDULES,
                    f"oso_schedule {self.oso_schedule!r}: use one of {', '.join(OSO_SCHEDULES)}"),
+                  (self.oso_logits or (self.method == "ioso" and (self.oso_scale or self.oso_offset)),
+                   "oso_logits False leaves OSO off the classifier, which only ioso with its output scale or offset "
+                   "learns: leave it on"),
                   (self.oso_schedule == "constant" or (self.method == "ioso" and (self.oso_scale or self.oso_offset)),
                    "oso_schedule cosine sets how OSO learns, which only ioso with its output scale or offset does: "
                    "leave it constant"),
@@ -395,7 +399,9 @@ class Calibrator:
                     scales.append(s)
         oso = []
         if stage.oso:
-            for c in convs:
+            logits = self.net.output_name
+            for c in (self.net.op(n) for n in seg.nodes if n.kind in ("conv", "fc")
+                      and (self.config.oso_logits or n.output != logits)):
                 c.oso = True
                 oso += [p for p, on in ((c.oso_scale, self.config.oso_scale),
                                         (c.oso_offset, self.config.oso_offset)) if on]

@@ -33,7 +33,7 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         batch=args.batch, lr=args.lr, act_lr=args.act_lr,
         round_weight=args.round_weight, group_weight=args.group_weight, drop=args.drop,
         input_scale=args.input_scale, oso_scale=not args.no_oso_scale,
-        oso_offset=not args.no_oso_offset, granularity=args.granularity, isg_shift=args.isg_shift,
+        oso_offset=not args.no_oso_offset, oso_logits=not args.no_oso_logits, granularity=args.granularity, isg_shift=args.isg_shift,
         observer=args.observer, weight_observer=args.weight_observer, weight_grid=args.weight_grid,
         act_points=args.act_points, act_init=args.act_init, oso_schedule=args.oso_schedule,
         weight_levels=args.weight_levels,
@@ -124,6 +124,9 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                    help="ISG: grouped (hardware), free (ungrouped ablation, not exportable), none")
     p.add_argument("--no-oso-scale", action="store_true", help="do not learn gamma^z (ablation)")
     p.add_argument("--no-oso-offset", action="store_true", help="do not learn phi^z (ablation)")
+    p.add_argument("--no-oso-logits", action="store_true",
+                   help="no OSO on the classifier, the layer writing the logits: there a per-class scale and offset "
+                        "fit the logits' reconstruction loss, not the top-1 decision (docs/i5000/TOOLBOX.md)")
     p.add_argument("--granularity", type=positive_int, default=GRANULARITY, help=f"ISG group sizes in multiples of this (array rows, default: {GRANULARITY})")
     p.add_argument("--observer", default="mse", choices=OBSERVERS,
                    help="activation clipping range: minmax, ema (moving average over the images), "
