@@ -389,6 +389,20 @@ def test_oso_schedule_sets_only_osos_learning_rate(images, monkeypatch, schedule
         assert rates["mixed"] == rates["oso"] == {config.lr}
 
 
+def test_no_oso_logits_leaves_only_the_classifier_without_oso(images, tmp_path):
+    """--no-oso-logits: every conv/FC learns OSO but the one writing the logits, which keeps none
+    (identity) through the calibration and in its checkpoint."""
+    net, cal = _calibrate(images, out=tmp_path, method="ioso", oso_logits=False)
+    layers = [n for n in net.nodes if n.kind in ("conv", "fc")]
+    classifier = net.op(next(n for n in layers if n.output == net.output_name))
+    assert not classifier.oso and all(net.op(n).oso for n in layers if net.op(n) is not classifier)
+    assert bool((classifier.oso_scale == 1).all()) and bool((classifier.oso_offset == 0).all())
+    restored = qnet.build(_model(), images[:32], 2, 4)
+    calibrate.restore(restored, torch.load(tmp_path / calibrate.CHECKPOINT, weights_only=False))
+    assert [m.oso for m in restored.ops.values() if hasattr(m, "oso")] == \
+        [m.oso for m in net.ops.values() if hasattr(m, "oso")]
+
+
 @pytest.mark.parametrize("kw, match", [({"method": "gptq"}, "method 'gptq'"),
                                        ({"base": "adaround"}, "base 'adaround'"),
                                        ({"iters": 0}, "iters"),
@@ -396,7 +410,8 @@ def test_oso_schedule_sets_only_osos_learning_rate(images, monkeypatch, schedule
                                        ({"method": "qdrop", "act_init": "quantized"}, "before an activation stage"),
                                        ({"oso_schedule": "linear"}, "oso_schedule 'linear': use one of constant, cosine"),
                                        ({"method": "brecq", "oso_schedule": "cosine"}, "only ioso"),
-                                       ({"oso_scale": False, "oso_offset": False, "oso_schedule": "cosine"}, "only ioso")])
+                                       ({"oso_scale": False, "oso_offset": False, "oso_schedule": "cosine"}, "only ioso"),
+                                       ({"method": "brecq", "oso_logits": False}, "only ioso")])
 def test_bad_settings(kw, match):
     with pytest.raises(PyiosoError, match=match):
         calibrate.Config(**kw)
