@@ -39,14 +39,14 @@ def main() -> None:
     net, run, config = workflow.calibrated_network(args.run)
     x, labels = labelled_images(run.data, "test", run.size, args.images, seed=config.seed + 1)
 
-    def codes() -> torch.Tensor:
+    def codes(logits=workflow.logit_codes) -> torch.Tensor:
         with torch.no_grad():
-            return torch.cat([workflow.logit_codes(net, x[i:i + BATCH]) for i in range(0, len(x), BATCH)])
+            return torch.cat([logits(net, x[i:i + BATCH]) for i in range(0, len(x), BATCH)])
 
     coded = codes()
     out = net.coding(net.output_name)
     out.enabled = False
-    before_coding = codes()
+    before_coding = codes(lambda net, images: net(images))
     out.enabled = True
     _, hi = out.bounds()
     top = coded.max(1).values
