@@ -66,7 +66,8 @@ def main() -> None:
             op.oso_offset.copy_(offset)
         role = " (classifier)" if node.output == net.output_name else ""
         print(f"{node.name}{role}: OSO reset {reset:.2f} ({reset - top1(coded, labels):+.2f} pp); "
-              f"gamma {float(scale.min()):.3f}..{float(scale.max()):.3f}, phi {float(offset.min()):+.3f}..{float(offset.max()):+.3f}")
+              f"gamma {float(scale.min()):.3f}..{float(scale.max()):.3f}, "
+              f"phi {float(offset.min()):+.3f}..{float(offset.max()):+.3f}")
 
 
 if __name__ == "__main__":

@@ -389,7 +389,8 @@ class Calibrator:
 
     def _learned(self, stage: Stage, seg: Segment):
         """(AdaRound modules, InputScales that start learning here, OSO params, act steps)."""
-        convs = [self.net.op(n) for n in seg.nodes if n.kind in ("conv", "fc")]
+        layers = [n for n in seg.nodes if n.kind in ("conv", "fc")]
+        convs = [self.net.op(n) for n in layers]
         rounding = [c for c in convs if stage.rounding and isinstance(c.rounding, AdaRound)]
         scales: list[InputScale] = []
         if stage.groups:
@@ -399,9 +400,7 @@ class Calibrator:
                     scales.append(s)
         oso = []
         if stage.oso:
-            logits = self.net.output_name
-            for c in (self.net.op(n) for n in seg.nodes if n.kind in ("conv", "fc")
-                      and (self.config.oso_logits or n.output != logits)):
+            for c in (self.net.op(n) for n in layers if self.config.oso_logits or n.output != self.net.output_name):
                 c.oso = True
                 oso += [p for p, on in ((c.oso_scale, self.config.oso_scale),
                                         (c.oso_offset, self.config.oso_offset)) if on]
