@@ -225,3 +225,17 @@ def test_the_quick_budget_points_at_the_reports_that_ran_more_iterations(tmp_pat
     assert report._larger_budgets(tmp_path, 200) == \
         " The same tables at more iterations: [i5000/RESULTS.md](i5000/RESULTS.md) (5,000/1,250)."
     assert report._larger_budgets(tmp_path, 5000) == ""
+
+
+def test_the_tables_budget_is_labelled_quick_or_converged_never_both(tmp_path):
+    from bench.accuracy import report
+    from bench.accuracy.cells import Budget
+
+    (tmp_path / "SWEEP.md").write_text("# Budget sweep\n\nbody\n")
+    (tmp_path / "i5000").mkdir()
+    quick, = report._budget_label(Budget(), tmp_path)
+    assert quick.startswith("**These tables are the quick budget** (200/50 iterations)")
+    converged, = report._budget_label(Budget(iters=5000, act_iters=1250), tmp_path / "i5000")
+    assert converged.startswith("**These tables are the converged budget** (5000/1250 iterations)")
+    assert "[../SWEEP.md](../SWEEP.md)" in converged and "quick" not in converged
+    assert report._budget_label(Budget(iters=5000, act_iters=1250), tmp_path / "elsewhere") == []
