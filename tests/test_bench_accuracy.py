@@ -33,14 +33,14 @@ def test_benchmark_writes_every_table_and_resumes(tiny_benchmark, tmp_path):
     out, docs = _copy_of(tiny_benchmark, tmp_path)
     argv = [*TINY, "--out", str(out), "--docs", str(docs)]
     cells = grid_cells.grid({"resnet18": ((2, 4), (2, None))}, 2, ("rtn", "brecq+ioso"))
-    # rtn and brecq+ioso at W2A4 and weight-only, and the five other ablation rows, two seeds each.
-    assert len(cells) == 2 * 2 * 2 + 5 * 2
+    # rtn and brecq+ioso at W2A4 and weight-only, and the six other ablation rows, two seeds each.
+    assert len(cells) == 2 * 2 * 2 + 6 * 2
     rows = list(csv.DictReader((docs / "results.csv").open()))
     assert sorted((r["bits"], r["method"], r["options"], r["seed"]) for r in rows) == sorted(
         (c.bits, c.method, ";".join(f"{k}={v}" for k, v in c.options), str(c.seed)) for c in cells)
     ioso = [r for r in rows if r["method"] == "brecq+ioso" and r["bits"] == "W2A4"]
     exported = [r for r in ioso if "free" not in r["options"]]      # free scales are not integer
-    assert len(exported) == 8 and all(r["integer"] and r["agreement"] for r in exported)
+    assert len(exported) == 10 and all(r["integer"] and r["agreement"] for r in exported)
     assert not any(r["integer"] for r in ioso if "free" in r["options"])
     assert not any(r["integer"] for r in rows if r["method"] == "rtn" or r["bits"] == "W2A32")
     text = (docs / "RESULTS.md").read_text()
@@ -48,7 +48,7 @@ def test_benchmark_writes_every_table_and_resumes(tiny_benchmark, tmp_path):
                     "## Learned input scales", "## Targets", "## Integer-op cost",
                     "## Calibration time"):
         assert heading in text
-    assert "18 of the 18 planned calibrations" in text
+    assert "20 of the 20 planned calibrations" in text
     assert "| + input scale grouped (ISG) | ✓ | ✓ | ✓ | ✓ | ✓ |" in text
     for png in ("results_bits.png", "results_ablation.png", "results_input_scales.png", "results_groups.png"):
         assert (docs / png).stat().st_size > 1000
@@ -99,7 +99,7 @@ def test_report_only_renders_what_is_recorded(tmp_path):
     out, docs = tmp_path / "out", tmp_path / "docs"
     cli.main([*TINY, "--report-only", "--out", str(out), "--docs", str(docs)])
     text = (docs / "RESULTS.md").read_text()
-    assert "0 of the 18 planned calibrations are recorded; cells not run are left out or show –" in text
+    assert "0 of the 20 planned calibrations are recorded; cells not run are left out or show –" in text
 
 
 def test_reports_of_other_input_sizes_and_budgets_link_each_other(tmp_path):
@@ -239,3 +239,14 @@ def test_the_tables_budget_is_labelled_quick_or_converged_never_both(tmp_path):
     assert converged.startswith("**These tables are the converged budget** (5000/1250 iterations)")
     assert "[../SWEEP.md](../SWEEP.md)" in converged and "quick" not in converged
     assert report._budget_label(Budget(iters=5000, act_iters=1250), tmp_path / "elsewhere") == []
+
+
+def test_a_study_written_back_keeps_the_block_losses_a_results_csv_record_lacks():
+    from bench.accuracy.cells import Budget, merge_records
+
+    budget = {**Budget().__dict__}
+    committed = {"key": "k", "budget": budget, "checkpoint": "c", "fake_quant": 80.0, "losses": [{"stage": "w"}]}
+    from_csv = {"key": "k", "budget": budget, "checkpoint": "c", "fake_quant": 80.0, "calib_seconds": 9.0}
+    other = {"key": "k", "budget": budget, "checkpoint": "d", "fake_quant": 70.0}
+    merged = merge_records([committed], [from_csv, other])
+    assert merged == [{**committed, "calib_seconds": 9.0}, other]

@@ -30,6 +30,9 @@ ABLATION = (
     ("+ output offset & scale", "brecq+ioso", (("input_scale", "none"),), "V gamma phi"),
     ("+ input scale, ungrouped", "brecq+ioso", (("input_scale", "free"),), "V gamma phi gamma_y"),
     ("+ input scale grouped (ISG)", "brecq+ioso", (), "V gamma phi gamma_y R"),
+    # the full method less OSO on the classifier (a per-class logit scale and offset): what it costs
+    # at converged budgets (docs/CALIBRATION.md)
+    ("ISG, no OSO on the classifier", "brecq+ioso", (("oso_logits", False),), "V gamma phi gamma_y R"),
 )
 ABLATION_NET, ABLATION_BITS = "resnet18", (2, 4)
 # Cells of at least this many weight-stage iterations save a checkpoint after every block: they run
@@ -208,10 +211,14 @@ def committed_records(path: Path) -> list[dict]:
 
 
 def merge_records(committed: list[dict], records: list[dict]) -> list[dict]:
-    """Committed records and this run's, one per (cell, budget, checkpoint), this run's where both
-    hold one: what a study writes back, so a run of part of it drops nothing."""
-    merged = {(r["key"], Budget(**r["budget"]), r["checkpoint"]): r for r in committed}
-    merged.update({(r["key"], Budget(**r["budget"]), r["checkpoint"]): r for r in records})
+    """Committed records and this run's, one per (cell, budget, checkpoint), this run's fields where
+    both hold one: what a study writes back, so a run of part of it drops nothing, not even the block
+    losses of a cell this run took from a results.csv (which holds none)."""
+    def identity(r: dict) -> tuple:
+        return r["key"], Budget(**r["budget"]), r["checkpoint"]
+    merged = {identity(r): r for r in committed}
+    for r in records:
+        merged[identity(r)] = {**merged.get(identity(r), {}), **r}
     return list(merged.values())
 
 
