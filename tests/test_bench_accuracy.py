@@ -213,6 +213,11 @@ def test_a_target_says_how_many_seeds_stand_behind_it_and_how_far_they_scatter()
     assert line.endswith("**met** (2 / 2 / 1 seeds; the seeds' std reaches 0.71 pp)")
     alone, = report.targets([rec("brecq", 0, 86.0), rec("qdrop", 0, 87.0), rec("brecq+ioso", 0, 88.0)])
     assert alone.endswith("(1 / 1 / 1 seeds; no spread measured)")
+    # the ablation's row without OSO on the classifier is judged against the same targets
+    variant = {**rec("brecq+ioso", 0, 86.2), "options": {"oso_logits": False}}
+    _, line = report.targets([rec("brecq", 0, 86.0), rec("qdrop", 0, 87.0), rec("brecq+ioso", 0, 88.0), variant])
+    assert line.startswith("resnet18 W2A4, brecq+ioso --no-oso-logits: 86.20% vs brecq 86.00% (+0.20 pp")
+    assert "**not met** (1 / 1 / 1 seeds" in line
 
 
 def test_the_quick_budget_points_at_the_reports_that_ran_more_iterations(tmp_path):

@@ -169,14 +169,18 @@ def targets(records: list[dict]) -> list[str]:
         return None if stat is None else stat[0]
 
     brecq, qdrop = mean("brecq", "W2A4"), mean("qdrop", "W2A4")
-    for method in IOSO_METHODS:
-        ioso = mean(method, "W2A4")
-        if None not in (ioso, brecq, qdrop):
+    # each IOSO method as it is, then without OSO on the classifier where that ran (the ablation's last row)
+    candidates = [(method, _select(main, method=method, bits="W2A4")) for method in IOSO_METHODS]
+    candidates += [(f"{method} --no-oso-logits", _select(records, net=ABLATION_NET, bits="W2A4", method=method,
+                                                         options={"oso_logits": False})) for method in IOSO_METHODS]
+    for label, group in candidates:
+        if group and None not in (brecq, qdrop):
+            ioso = _stats(group, "fake_quant")[0]
             met = ioso - brecq >= 0.5 and ioso >= qdrop
-            lines.append(f"resnet18 W2A4, {method}: {ioso:.2f}% vs brecq {brecq:.2f}% ({ioso - brecq:+.2f} pp, "
+            lines.append(f"resnet18 W2A4, {label}: {ioso:.2f}% vs brecq {brecq:.2f}% ({ioso - brecq:+.2f} pp, "
                          f"target >= +0.5) and qdrop {qdrop:.2f}% ({ioso - qdrop:+.2f} pp, target >= 0): "
                          f"**{'met' if met else 'not met'}**"
-                         + _noise([_select(main, method=m, bits="W2A4") for m in (method, "brecq", "qdrop")]))
+                         + _noise([group] + [_select(main, method=m, bits="W2A4") for m in ("brecq", "qdrop")]))
     fp = _stats(main, "float")
     for method in IOSO_METHODS:
         w4a4 = mean(method, "W4A4")
