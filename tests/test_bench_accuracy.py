@@ -244,6 +244,7 @@ def test_the_tables_budget_is_labelled_quick_or_converged_never_both(tmp_path):
     assert converged.startswith("**These tables are the converged budget** (5000/1250 iterations)")
     assert "[../SWEEP.md](../SWEEP.md)" in converged and "quick" not in converged
     assert report._budget_label(Budget(iters=5000, act_iters=1250), tmp_path / "elsewhere") == []
+    assert report._budget_label(Budget(size=64), tmp_path / "i5000") == []     # quick, without the studies
 
 
 def test_a_study_written_back_keeps_the_block_losses_a_results_csv_record_lacks():

@@ -290,10 +290,10 @@ def _budget_label(budget: Budget, docs: Path) -> list[str]:
     """What the accuracy tables' budget is to a reader: the quick one, or the converged one (the
     largest whose grid fits this CPU, which the budget sweep beside or above measures)."""
     iters = f"{budget.iters}/{budget.act_iters} iterations"
-    if budget.iters == workflow.QUICK["iters"] and studies(docs):
+    if budget.iters <= workflow.QUICK["iters"]:
         return [f"**These tables are the quick budget** ({iters}), where the rounding-only baselines have not "
                 "converged: the budget sweep and the baseline parity below show how far they move."
-                + _larger_budgets(docs, budget.iters)]
+                + _larger_budgets(docs, budget.iters)] if studies(docs) else []
     sweep = next((link for link in ("SWEEP.md", "../SWEEP.md") if (docs / link).is_file()), None)
     if budget.iters < calibrate.Config.iters and sweep:
         return [f"**These tables are the converged budget** ({iters}), the largest whose grid this CPU affords "

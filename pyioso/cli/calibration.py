@@ -127,7 +127,9 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-oso-offset", action="store_true", help="do not learn phi^z (ablation)")
     p.add_argument("--no-oso-logits", action="store_true",
                    help="no OSO on the classifier, the layer writing the logits: there a per-class scale and offset "
-                        "fit the logits' reconstruction loss, not the top-1 decision (docs/i5000/TOOLBOX.md)")
+                        "fit the logits' reconstruction loss, not the top-1 decision. The paper puts OSO on every "
+                        "conv and FC, the default; docs/CALIBRATION.md measures what that costs at 5,000 "
+                        "iterations per block")
     p.add_argument("--granularity", type=positive_int, default=GRANULARITY, help=f"ISG group sizes in multiples of this (array rows, default: {GRANULARITY})")
     p.add_argument("--observer", default="mse", choices=OBSERVERS,
                    help="activation clipping range: minmax, ema (moving average over the images), "
