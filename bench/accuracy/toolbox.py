@@ -233,10 +233,12 @@ STUDIES = (
           "top-1 at converged budgets (docs/i5000). It is: `scripts/oso_reset.py` on a kept brecq+ioso W4A4 "
           "calibration at 5,000/1,250 (seed 0, 88.19%) gives 89.80% with the classifier's OSO reset to identity, "
           "-0.36 to +0.21 pp for any other layer's. Calibrated without it (checkpoint 403f423b, 5,000/1,250), "
-          "brecq+ioso W2A4 gains +0.72 ± 0.74 pp paired by seed (3 of 3) and leads brecq by +0.37 ± 0.24 "
-          "(3 of 3; brecq 89.20 ± 0.11), W4A4 seed 0 +1.66 (brecq 89.76). At the quick budget (docs/TOOLBOX.md) "
-          "it is neutral: brecq+ioso W2A4 +0.11 ± 0.45 (1 of 3 higher). Every recorded table keeps OSO on the "
-          "classifier, the default.", labels=("OSO on the classifier", "not on the classifier")),
+          "paired by seed: brecq+ioso W2A4 +0.72 ± 0.74 pp (3 of 3), qdrop+ioso W2A4 +0.16 ± 0.71 (1 of 3), "
+          "W4A4 seed 0 +1.66 and +1.20; brecq+ioso W2A4 then leads brecq by +0.37 ± 0.24 (3 of 3). At the "
+          "quick budget (docs/TOOLBOX.md) it is neutral: W2A4 +0.11 ± 0.45 and -0.14 ± 0.56 (1 of 3 higher "
+          "each). At 20,000/5,000 (docs/i20000, seed 0) brecq+ioso without it reaches 89.51%, brecq 89.64% "
+          "(docs/SWEEP.md). The default keeps OSO on the classifier, as the paper does (docs/CALIBRATION.md).",
+          labels=("OSO on the classifier", "not on the classifier")),
     Study("rounding", "Stochastic rounding", ("weight_rounding",), WEIGHT_ROUNDINGS, ((2, 4), (4, 4)), ("rtn",),
           "`--weight-rounding stochastic`: each weight rounds up with probability equal to its fractional part "
           "(unbiased, seeded by --seed) instead of to nearest, where no rounding is learned (RTN). It exports "
