@@ -181,10 +181,10 @@ bench-accuracy-64:
 		BENCH_FLAGS=--no-ablation
 
 # The headline tables at the largest budget whose grid this 2-core CPU affords, 5,000/1,250 iterations
-# (docs/SWEEP.md: BRECQ gains 0.45 pp (published checkpoint, seed 0) and 0.62 pp (a retraining, 3 seeds) from
-# there to the paper's 20,000, at its plateau step of 0.5): resnet18's cells, seed 0 of every cell before any
-# second seed so a run cut short fills every table; resumes per cell and per block (days: 123 cells of a
-# quarter to half an hour each).
+# (docs/SWEEP.md: BRECQ gains 0.45 pp (published checkpoint, seed 0) and 0.62 pp (a retraining, 3 seeds)
+# from there to the paper's 20,000, around the 0.5 pp the sweep counts as a plateau): resnet18's cells,
+# seed 0 of every cell before any second seed so a run cut short fills every table; resumes per cell and
+# per block (days: 123 cells of a quarter to half an hour each).
 CONVERGED_METHODS = brecq,brecq+ioso,qdrop,qdrop+ioso,adaround,rtn
 bench-accuracy-converged:
 	$(MAKE) bench-accuracy BENCH_NETS=resnet18 BENCH_ITERS=5000 BENCH_ACT_ITERS=1250 BENCH_DOCS=docs/i5000 \
