@@ -125,23 +125,40 @@ def _stem_disagreement(net, images) -> int:
     return int((step.run(int_net.quantize_input(images)) != fake).sum())
 
 
+def _ulps_away(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The float32 value n representable steps above (n > 0) or below x."""
+    toward = torch.tensor(float("inf") if n > 0 else 0.0)
+    for _ in range(abs(n)):
+        x = torch.nextafter(x, toward)
+    return x
+
+
+def _park_on_a_tie(net, images, act, values) -> int:
+    """Sets act's step so that one of `values` lies on an even rounding tie, within the few
+    float32 ulps where the engine's fixed-point rounding splits from fake-quant's (which ulp
+    depends on the calibration's floats); the output codes split, 0 if no value splits."""
+    scale = act.scale.detach().clone()
+    for value in values[values > 4 * scale]:
+        k = int(value / scale) // 2 * 2
+        tie = torch.tensor(float(value) / (k + 0.5))
+        for ulps in (0, -1, 1, -2, 2, -3, 3):
+            act.scale.data.fill_(float(_ulps_away(tie, ulps)))
+            if split := _stem_disagreement(net, images):
+                return split
+    return 0
+
+
 def test_a_step_parked_on_a_tie_is_moved_off_it_and_the_engine_agrees_again(calibrated):
     net = workflow.calibrated_network(calibrated("run"))[0]
     images = torch.full((32, 3, 16, 16), 0.7)              # flat backgrounds, as Fashion-MNIST's:
     images[:, :, 6:10, 6:10] = torch.randn(32, 3, 4, 4, generator=torch.Generator().manual_seed(1))
-    act = net.op(net.nodes[0]).act                          # each channel repeats one stem value
+    act = net.op(net.nodes[0]).act
     seen = {}
     hook = act.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0][0, :, 12, 12].clone()))
     with torch.no_grad():
         net(images[:1])
     hook.remove()
-    scale = act.scale.detach().clone()
-    for value in seen["x"][seen["x"] > 4 * scale]:          # park the step so one repeated value is
-        k = int(value / scale) // 2 * 2                     # on an even tie, until the engine splits
-        act.scale.data.fill_(float(value) / (k + 0.5))
-        if _stem_disagreement(net, images):
-            break
-    parked = _stem_disagreement(net, images)
+    parked = _park_on_a_tie(net, images, act, seen["x"])   # each channel repeats one stem value
     assert parked > 100, "no repeated stem value split fake-quant and the engine on its tie"
     nudged = ties.settle_ties(net, images)
     assert net.nodes[0].output in nudged and all(0 < abs(d) <= 1e-3 for d in nudged.values())
