@@ -42,6 +42,8 @@ BENCH_DOCS ?= docs
 BENCH_FLAGS ?=
 SEEDS ?= 3
 JOBS  ?= 2
+# make test / test-full: pytest worker processes (CI has 2 cores); 0 runs in this process
+TEST_JOBS ?= 2
 ITERS ?= 1000
 # make bench-calib: where to clone BRECQ's reference code from (a path or URL; empty: GitHub)
 BRECQ_GIT ?=
@@ -72,7 +74,7 @@ help:
 	@echo "make bench-accuracy-64              resnet18's target settings at 64 px: docs/64px/RESULTS.md (hours)"
 	@echo "make bench-accuracy-converged       resnet18's tables at 5000/1250 iterations: docs/i5000/RESULTS.md (days)"
 	@echo "make report [LIBERTY=a.lib,b.lib]   synthesis area, latency per layer, Table 11: docs/HARDWARE.md"
-	@echo "make test / make test-full          the test suite (CI) / with slow tests"
+	@echo "make test / make test-full [TEST_JOBS=2]   the test suite (CI) / with slow tests, on pytest workers"
 	@echo "make golden LAYER=...               golden integer layer, error bound and cost row"
 	@echo "make layers NET=... / make cost NET=...   layer zoo / integer-op cost tables"
 
@@ -121,10 +123,10 @@ cost: $(STAMP)
 	$(BIN)/pyioso cost --net $(NET)
 
 test: $(STAMP) $(DATA) $(STA)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n $(TEST_JOBS) --dist loadfile
 
 test-full: $(STAMP) $(DATA) $(STA)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
 
 train: $(STAMP) $(DATA)
 	$(BIN)/pyioso train --net $(NET) $(if $(EPOCHS),--epochs $(EPOCHS))

