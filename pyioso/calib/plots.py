@@ -135,7 +135,8 @@ def accuracy_vs_bits(records: list[dict], nets: list[str], labels: list[str], me
         if floats:
             ax.axhline(floats[0], color="k", ls=":", lw=1, label="float")
         ax.set_xticks(range(len(shown)), shown)
-        ax.set_xlim(-0.5, len(shown) - 0.5)         # every setting's slot whole, recorded or not
+        if shown:                                   # every setting's slot whole, at the edges too
+            ax.set_xlim(-0.5, len(shown) - 0.5)
         ax.set(title=f"{net}: top-1 versus bits", ylabel="top-1 (%)")
         if ax.get_legend_handles_labels()[0]:      # nothing recorded yet: no legend
             ax.legend(fontsize=7)
