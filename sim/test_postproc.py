@@ -48,3 +48,18 @@ def test_two_builders_at_once_share_one_build(tmp_path):
     assert dirs[0] == dirs[1] and (tmp_path / "builds").read_text() == "built\n"
     sim = runner.Simulator("bn_unit", Path(dirs[0]), PARAMS)
     runner.run(sim, "sim.tb_postproc", tests=r"\.bn_", quiet=True)
+
+
+def test_zero_initialized_memories_compile_as_loops():
+    """Yosys initializes a memory word by word; the simulator's Verilog zeroes it in a loop, and
+    leaves any other initial block as it is."""
+    words = "".join(f"    mem[{i}] = 8'h00;\n" for i in range(3))
+    zeroed = f"  reg [7:0] mem [2:0];\n  initial begin\n{words}  end\n"
+    assert runner.compact_zero_inits(zeroed) == (
+        "  reg [7:0] mem [2:0];\n  integer mem__zero_index;\n  initial\n"
+        "    for (mem__zero_index = 0; mem__zero_index <= 2; mem__zero_index = mem__zero_index + 1)\n"
+        "      mem[mem__zero_index] = 0;\n")
+    for kept in (zeroed.replace("[1] = 8'h00", "[1] = 8'h01"),      # a nonzero word
+                 zeroed.replace("[2:0]", "[3:0]"),                  # a word left out
+                 zeroed.replace("mem[2]", "mem[1]")):               # a word twice
+        assert runner.compact_zero_inits(kept) == kept
