@@ -244,7 +244,8 @@ def lp_loss(pred: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
 def prepare(net: QNet, config: Config) -> None:
     """Weight quantizers of the method before any reconstruction (AdaRound where learned)."""
     device = net.input_quant.scale.device.type
-    lsq.build_kernels(device)       # before any timed loop
+    if config.a_bits is not None:
+        lsq.build_kernels(device)       # before any timed loop; weights only: no activation quantizer learns
     for stage in config.stages():
         if stage.rounding:
             rounding.build_kernels(device)
