@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.accuracy.cells import METHODS, Budget, grid, run_grid
+from bench.accuracy.cells import METHODS, Budget, add_eval_images, grid, run_grid
 from bench.accuracy.records import forget_other_checkpoints, reuse
 from bench.accuracy.report import report, targets
 from golden.errors import PyiosoError
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--act-iters", type=nonnegative_int, default=Budget.act_iters,
                    help=f"activation-stage iterations (default: {Budget.act_iters})")
     p.add_argument("--images", type=positive_int, default=Budget.images, help="calibration images (default: 1024)")
-    p.add_argument("--eval-images", type=positive_int, help="test images (default: all 10k)")
+    add_eval_images(p)
     p.add_argument("--size", type=positive_int, default=Budget.size, help="input pixels (default: 32)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all)")
     p.add_argument("--bits", default="W2A4,W4A4,W3A3,W2A2,W2A32,W3A32,W4A32",

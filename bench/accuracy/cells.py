@@ -59,6 +59,12 @@ class Budget:
     classes: int = train.CLASSES
 
     @property
+    def held_out(self) -> int:
+        """Images each split of a cell's generalization measure runs on (workflow.generalization):
+        workflow.HELD_OUT, as many as the test images where a smoke run evaluates on fewer."""
+        return min(workflow.HELD_OUT, self.eval_images or workflow.HELD_OUT)
+
+    @property
     def folder(self) -> str:
         """The records' directory name: cells recorded under another budget or data never mix."""
         data = "" if self.data == FASHION else f"-{Path(self.data).name}"
@@ -157,7 +163,7 @@ def run_cell(cell: Cell, budget: Budget, weights: str, out: Path, threads: int =
         directory, summary = directory / "finetuned", {**summary, "network": tuned["network"]}
         extra = {"finetune": tuned["epochs"]}
     seconds = time.perf_counter() - began + summary["resumed_seconds"]     # a resumed cell's earlier runs too
-    extra["generalization"] = workflow.generalization(summary["network"], run, config)
+    extra["generalization"] = workflow.generalization(summary["network"], run, config, budget.held_out)
     # the integer network where a table reports it: IOSO's, ternary/binary codes, QAT's, mixed widths
     integer = (cell.method in IOSO_METHODS or config.weight_levels != "uniform" or cell.finetune_epochs > 0
                or config.mixed_budget is not None or config.mixed_act_budget is not None) and workflow.exportable(config)
@@ -226,6 +232,12 @@ def block_losses(history: list[dict]) -> list[dict]:
     """Each stage's reconstruction loss of each block, before and after (the calibrator's
     history without its curves): what a budget sweep compares across iterations."""
     return [{key: entry[key] for key in ("stage", "segment", "loss_before", "loss_after")} for entry in history]
+
+
+def add_eval_images(p) -> None:
+    p.add_argument("--eval-images", type=positive_int,
+                   help=f"test images (default: all 10k); fewer (a smoke run) also measure the held-out "
+                        f"losses on that many images instead of {workflow.HELD_OUT:,}")
 
 
 def add_run_options(p, report: str, jobs: int, ray: bool = True) -> None:

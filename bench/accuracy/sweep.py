@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.accuracy.__main__ import _parse_bits, _weights
-from bench.accuracy.cells import (Budget, Cell, add_run_options, bits_label, checkpoint_of, committed_records,
-                                  merge_records, place, run_grid, usual_checkpoint)
+from bench.accuracy.cells import (Budget, Cell, add_eval_images, add_run_options, bits_label, checkpoint_of,
+                                  committed_records, merge_records, place, run_grid, usual_checkpoint)
 from bench.accuracy.report import RESUMED_TIME, paired, signed, spread
 from golden.errors import PyiosoError
 from pyioso import output
@@ -32,7 +32,6 @@ BUDGETS = (200, 1000, 5000, 20000)
 PNG = "sweep.png"
 HELD_OUT_PNG = "sweep_held_out.png"
 IMAGES_PNG = "sweep_images.png"
-HELD_OUT = workflow.HELD_OUT
 RECORDS = "sweep.json"      # every recorded cell, committed beside SWEEP.md: a clone resumes from it
 # A budget that adds less top-1 than this to the one before ends a method's improvement: the size of
 # the spread three seeds give at one budget (0.11-0.69 pp at 5,000 in docs/SWEEP.md).
@@ -119,11 +118,12 @@ def _generalization(records: list[dict], methods: tuple[str, ...], docs: Path) -
                            {label: [[s[split] for s in v] for _, v in mine] for split, label in SPLITS.items()
                             if all(split in s for _, v in mine for s in v)}))
     plots.grouped_bars(panels, docs / HELD_OUT_PNG, "final loss, summed over blocks", percent=False)
+    held_out = Budget(**records[0]["budget"]).held_out
     return ["## Held-out reconstruction loss",
             "Does a lower reconstruction loss carry over to images the calibration never saw? Each finished "
             "network's loss per block (inputs as its last stage sees them), measured alike on its "
-            f"{records[0]['budget']['images']:,} calibration images, on the next {HELD_OUT:,} training images "
-            f"of the same seeded draw and on {HELD_OUT:,} test images (the split top-1 is measured on; cells "
+            f"{records[0]['budget']['images']:,} calibration images, on the next {held_out:,} training images "
+            f"of the same seeded draw and on {held_out:,} test images (the split top-1 is measured on; cells "
             "recorded before this measurement existed have none), summed over blocks. A held-out ÷ calibration "
             "ratio that grows with a method is that method fitting its calibration images; a test loss that "
             "falls while top-1 falls is the loss no longer tracking top-1. Compare within a family: BRECQ's "
@@ -221,8 +221,8 @@ def _image_counts(records: list[dict], others: list[dict], methods: tuple[str, .
     return ["## Calibration images",
             "Whether a budget's result is limited by the calibration images: the cells a run with another "
             "`--images` recorded at the same budget (reported here, never run by this command), beside this "
-            f"sweep's. The held-out images are the {HELD_OUT:,} training images that follow each run's "
-            "calibration images in the seeded draw; IOSO's gain is paired by seed as above.",
+            f"sweep's. The held-out images are the {Budget(**others[0]['budget']).held_out:,} training images that "
+            "follow each run's calibration images in the seeded draw; IOSO's gain is paired by seed as above.",
             output.md_table(["method", "iterations", "calibration images", "top-1 %", "held-out ÷ calibration"], rows),
             output.md_table(["IOSO's gain over", "iterations", "calibration images", "pp"], gains),
             f"![top-1 per method and calibration images]({IMAGES_PNG})"]
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
                         "or a state_dict file (default: trained)")
     p.add_argument("--size", type=positive_int, default=Budget.size, help="input pixels (default: 32)")
     p.add_argument("--images", type=positive_int, default=Budget.images, help="calibration images (default: 1024)")
-    p.add_argument("--eval-images", type=positive_int, help="test images (default: all 10k)")
+    add_eval_images(p)
     add_run_options(p, "SWEEP.md", jobs=1)
     args = p.parse_args(argv)
     try:

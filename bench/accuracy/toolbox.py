@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accuracy.__main__ import _weights
-from bench.accuracy.cells import (FINETUNE, Budget, Cell, add_run_options, bits_label, checkpoint_of,
+from bench.accuracy.cells import (FINETUNE, Budget, Cell, add_eval_images, add_run_options, bits_label, checkpoint_of,
                                   committed_records, merge_records, place, run_grid, usual_checkpoint)
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", default=train.TRAINED,
                    help=f"'{train.TRAINED}' (pyioso train's checkpoint), 'random' (smoke) or a state_dict file")
     p.add_argument("--size", type=positive_int, default=Budget.size, help="input pixels (default: 32)")
-    p.add_argument("--eval-images", type=positive_int, help="test images (default: all 10k)")
+    add_eval_images(p)
     add_run_options(p, "TOOLBOX.md", jobs=1)
     args = p.parse_args(argv)
     try:
