@@ -12,6 +12,8 @@ from bench.accuracy import __main__ as cli, cells as grid_cells, records
 from golden.errors import PyiosoError
 from pyioso.models import train, tv
 
+pytestmark = pytest.mark.usefixtures("eager_kernels")
+
 TINY = ["--weights", "random", "--size", "16", "--images", "32", "--eval-images", "100",
         "--iters", "2", "--act-iters", "1", "--seeds", "1", "--bits", "W2A4,W2A32",
         "--methods", "rtn,brecq+ioso", "--jobs", "2", "--quiet"]

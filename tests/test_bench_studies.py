@@ -10,6 +10,8 @@ from bench.accuracy import cells, parity, sweep
 from bench.accuracy.cells import Budget, Cell
 from golden.errors import PyiosoError
 
+pytestmark = pytest.mark.usefixtures("eager_kernels")
+
 
 def test_sweep_runs_cheapest_first_and_seeds_one_budget():
     pairs = sweep.plan("resnet18", (2, 4), ("brecq", "qdrop+ioso"), (20000, 200, 1000), 3, 1000)
