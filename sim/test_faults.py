@@ -39,8 +39,9 @@ def _flip(field: str, word: int, bit: int):
     return edit
 
 
-def test_the_unflipped_layer_passes(isg_sim):
-    assert sim_layer.passed(_check(isg_sim))
+def test_the_unflipped_layer_passes(isg_sim, small_sim):
+    """On the product build and on SMALL_DEPTHS, where the accumulator fault is built."""
+    assert sim_layer.passed(_check(isg_sim)) and sim_layer.passed(_check(small_sim))
 
 
 @pytest.mark.parametrize("field, word, bit, what", [
@@ -85,7 +86,8 @@ FaultyEngine.__qualname__ += "-" + hashlib.sha256(Path(__file__).read_bytes()).h
 
 def test_a_flipped_accumulator_bit_fails_the_check(monkeypatch):
     monkeypatch.setattr(hw.engine, "Accumulator", FlippedSum)
-    params = EngineParams()
-    rep = _check(runner.build(FaultyEngine(params), "engine", params, harness=sim_layer.HARNESS))
+    params = EngineParams()     # small scratchpads: a third of the product build's conversion time
+    rep = _check(runner.build(FaultyEngine(params, sim_layer.SMALL_DEPTHS), "engine", params,
+                              harness=sim_layer.HARNESS))
     assert not sim_layer.passed(rep) and rep["mismatches"] > 0
     assert rep["first_mismatch"] is not None
