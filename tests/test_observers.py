@@ -112,6 +112,18 @@ def test_mse_default_is_brecq_grid_search():
     assert 0 < best < 79 and scale.item() == s.item() and zp.item() == z.item()
 
 
+@pytest.mark.parametrize("qmin, qmax", [(-1, 1), (-2, 1), (-7, 7), (0, 15), (-127, 127)])
+def test_mse_search_scores_the_fake_quantization_error_bit_for_bit(qmin, qmax):
+    """Each candidate's error, computed in place in one reused buffer, is fake_quantize(x) - x."""
+    x = torch.randn(6, 999, generator=torch.Generator().manual_seed(6)) * torch.linspace(0.1, 4, 6)[:, None]
+    out = torch.empty_like(x)
+    for shrink in (1.0, 0.7, 0.3):
+        s, z = qparams_from_range(x.amin(1) * shrink, x.amax(1) * shrink, qmin, qmax)
+        error = MSEObserver._error(x, s, z, qmin, qmax, out)
+        assert error.data_ptr() == out.data_ptr()
+        assert torch.equal(error, fake_quantize(x, s, z, qmin, qmax, ch_axis=0) - x)
+
+
 @pytest.mark.parametrize("observer_type", [MSEObserver, KLObserver, PercentileObserver])
 def test_per_channel_equals_per_tensor_on_each_channel(observer_type):
     x = torch.randn(3, 500, generator=torch.Generator().manual_seed(4)) * torch.tensor(
