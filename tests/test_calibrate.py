@@ -611,16 +611,17 @@ def test_a_depthwise_channel_behind_a_dead_relu_channel_exports(images):
     assert (codes.argmax(1) == fake_codes.argmax(1)).double().mean() >= 0.95
 
 
-def test_every_observer_sets_the_codings_through_the_cli(tmp_path):
+def test_every_observer_sets_the_codings_through_the_cli(tmp_path, monkeypatch):
     """pyioso calibrate --observer/--weight-observer (the lecture's clipping methods): each name
     reaches the run's config and the exported artifact, and picks its own clipping ranges: the
     min/max range is the widest, the clipping ones are narrower somewhere."""
-
+    (tmp_path / "smallnet_for_test.py").write_text(SMALLNET)
+    monkeypatch.syspath_prepend(str(tmp_path))
     scales = {}
     for name in OBSERVERS:
         out = tmp_path / name
-        assert cli.main(["calibrate", "--net", "resnet18", "--weights", "random", "--method", "rtn",
-                         "--images", "32", "--observer", name, "--weight-observer", name,
+        assert cli.main(["calibrate", "--net", "smallnet_for_test:build", "--weights", "random", "--size", "16",
+                         "--method", "rtn", "--images", "32", "--observer", name, "--weight-observer", name,
                          "--out", str(out)]) == 0
         doc = json.loads((out / "artifact" / "manifest.json").read_text())
         config = doc["calibration"]["config"]
