@@ -1,4 +1,4 @@
-"""bench/hardware: the cycle model's closed form, the synthesis flow on a 4x4 engine with a tiny
+"""bench/hardware: the cycle model's closed form, the synthesis flow on a 2x2 engine with a tiny
 liberty library (the smoke version of `make report`), the page, and the refusals.
 
 The model's equality with the RTL counter is checked where the RTL runs (sim/test_engine.py,
@@ -61,7 +61,7 @@ def test_network_tables_cover_every_layer():
     assert doc["layers"][-1]["shape"] == "FC 512->1000"
 
 
-# ---- synthesis flow, 4x4 smoke version
+# ---- synthesis flow, 2x2 smoke version
 
 
 def _timing(pin: str, sense: str) -> str:
@@ -96,20 +96,21 @@ def tiny_liberty() -> str:
     return "\n".join(text) + "\n}\n"
 
 
-# One network at 32 px: the 4x4 engine with 2 lanes is outside the cycle model's residual adds,
+# One network at 32 px: the 2x2 engine with 1 lane is outside the cycle model's residual adds,
 # so the page names the refusal (test_whole_network covers the product build).
 WHOLE = {"whole_networks": ("resnet18",), "whole_size": 32}
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """All four variants of a 4x4 engine with 2 post-processing lanes (lane converters too) and
-    small scratchpads, mapped onto the tiny library: (area.json, latency.json, work dir)."""
+    """Every variant of a 2x2 engine with 1 post-processing lane (lane converters too: every block
+    of the product, in two thirds of a 4x4's synthesis time) and small scratchpads, mapped onto the
+    tiny library: (area.json, latency.json, work dir)."""
     root = tmp_path_factory.mktemp("report")
     (root / "tiny.lib").write_text(tiny_liberty())
     work = root / "synth"
     libs = liberty.libraries(work, liberty=str(root / "tiny.lib"))
-    engines = variants.engines(4, 4, 2)
+    engines = variants.engines(2, 2, 1)
     doc = area.area_report(engines, SMALL, libs, work, jobs=2, baseline=variants.BASELINE,
                            progress=False)
     lat = latency.latency_report(engines, with_rtl=False, progress=False, **WHOLE)
