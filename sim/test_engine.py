@@ -7,8 +7,8 @@ cover them all. Splitting a layer into passes is checked for any shape and scrat
 RTL in tests/test_driver.py; here the engine with small scratchpads (sim.layer.SMALL_DEPTHS) runs
 layers of a few hundred pixels as three and more row slices, alone and with channel-tile chunks,
 and the default build runs a layer at 240 px that needs four row slices. The variant builds (no
-IOSO unit; a registered one with 8 lanes) use the small scratchpads too, which Amaranth converts to
-Verilog in a third of the time, and compare their cycles with the product's on them.
+IOSO unit; a registered one with 8 lanes) use the small scratchpads too, whose few words of initial
+values Amaranth converts to Verilog far faster, and compare their cycles with the product's on them.
 """
 
 import pytest
@@ -95,9 +95,7 @@ def steady(isg_sim):
 
 @pytest.fixture(scope="module")
 def small_steady(small_sim):
-    """The STEADY case on SMALL_DEPTHS, where the variant builds run it: scratchpads of a few
-    hundred words convert to Verilog in a third of the time, and a variant's cycles compare with
-    the product's on the same scratchpads."""
+    """The STEADY case on SMALL_DEPTHS, where the variant builds run it (module docstring)."""
     return _run(small_sim, CASES[STEADY], small_sim.params.isg_shift)
 
 

@@ -86,7 +86,7 @@ FaultyEngine.__qualname__ += "-" + hashlib.sha256(Path(__file__).read_bytes()).h
 
 def test_a_flipped_accumulator_bit_fails_the_check(monkeypatch):
     monkeypatch.setattr(hw.engine, "Accumulator", FlippedSum)
-    params = EngineParams()     # small scratchpads: a third of the product build's conversion time
+    params = EngineParams()     # small scratchpads: a faster conversion to Verilog (test_engine.py)
     rep = _check(runner.build(FaultyEngine(params, sim_layer.SMALL_DEPTHS), "engine", params,
                               harness=sim_layer.HARNESS))
     assert not sim_layer.passed(rep) and rep["mismatches"] > 0

@@ -236,7 +236,7 @@ def block_losses(history: list[dict]) -> list[dict]:
 
 def add_eval_images(p) -> None:
     p.add_argument("--eval-images", type=positive_int,
-                   help=f"test images (default: all 10k); fewer (a smoke run) also measure the held-out "
+                   help="test images (default: all 10k); fewer (a smoke run) also measure the held-out "
                         f"losses on that many images instead of {workflow.HELD_OUT:,}")
 
 

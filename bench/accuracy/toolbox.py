@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.accuracy.__main__ import _weights
-from bench.accuracy.cells import (FINETUNE, Budget, Cell, add_eval_images, add_run_options, bits_label, checkpoint_of,
-                                  committed_records, merge_records, place, run_grid, usual_checkpoint)
+from bench.accuracy.cells import (FINETUNE, Budget, Cell, add_eval_images, add_run_options, bits_label,
+                                  checkpoint_of, committed_records, merge_records, place, run_grid, usual_checkpoint)
 from bench.accuracy.report import spread
 from golden.errors import PyiosoError
 from pyioso import output

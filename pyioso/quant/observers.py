@@ -145,8 +145,8 @@ class MSEObserver(Observer):
     def _error(data, scale, zero_point, qmin, qmax, out) -> torch.Tensor:
         """fake_quantize(data) - data per row, written into `out`, without its per-call checks
         (the search calls it 80 times per tensor); integer clamp bounds make clamp-then-round =
-        round-then-clamp. In place: the same values as the out-of-place expression, in half
-        the time of allocating a tensor per operation."""
+        round-then-clamp. In place: the same values as the out-of-place expression, without
+        allocating a tensor per operation."""
         if (qmin, qmax) == BINARY:
             return torch.sub(fake_quantize(data, scale, zero_point, qmin, qmax, ch_axis=0), data, out=out)
         s, z = scale[:, None], zero_point[:, None]
