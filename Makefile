@@ -186,12 +186,14 @@ bench-accuracy-64:
 # (docs/SWEEP.md: BRECQ gains 0.45 pp (published checkpoint, seed 0) and 0.62 pp (a retraining, 3 seeds)
 # from there to the paper's 20,000, around the 0.5 pp the sweep counts as a plateau): resnet18's cells,
 # seed 0 of every cell before any second seed so a run cut short fills every table; resumes per cell and
-# per block (days: 123 cells of a quarter to half an hour each).
+# per block (days: 123 cells of a quarter to half an hour each). docs/RESULTS.md shows these tables
+# first, so it is written again from the records after them.
 CONVERGED_METHODS = brecq,brecq+ioso,qdrop,qdrop+ioso,adaround,rtn
 bench-accuracy-converged:
 	$(MAKE) bench-accuracy BENCH_NETS=resnet18 BENCH_ITERS=5000 BENCH_ACT_ITERS=1250 BENCH_DOCS=docs/i5000 \
 		BENCH_REUSE=docs/i5000 \
 		BENCH_FLAGS="--methods $(CONVERGED_METHODS) $(BENCH_FLAGS)"
+	$(MAKE) bench-accuracy BENCH_REUSE=docs BENCH_FLAGS="--report-only --quiet"
 
 clean:
 	rm -rf build

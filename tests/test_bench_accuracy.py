@@ -250,6 +250,31 @@ def test_the_tables_budget_is_labelled_quick_or_converged_never_both(tmp_path):
     assert report._budget_label(Budget(size=64), tmp_path / "i5000") == []     # quick, without the studies
 
 
+def test_the_quick_report_shows_the_converged_tables_on_its_own_checkpoints(tmp_path):
+    from bench.accuracy import report
+    from bench.accuracy.cells import Budget, Cell
+
+    def rec(budget, method, seed, top1, checkpoint="aa" * 32):
+        return Cell("resnet18", 2, 4, method, seed).recorded(
+            budget, checkpoint=checkpoint, calib_seconds=1.0, threads=1, images=100, float=90.0, fake_quant=top1)
+    budgets = {"i5000": Budget(iters=5000, act_iters=1250), "i20000": Budget(iters=20000, act_iters=5000),
+               "64px": Budget(iters=5000, act_iters=1250, size=64)}
+    for folder, budget in budgets.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "RESULTS.md").write_text("# other\n")
+        records.write_csv([rec(budget, "brecq", 0, 88.0), rec(budget, "brecq", 1, 89.0)]
+                          if folder == "i5000" else [rec(budget, "brecq", 0, 10.0, checkpoint="bb" * 32)],
+                          tmp_path / folder / "results.csv")
+    quick = [rec(Budget(), "brecq", 0, 75.0)]
+    # i20000 ran on another checkpoint and 64px on other inputs: the tables come from i5000
+    heading, intro, tables, plot = report.converged(tmp_path, Budget(), quick, ["resnet18"])[:4]
+    assert heading == "## Accuracy at the converged budget (5,000/1,250 iterations)"
+    assert "(`aaaaaaaa` for resnet18)" in intro and "2 calibrations recorded so far" in intro
+    assert "| brecq | 88.50 ± 0.71 |" in tables and plot == "![accuracy versus bits](i5000/results_bits.png)"
+    assert report.converged(tmp_path, Budget(iters=5000, act_iters=1250), quick, ["resnet18"]) == []
+    assert report.converged(tmp_path, Budget(), [rec(Budget(), "brecq", 0, 75.0, "cc" * 32)], ["resnet18"]) == []
+
+
 def test_a_study_written_back_keeps_the_block_losses_a_results_csv_record_lacks():
     from bench.accuracy.cells import Budget, merge_records
 

@@ -127,8 +127,8 @@ class Cell:
 
 # The calibration whose history draws the Fig. 11 plots (input scales, group sizes).
 FIG11_CELL = Cell(ABLATION_NET, *ABLATION_BITS, "brecq+ioso", 0)
-# Written by `report` next to results.csv and taken back by `reuse`: the legalized tensor classes
-# of the Fig. 11 cell, and the training record of each network's checkpoint.
+
+
 def grid(plan: dict[str, tuple[tuple[int, int | None], ...]], seeds: int, methods: tuple[str, ...] = METHODS,
          ablation: bool = True) -> list[Cell]:
     """Every cell of the tables, each once: per network (plan: its bit settings), the bits in the

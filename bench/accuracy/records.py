@@ -16,6 +16,8 @@ from pyioso.calib import workflow
 from pyioso.models import train
 from pyioso.models.train import TRAINED
 
+# Written by `report` next to results.csv and taken back by `reuse`: the legalized tensor classes
+# of the Fig. 11 cell, and the training record of each network's checkpoint.
 FIG11_JSON, MODELS_JSON = "results_fig11.json", "results_models.json"
 FIG11_PNGS = ("results_input_scales.png", "results_groups.png")
 # Where reuse puts the Fig. 11 plots of a report that did not yet carry their data.
@@ -59,32 +61,37 @@ def reuse(path: Path, cells: list[Cell], budget: Budget, out: Path, rewrite: boo
     study's run on this machine's) takes the committed record, so no table mixes checkpoints, and
     its run folder moves aside to runs/KEY@CHECKPOINT."""
     folder = _report_folder(path)
-    csv_path = folder / "results.csv" if path.is_dir() else path
-    try:
-        rows = list(csv.DictReader(csv_path.open()))
-    except OSError as err:
-        raise PyiosoError(f"--reuse {path}: cannot read {csv_path} ({err.strerror}); pass the folder "
-                          "(or the results.csv) that `make bench-accuracy` wrote") from None
-    if rows and not set(CSV_COLUMNS) <= set(rows[0]):
-        raise PyiosoError(f"--reuse {csv_path}: not a results.csv of this version (missing columns "
-                          f"{', '.join(sorted(set(CSV_COLUMNS) - set(rows[0])))})")
     fig11_carried = _carry(folder, budget, out)
     planned = {cell.key: cell for cell in cells if cell != FIG11_CELL or fig11_carried}
     reused = []
+    for cell, row_budget, results in read_csv(folder / "results.csv" if path.is_dir() else path, "--reuse"):
+        if row_budget == budget.folder and cell.key in planned and place(cell, out, cell.recorded(budget, **results),
+                                                                         rewrite):
+            reused.append(cell)
+    return reused
+
+
+def read_csv(csv_path: Path, option: str) -> list[tuple[Cell, str, dict]]:
+    """A results.csv `report` wrote, as (cell, budget folder, results) per row; `option` names
+    where the path came from in the error that a missing or foreign file gets."""
+    try:
+        rows = list(csv.DictReader(csv_path.open()))
+    except OSError as err:
+        raise PyiosoError(f"{option} {csv_path}: cannot read it ({err.strerror}); pass the folder "
+                          "(or the results.csv) that `make bench-accuracy` wrote") from None
+    if rows and not set(CSV_COLUMNS) <= set(rows[0]):
+        raise PyiosoError(f"{option} {csv_path}: not a results.csv of this version (missing columns "
+                          f"{', '.join(sorted(set(CSV_COLUMNS) - set(rows[0])))})")
+    found = []
     for row in rows:
         options = tuple(_parse_option(item) for item in row["options"].split(";") if item)
         cell = Cell(row["net"], int(row["w_bits"]), int(row["a_bits"]) if row["a_bits"] else None,
                     row["method"], int(row["seed"]), options)
-        if row["budget"] != budget.folder or cell.key not in planned:
-            continue
-        record = cell.recorded(budget, checkpoint=row["checkpoint"], calib_seconds=float(row["calib_seconds"]),
-                               threads=int(row["threads"]),
-                               images=int(row["images"]), **{k: float(row[k]) if row[k] else None for k in PERCENTS},
-                               max_logit_code_diff=int(row["max_logit_code_diff"]) if row["max_logit_code_diff"]
-                               else None)
-        if place(cell, out, record, rewrite):
-            reused.append(cell)
-    return reused
+        found.append((cell, row["budget"], dict(
+            checkpoint=row["checkpoint"], calib_seconds=float(row["calib_seconds"]), threads=int(row["threads"]),
+            images=int(row["images"]), **{k: float(row[k]) if row[k] else None for k in PERCENTS},
+            max_logit_code_diff=int(row["max_logit_code_diff"]) if row["max_logit_code_diff"] else None)))
+    return found
 
 
 def _report_folder(path: Path) -> Path:

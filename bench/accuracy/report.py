@@ -7,11 +7,13 @@ import csv
 import os
 import shutil
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 from bench.accuracy.cells import (ABLATION, ABLATION_BITS, ABLATION_NET, IOSO_METHODS, METHODS, WEIGHT_ACT, WEIGHT_ONLY,
                                  WEIGHT_ONLY_METHODS, Budget, bits_label, usual_checkpoint)
-from bench.accuracy.records import CARRIED_PLOTS, FIG11_JSON, FIG11_PNGS, MODELS_JSON, fig11_legal, read_json, write_csv
+from bench.accuracy.records import (CARRIED_PLOTS, FIG11_JSON, FIG11_PNGS, MODELS_JSON, fig11_legal, read_csv, read_json,
+                                    write_csv)
 from pyioso import output
 from pyioso.calib import calibrate, workflow
 from pyioso.models import train
@@ -279,11 +281,15 @@ def _larger_budgets(docs: Path, iters: int) -> str:
 
 def _iterations(csv_path: Path) -> list[tuple[int, int]]:
     """The (weight, activation) iterations of the budgets a results.csv holds."""
+    return sorted({Budget.iterations_of(folder) for folder in _budget_folders(csv_path)} - {None})
+
+
+def _budget_folders(csv_path: Path) -> set[str]:
+    """The budgets a results.csv holds, as their records' folder names."""
     if not csv_path.is_file():
-        return []
+        return set()
     with csv_path.open() as f:
-        budgets = {Budget.iterations_of(row["budget"]) for row in csv.DictReader(f)}
-    return sorted(budgets - {None})
+        return {row["budget"] for row in csv.DictReader(f)}
 
 
 def _budget_label(budget: Budget, docs: Path) -> list[str]:
@@ -300,6 +306,46 @@ def _budget_label(budget: Budget, docs: Path) -> list[str]:
                 f"instead of the paper's {calibrate.Config.iters}/{calibrate.Config.act_iters}: the budget sweep "
                 f"([{sweep}]({sweep})) measures how much the baselines still gain beyond it."]
     return []
+
+
+def converged(docs: Path, budget: Budget, records: list[dict], nets: list[str]) -> list[str]:
+    """The headline tables (paper Tables 2, 3/6 and 4) and the targets at the largest budget beside
+    this quick one, from its results.csv: its rows on the checkpoints this report's cells ran on,
+    so the two budgets compare. None when this is not the quick budget or nothing larger ran."""
+    if budget.iters > workflow.QUICK["iters"]:
+        return []
+    found = None
+    for link, _, _ in _reports_beside(docs):
+        csv_path = docs / Path(link).parent / "results.csv"
+        held = _budget_folders(csv_path)
+        for iters, act_iters in sorted(filter(None, map(Budget.iterations_of, held))):
+            larger = replace(budget, iters=iters, act_iters=act_iters)
+            if larger.folder not in held or iters <= max(budget.iters, found[1].iters if found else 0):
+                continue        # other inputs or images, or no more iterations than already found
+            rows = [cell.recorded(larger, **results)
+                    for cell, folder, results in read_csv(csv_path, "report beside") if folder == larger.folder]
+            same = [r for r in rows if r["checkpoint"] == usual_checkpoint(_select(records, net=r["net"]))]
+            if same:
+                found = link, larger, same
+    if found is None:
+        return []
+    link, larger, rows = found
+    folder = Path(link).parent.as_posix()
+    seeds = len({r["seed"] for r in rows})
+    checkpoints = ", ".join(f"`{r['checkpoint'][:8]}` for {r['net']}" for r in {r["net"]: r for r in rows}.values())
+    sections = [f"## Accuracy at the converged budget ({larger.iters:,}/{larger.act_iters:,} iterations)",
+                f"The largest budget whose grid this CPU affords instead of the paper's "
+                f"{calibrate.Config.iters:,}/{calibrate.Config.act_iters:,}, on the same checkpoints ({checkpoints}), "
+                f"images and seeds as the quick tables below: {len(rows)} calibrations recorded so far, "
+                f"from [{link}]({link}), which runs the grid (`make bench-accuracy-converged`, resumable) and "
+                "lists how many are planned. Cells not yet run are left out or say how many seeds they have.",
+                accuracy_tables(rows, nets, seeds), f"![accuracy versus bits]({folder}/results_bits.png)"]
+    if any(group for _, _, group in ablation_rows(rows)):
+        sections += [f"**{ABLATION_NET} {bits_label(*ABLATION_BITS)}, BRECQ base (paper Table 4)**", ablation_table(rows, seeds)]
+    lines = targets(rows)
+    if lines:
+        sections += ["Targets at this budget:", "\n".join(f"- {line}" for line in lines)]
+    return sections
 
 
 STUDIES = (("PARITY.md", "Baseline parity with the reference code"),
@@ -381,7 +427,8 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
            "starting point while IOSO's per-channel output scale (gamma^z) can already correct coarse "
            "low-bit grids: expect larger gaps to IOSO than the paper's (the budget sweep measures larger budgets)."
            if budget.iters * lr < 1 else ""),
-        "## Accuracy",
+        *(high := converged(docs, budget, records, nets)),
+        f"## Accuracy at the quick budget ({budget.iters}/{budget.act_iters} iterations)" if high else "## Accuracy",
         *_budget_label(budget, docs),
         accuracy_tables(records, nets, seeds),
         "![accuracy versus bits](results_bits.png)",
