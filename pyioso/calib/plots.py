@@ -111,35 +111,58 @@ def accuracy(result: dict, path: Path) -> None:
     save_png(fig, str(path))
 
 
+# How far under float a setting's mean may sit and still set the scale: lower ones (unrecovered
+# rounding, 10-20% on ten classes) would squeeze the methods a reader compares, a few tenths apart
+# near float, into one pixel row; they sit on the panel's floor instead, each with its value.
+FLOOR_BELOW_FLOAT = 20.0
+
+
 def accuracy_vs_bits(records: list[dict], nets: list[str], labels: list[str], methods: tuple[str, ...],
                      path: Path) -> None:
     """make bench-accuracy: mean top-1 per bit setting (WxAy label) and method, a dot each with its
     seeds' std, side by side within a setting (settings are not a scale: no line joins them); the
-    settings some method recorded; a panel per net."""
+    settings some method recorded; a panel per net. Means more than FLOOR_BELOW_FLOAT under float
+    are a labelled triangle on the floor."""
     import statistics
 
     fig, axes = _panel_grid(len(nets))
     for ax, net in zip(axes, nets):
         mine = [r for r in records if r["net"] == net]
         shown = [label for label in labels if any(r["bits"] == label for r in mine)]
-        width = 0.8 / max(1, len(methods))
-        for k, method in enumerate(methods):
-            points = [(i, [r["fake_quant"] for r in mine if r["method"] == method and r["bits"] == label])
-                      for i, label in enumerate(shown)]
-            points = [(i - 0.4 + width * (k + 0.5), statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
-                      for i, v in points if v]
-            if points:
-                xs, ys, errs = zip(*points)
-                ax.errorbar(xs, ys, yerr=errs, fmt="o", ms=3, capsize=2, color=f"C{k}", label=method)
         floats = [r["float"] for r in mine]
+        width = 0.8 / max(1, len(methods))
+        dots = {}
+        for k, method in enumerate(methods):
+            values = [(i, [r["fake_quant"] for r in mine if r["method"] == method and r["bits"] == label])
+                      for i, label in enumerate(shown)]
+            dots[method] = [(i - 0.4 + width * (k + 0.5), statistics.fmean(v),
+                             statistics.stdev(v) if len(v) > 1 else 0.0) for i, v in values if v]
+        cut = floats[0] - FLOOR_BELOW_FLOAT if floats else float("-inf")
+        scaled = [y - err for points in dots.values() for _, y, err in points if y >= cut]
+        floor = min(scaled, default=cut) - 1.0       # room for the floor's labels
+        for k, (method, points) in enumerate(dots.items()):
+            kept = [p for p in points if p[1] >= cut]
+            if kept:
+                xs, ys, errs = zip(*kept)
+                ax.errorbar(xs, ys, yerr=errs, fmt="o", ms=3, capsize=2, color=f"C{k}", label=method)
+            for n, (x, y, _) in enumerate(p for p in points if p[1] < cut):
+                ax.plot(x, floor, "v", ms=5, color=f"C{k}", label=None if kept or n else method)
+                ax.annotate(f"{y:.1f}", (x, floor), xytext=(0, 5), textcoords="offset points", ha="center",
+                            va="bottom", rotation=90, fontsize=6, color=f"C{k}")     # upright: neighbours touch
         if floats:
             ax.axhline(floats[0], color="k", ls=":", lw=1, label="float")
+        if any(y < cut for points in dots.values() for _, y, _ in points):
+            ax.set_ylim(floor - 0.3, None)
+            ax.set_xlabel(f"▼ mean more than {FLOOR_BELOW_FLOAT:.0f} pp under float, off the scale: its value",
+                          fontsize=7)
         ax.set_xticks(range(len(shown)), shown)
         if shown:                                   # every setting's slot whole, at the edges too
             ax.set_xlim(-0.5, len(shown) - 0.5)
         ax.set(title=f"{net}: top-1 versus bits", ylabel="top-1 (%)")
-        if ax.get_legend_handles_labels()[0]:      # nothing recorded yet: no legend
-            ax.legend(fontsize=7)
+        handles = dict(zip(*reversed(ax.get_legend_handles_labels())))
+        if handles:                                 # nothing recorded yet: no legend
+            order = [name for name in (*methods, "float") if name in handles]
+            ax.legend([handles[name] for name in order], order, fontsize=7)
     save_png(fig, str(path))
 
 
