@@ -258,20 +258,22 @@ def test_the_quick_report_shows_the_converged_tables_on_its_own_checkpoints(tmp_
         return Cell("resnet18", 2, 4, method, seed).recorded(
             budget, checkpoint=checkpoint, calib_seconds=1.0, threads=1, images=100, float=90.0, fake_quant=top1)
     budgets = {"i5000": Budget(iters=5000, act_iters=1250), "i20000": Budget(iters=20000, act_iters=5000),
-               "64px": Budget(iters=5000, act_iters=1250, size=64)}
+               "64px": Budget(iters=5000, act_iters=1250, size=64), "i600": Budget(iters=600, act_iters=150)}
     for folder, budget in budgets.items():
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "RESULTS.md").write_text("# other\n")
         records.write_csv([rec(budget, "brecq", 0, 88.0), rec(budget, "brecq", 1, 89.0)]
-                          if folder == "i5000" else [rec(budget, "brecq", 0, 10.0, checkpoint="bb" * 32)],
+                          if folder in ("i5000", "i600") else [rec(budget, "brecq", 0, 10.0, checkpoint="bb" * 32)],
                           tmp_path / folder / "results.csv")
     quick = [rec(Budget(), "brecq", 0, 75.0)]
-    # i20000 ran on another checkpoint and 64px on other inputs: the tables come from i5000
+    # i20000 ran on another checkpoint, 64px on other inputs, i600 short of converging: the tables come from i5000
     heading, intro, tables, plot = report.converged(tmp_path, Budget(), quick, ["resnet18"])[:4]
     assert heading == "## Accuracy at the converged budget (5,000/1,250 iterations)"
     assert "(`aaaaaaaa` for resnet18)" in intro and "2 calibrations recorded so far" in intro
     assert "| brecq | 88.50 ± 0.71 |" in tables and plot == "![accuracy versus bits](i5000/results_bits.png)"
     assert report.converged(tmp_path, Budget(iters=5000, act_iters=1250), quick, ["resnet18"]) == []
+    shutil.rmtree(tmp_path / "i5000")
+    assert report.converged(tmp_path, Budget(), quick, ["resnet18"]) == []
     assert report.converged(tmp_path, Budget(), [rec(Budget(), "brecq", 0, 75.0, "cc" * 32)], ["resnet18"]) == []
 
 

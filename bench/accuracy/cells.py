@@ -38,6 +38,9 @@ ABLATION_NET, ABLATION_BITS = "resnet18", (2, 4)
 # Cells of at least this many weight-stage iterations save a checkpoint after every block: they run
 # for an hour or more, and an interrupted one resumes from its last block instead of from zero.
 CHECKPOINT_ITERS = 1000
+# Weight-stage iterations from which the tables count as converged: where BRECQ's top-1 stops
+# improving in the budget sweep (docs/SWEEP.md), the budget `make bench-accuracy-converged` runs.
+CONVERGED_ITERS = 5000
 # A cell option that is not a calibration setting: epochs of `pyioso finetune` (QAT) after it.
 FINETUNE = "finetune"
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.accuracy.cells import (ABLATION, ABLATION_BITS, ABLATION_NET, IOSO_METHODS, METHODS, WEIGHT_ACT, WEIGHT_ONLY,
-                                 WEIGHT_ONLY_METHODS, Budget, bits_label, usual_checkpoint)
+                                 WEIGHT_ONLY_METHODS, CONVERGED_ITERS, Budget, bits_label, usual_checkpoint)
 from bench.accuracy.records import (CARRIED_PLOTS, FIG11_JSON, FIG11_PNGS, MODELS_JSON, fig11_legal, read_csv, read_json,
                                     write_csv)
 from pyioso import output
@@ -301,7 +301,7 @@ def _budget_label(budget: Budget, docs: Path) -> list[str]:
                 "converged: the budget sweep and the baseline parity below show how far they move."
                 + _larger_budgets(docs, budget.iters)] if studies(docs) else []
     sweep = next((link for link in ("SWEEP.md", "../SWEEP.md") if (docs / link).is_file()), None)
-    if budget.iters < calibrate.Config.iters and sweep:
+    if CONVERGED_ITERS <= budget.iters < calibrate.Config.iters and sweep:
         return [f"**These tables are the converged budget** ({iters}), the largest whose grid this CPU affords "
                 f"instead of the paper's {calibrate.Config.iters}/{calibrate.Config.act_iters}: the budget sweep "
                 f"([{sweep}]({sweep})) measures how much the baselines still gain beyond it."]
@@ -309,9 +309,10 @@ def _budget_label(budget: Budget, docs: Path) -> list[str]:
 
 
 def converged(docs: Path, budget: Budget, records: list[dict], nets: list[str]) -> list[str]:
-    """The headline tables (paper Tables 2, 3/6 and 4) and the targets at the largest budget beside
-    this quick one, from its results.csv: its rows on the checkpoints this report's cells ran on,
-    so the two budgets compare. None when this is not the quick budget or nothing larger ran."""
+    """The headline tables (paper Tables 2, 3/6 and 4) and the targets at the largest converged
+    budget (CONVERGED_ITERS or more) beside this quick one, from its results.csv: its rows on the
+    checkpoints this report's cells ran on, so the two budgets compare. None when this is not the
+    quick budget or no converged one ran."""
     if budget.iters > workflow.QUICK["iters"]:
         return []
     found = None
@@ -320,8 +321,8 @@ def converged(docs: Path, budget: Budget, records: list[dict], nets: list[str]) 
         held = _budget_folders(csv_path)
         for iters, act_iters in sorted(filter(None, map(Budget.iterations_of, held))):
             larger = replace(budget, iters=iters, act_iters=act_iters)
-            if larger.folder not in held or iters <= max(budget.iters, found[1].iters if found else 0):
-                continue        # other inputs or images, or no more iterations than already found
+            if larger.folder not in held or iters < max(CONVERGED_ITERS, found[1].iters + 1 if found else 0):
+                continue        # other inputs or images, not converged, or no more than already found
             rows = [cell.recorded(larger, **results)
                     for cell, folder, results in read_csv(csv_path, "report beside") if folder == larger.folder]
             same = [r for r in rows if r["checkpoint"] == usual_checkpoint(_select(records, net=r["net"]))]
