@@ -183,8 +183,9 @@ bench-accuracy-64:
 		BENCH_FLAGS=--no-ablation
 
 # The headline tables at the largest budget whose grid this 2-core CPU affords, 5,000/1,250 iterations
-# (the reports' CONVERGED_ITERS, bench/accuracy/cells.py; docs/SWEEP.md: BRECQ gains 0.45 pp (published checkpoint, seed 0) and 0.62 pp (a retraining, 3 seeds)
-# from there to the paper's 20,000, around the 0.5 pp the sweep counts as a plateau): resnet18's cells,
+# (the reports' CONVERGED_ITERS, bench/accuracy/cells.py; docs/SWEEP.md: BRECQ gains 0.45 pp (published
+# checkpoint, seed 0) and 0.62 pp (a retraining, 3 seeds) from there to the paper's 20,000, around the
+# 0.5 pp the sweep counts as a plateau): resnet18's cells,
 # seed 0 of every cell before any second seed so a run cut short fills every table; resumes per cell and
 # per block (days: 123 cells of a quarter to half an hour each). docs/RESULTS.md shows these tables
 # first, so it is written again from the records after them.

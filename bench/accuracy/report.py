@@ -10,10 +10,10 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from bench.accuracy.cells import (ABLATION, ABLATION_BITS, ABLATION_NET, IOSO_METHODS, METHODS, WEIGHT_ACT, WEIGHT_ONLY,
-                                 WEIGHT_ONLY_METHODS, CONVERGED_ITERS, Budget, bits_label, usual_checkpoint)
-from bench.accuracy.records import (CARRIED_PLOTS, FIG11_JSON, FIG11_PNGS, MODELS_JSON, fig11_legal, read_csv, read_json,
-                                    write_csv)
+from bench.accuracy.cells import (ABLATION, ABLATION_BITS, ABLATION_NET, CONVERGED_ITERS, IOSO_METHODS, METHODS,
+                                  WEIGHT_ACT, WEIGHT_ONLY, WEIGHT_ONLY_METHODS, Budget, bits_label, usual_checkpoint)
+from bench.accuracy.records import (CARRIED_PLOTS, FIG11_JSON, FIG11_PNGS, MODELS_JSON, fig11_legal, read_csv,
+                                    read_json, write_csv)
 from pyioso import output
 from pyioso.calib import calibrate, workflow
 from pyioso.models import train
@@ -342,7 +342,8 @@ def converged(docs: Path, budget: Budget, records: list[dict], nets: list[str]) 
                 "lists how many are planned. Cells not yet run are left out or say how many seeds they have.",
                 accuracy_tables(rows, nets, seeds), f"![accuracy versus bits]({folder}/results_bits.png)"]
     if any(group for _, _, group in ablation_rows(rows)):
-        sections += [f"**{ABLATION_NET} {bits_label(*ABLATION_BITS)}, BRECQ base (paper Table 4)**", ablation_table(rows, seeds)]
+        sections += [f"**{ABLATION_NET} {bits_label(*ABLATION_BITS)}, BRECQ base (paper Table 4)**",
+                     ablation_table(rows, seeds)]
     lines = targets(rows)
     if lines:
         sections += ["Targets at this budget:", "\n".join(f"- {line}" for line in lines)]
