@@ -226,7 +226,8 @@ STUDIES = (
           "with every block's reconstruction loss ending higher on seed 0, and brecq+ioso stays below brecq "
           "(89.01 ± 0.35 against 89.20 ± 0.11). What does cost IOSO is OSO on the classifier (oso_logits "
           "below). The default stays constant."),
-    Study("oso_logits", "OSO on the classifier or not", ("oso_logits",), (True, False), ((2, 4), (4, 4)),
+    Study("oso_logits", "OSO on the classifier or not", ("oso_logits",), (True, False),
+          ((2, 4), (4, 4), (3, 3), (2, 2)),
           ("brecq+ioso", "qdrop+ioso"),
           "`--no-oso-logits`: OSO on every conv and FC but the classifier. On the classifier OSO is a per-class "
           "scale and offset of the logits, fitted to their reconstruction loss; whether that is what costs IOSO "
@@ -234,9 +235,10 @@ STUDIES = (
           "calibration at 5,000/1,250 (seed 0, 88.19%) gives 89.80% with the classifier's OSO reset to identity, "
           "-0.36 to +0.21 pp for any other layer's. Calibrated without it (checkpoint 403f423b, 5,000/1,250), "
           "paired by seed: brecq+ioso W2A4 +0.72 ± 0.74 pp (3 of 3), qdrop+ioso W2A4 +0.16 ± 0.71 (1 of 3), "
-          "W4A4 seed 0 +1.66 and +1.20; brecq+ioso W2A4 then leads brecq by +0.37 ± 0.24 (3 of 3). At the "
-          "quick budget (docs/TOOLBOX.md) it is neutral: W2A4 +0.11 ± 0.45 and -0.14 ± 0.56 (1 of 3 higher "
-          "each). At 20,000/5,000 (docs/i20000, seed 0) brecq+ioso reaches 89.36% with it and 89.51% without, "
+          "W4A4 seed 0 +1.66 and +1.20, W3A3 +1.74 and +1.50, W2A2 +2.39 and +2.88; brecq+ioso W2A4 then leads "
+          "brecq by +0.37 ± 0.24 (3 of 3), at W3A3 by +0.55, and trails it at W2A2 by 1.60 (seed 0). At the "
+          "quick budget (docs/TOOLBOX.md) it is neutral at W2A4, W4A4 and W3A3 (-0.14 to +0.37 pp, paired "
+          "means within their seeds' spread) and helps qdrop+ioso at W2A2 (+1.37 ± 0.20, 3 of 3). At 20,000/5,000 (docs/i20000, seed 0) brecq+ioso reaches 89.36% with it and 89.51% without, "
           "brecq 89.64% (docs/SWEEP.md). The default keeps OSO on the classifier, as the paper does (docs/CALIBRATION.md).",
           labels=("OSO on the classifier", "not on the classifier")),
     Study("rounding", "Stochastic rounding", ("weight_rounding",), WEIGHT_ROUNDINGS, ((2, 4), (4, 4)), ("rtn",),
