@@ -272,6 +272,10 @@ def test_the_quick_report_shows_the_converged_tables_on_its_own_checkpoints(tmp_
     assert "(`aaaaaaaa` for resnet18)" in intro and "2 calibrations recorded so far" in intro
     assert "| brecq | 88.50 ± 0.71 |" in tables and plot == "![accuracy versus bits](i5000/results_bits.png)"
     assert report.converged(tmp_path, Budget(iters=5000, act_iters=1250), quick, ["resnet18"]) == []
+    (tmp_path / "i5000" / "TOOLBOX.md").write_text("# Toolbox\n\n## OSO on the classifier or not\n\ntext\n")
+    assert report.converged(tmp_path, Budget(), quick, ["resnet18"])[-1] == (
+        "Studies at this budget, each against the default above ([i5000/TOOLBOX.md](i5000/TOOLBOX.md)): "
+        "OSO on the classifier or not.")
     shutil.rmtree(tmp_path / "i5000")
     assert report.converged(tmp_path, Budget(), quick, ["resnet18"]) == []
     assert report.converged(tmp_path, Budget(), [rec(Budget(), "brecq", 0, 75.0, "cc" * 32)], ["resnet18"]) == []

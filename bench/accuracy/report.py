@@ -347,6 +347,11 @@ def converged(docs: Path, budget: Budget, records: list[dict], nets: list[str]) 
     lines = targets(rows)
     if lines:
         sections += ["Targets at this budget:", "\n".join(f"- {line}" for line in lines)]
+    toolbox = docs / folder / "TOOLBOX.md"
+    if toolbox.is_file():
+        titles = [line[3:] for line in toolbox.read_text().splitlines() if line.startswith("## ")]
+        sections.append(f"Studies at this budget, each against the default above "
+                        f"([{folder}/TOOLBOX.md]({folder}/TOOLBOX.md)): {'; '.join(titles)}.")
     return sections
 
 
