@@ -238,7 +238,8 @@ STUDIES = (
           "W4A4 seed 0 +1.66 and +1.20, W3A3 +1.74 and +1.50, W2A2 +2.39 and +2.88; brecq+ioso W2A4 then leads "
           "brecq by +0.37 ± 0.24 (3 of 3), at W3A3 by +0.55, and trails it at W2A2 by 1.60 (seed 0). At the "
           "quick budget (docs/TOOLBOX.md) it is neutral at W2A4, W4A4 and W3A3 (-0.14 to +0.37 pp, paired "
-          "means within their seeds' spread) and helps qdrop+ioso at W2A2 (+1.37 ± 0.20, 3 of 3). At 20,000/5,000 (docs/i20000, seed 0) brecq+ioso reaches 89.36% with it and 89.51% without, "
+          "means within their seeds' spread) and helps qdrop+ioso at W2A2 (+1.37 ± 0.20, 3 of 3). At "
+          "20,000/5,000 (docs/i20000, seed 0) brecq+ioso reaches 89.36% with it and 89.51% without, "
           "brecq 89.64% (docs/SWEEP.md). The default keeps OSO on the classifier, as the paper does (docs/CALIBRATION.md).",
           labels=("OSO on the classifier", "not on the classifier")),
     Study("rounding", "Stochastic rounding", ("weight_rounding",), WEIGHT_ROUNDINGS, ((2, 4), (4, 4)), ("rtn",),
