@@ -55,7 +55,8 @@ def main() -> None:
     _, hi = out.bounds()
     top = coded.max(1).values
     tied = (coded == top[:, None]).sum(1) > 1
-    print(f"top-1 {top1(coded, labels):.2f} (logits before their output coding: {top1(before_coding, labels):.2f}); "
+    calibrated = top1(coded, labels)
+    print(f"top-1 {calibrated:.2f} (logits before their output coding: {top1(before_coding, labels):.2f}); "
           f"top code tied on {int(tied.sum())} images ({int((tied & (coded.argmax(1) != labels)).sum())} of them "
           f"wrong), saturated at {hi} on {int((top == hi).sum())}")
     layers = [n for n in net.nodes if n.kind in ("conv", "fc") and net.op(n).oso]
@@ -74,7 +75,6 @@ def main() -> None:
                 op.oso_offset.copy_(offset)
         return result
 
-    calibrated = top1(coded, labels)
     for node in layers:
         op = net.op(node)
         scale, offset = op.oso_scale, op.oso_offset
