@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -389,14 +390,18 @@ def test_oso_schedule_sets_only_osos_learning_rate(images, monkeypatch, schedule
         assert rates["mixed"] == rates["oso"] == {config.lr}
 
 
-def test_no_oso_logits_leaves_only_the_classifier_without_oso(images, tmp_path):
-    """--no-oso-logits: every conv/FC learns OSO but the one writing the logits, which keeps none
-    (identity) through the calibration and in its checkpoint."""
-    net, cal = _calibrate(images, out=tmp_path, method="ioso", oso_logits=False)
+@pytest.mark.parametrize("settings, named", [({"oso_logits": False}, ()),
+                                             ({"oso_off": "blocks.1.conv2, fc"}, ("blocks.1.conv2", "fc"))])
+def test_layers_left_without_oso(images, tmp_path, settings, named):
+    """--no-oso-logits (the layer writing the logits) and --no-oso-on (the layers named): every
+    other conv/FC learns OSO; these keep none (identity) through the calibration and in its
+    checkpoint."""
+    net, cal = _calibrate(images, out=tmp_path, method="ioso", **settings)
     layers = [n for n in net.nodes if n.kind in ("conv", "fc")]
-    classifier = net.op(next(n for n in layers if n.output == net.output_name))
-    assert not classifier.oso and all(net.op(n).oso for n in layers if net.op(n) is not classifier)
-    assert bool((classifier.oso_scale == 1).all()) and bool((classifier.oso_offset == 0).all())
+    off = [n for n in layers if n.name in named or n.output == net.output_name]
+    assert {n.name for n in off} >= set(named) and off
+    assert not any(net.op(n).oso for n in off) and all(net.op(n).oso for n in layers if n not in off)
+    assert all(bool((net.op(n).oso_scale == 1).all()) and bool((net.op(n).oso_offset == 0).all()) for n in off)
     restored = qnet.build(_model(), images[:32], 2, 4)
     calibrate.restore(restored, torch.load(tmp_path / calibrate.CHECKPOINT, weights_only=False))
     assert [m.oso for m in restored.ops.values() if hasattr(m, "oso")] == \
@@ -411,7 +416,8 @@ def test_no_oso_logits_leaves_only_the_classifier_without_oso(images, tmp_path):
                                        ({"oso_schedule": "linear"}, "oso_schedule 'linear': use one of constant, cosine"),
                                        ({"method": "brecq", "oso_schedule": "cosine"}, "only ioso"),
                                        ({"oso_scale": False, "oso_offset": False, "oso_schedule": "cosine"}, "only ioso"),
-                                       ({"method": "brecq", "oso_logits": False}, "only ioso")])
+                                       ({"method": "brecq", "oso_logits": False}, "only ioso"),
+                                       ({"method": "qdrop", "oso_off": ("fc",)}, "only ioso")])
 def test_bad_settings(kw, match):
     with pytest.raises(PyiosoError, match=match):
         calibrate.Config(**kw)
@@ -447,6 +453,10 @@ def test_a_refused_run_writes_nothing(tmp_path):
     with pytest.raises(PyiosoError, match="holds a calibration with other settings"):
         workflow.calibrate_network(workflow.Run("resnet18", "random"), config, out)
     assert sorted(out.iterdir()) == before and "w_bits" in (out / workflow.RUN).read_text()
+    unknown = dataclasses.replace(config, oso_off=("layer4.1.conv3",))
+    with pytest.raises(PyiosoError, match=r"names layer4.1.conv3, not a conv or FC layer.*layer4.1.conv2, fc"):
+        workflow.calibrate_network(workflow.Run("resnet18", "random"), unknown, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
 
 
 class TinyRun(workflow.Run):

@@ -87,6 +87,7 @@ class Config:
     oso_scale: bool = True
     oso_offset: bool = True
     oso_logits: bool = True         # False: no OSO on the layer writing the logits (the classifier)
+    oso_off: tuple[str, ...] = ()   # conv/FC layers (pyioso layers' names, or "a,b") that learn no OSO either
     granularity: int = GRANULARITY  # ISG group sizes: multiples of the array's rows (§4)
     isg_shift: int = ISG_SHIFT      # n of the ISG scales 1 + s 2^-n (§2)
     observer: str = "mse"           # activation clipping: a name of quant.observers.OBSERVERS
@@ -108,6 +109,8 @@ class Config:
     def __post_init__(self):
         for name in ("layer_w_bits", "layer_a_bits"):
             object.__setattr__(self, name, tuple((str(n), int(b)) for n, b in getattr(self, name)))
+        names = self.oso_off.split(",") if isinstance(self.oso_off, str) else self.oso_off     # "a,b" as the CLI
+        object.__setattr__(self, "oso_off", tuple(str(n).strip() for n in names if str(n).strip()))
         checks = [(self.method in METHODS, f"method {self.method!r}: use one of {', '.join(METHODS)}"),
                   (self.base in BASES, f"base {self.base!r}: ioso builds on {' or '.join(BASES)}"),
                   (self.input_scale in INPUT_SCALES,
@@ -147,6 +150,9 @@ class Config:
                   (self.oso_logits or (self.method == "ioso" and (self.oso_scale or self.oso_offset)),
                    "oso_logits False leaves OSO off the classifier, which only ioso with its output scale or offset "
                    "learns: leave it on"),
+                  (not self.oso_off or (self.method == "ioso" and (self.oso_scale or self.oso_offset)),
+                   "oso_off leaves OSO off the layers it names, which only ioso with its output scale or offset "
+                   "learns: leave it empty"),
                   (self.oso_schedule == "constant" or (self.method == "ioso" and (self.oso_scale or self.oso_offset)),
                    "oso_schedule cosine sets how OSO learns, which only ioso with its output scale or offset does: "
                    "leave it constant"),
@@ -241,6 +247,14 @@ def lp_loss(pred: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
     return (pred - target).abs().pow(p).sum(1).mean()
 
 
+def check_oso_off(config: Config, layers: list[str]) -> None:
+    """Refuse an oso_off name that is none of the network's conv/FC `layers`."""
+    unknown = [name for name in config.oso_off if name not in layers]
+    if unknown:
+        raise PyiosoError(f"oso_off (--no-oso-on) names {', '.join(unknown)}, not a conv or FC layer of this "
+                          f"network: give some of {', '.join(layers)} (`pyioso layers --net NET` lists them)")
+
+
 def prepare(net: QNet, config: Config) -> None:
     """Weight quantizers of the method before any reconstruction (AdaRound where learned)."""
     device = net.input_quant.scale.device.type
@@ -273,6 +287,7 @@ class Calibrator:
         self.loss_images = loss_images      # images the reported losses average over (None: all)
         self.only = only        # reconstruct just these segments (benchmarks); the rest stay RTN
         self.segments = blocks.segments(net, config.reconstruction_unit)
+        check_oso_off(config, [n.name for n in net.nodes if n.kind in ("conv", "fc")])
         self.history = History()
         self.fingerprint = fingerprint
         self.progress = progress
@@ -401,13 +416,18 @@ class Calibrator:
                     scales.append(s)
         oso = []
         if stage.oso:
-            for c in (self.net.op(n) for n in layers if self.config.oso_logits or n.output != self.net.output_name):
+            for c in (self.net.op(n) for n in layers if self._learns_oso(n)):
                 c.oso = True
                 oso += [p for p, on in ((c.oso_scale, self.config.oso_scale),
                                         (c.oso_offset, self.config.oso_offset)) if on]
         steps = [self.net.op(n).act.scale for n in seg.nodes
                  if stage.acts and hasattr(self.net.op(n), "act") and not self.net.op(n).act.kept_float]
         return rounding, scales, oso, steps
+
+    def _learns_oso(self, node) -> bool:
+        """Whether an IOSO stage gives this conv/FC layer OSO (the settings may leave it off)."""
+        classifier = node.output == self.net.output_name
+        return node.name not in self.config.oso_off and (self.config.oso_logits or not classifier)
 
     def _reconstruct(self, si: int, stage: Stage, i: int, seg: Segment, fp: dict, q: dict,
                      fp_out: dict) -> None:

@@ -33,7 +33,8 @@ def _config(args: argparse.Namespace) -> calibrate.Config:
         batch=args.batch, lr=args.lr, act_lr=args.act_lr,
         round_weight=args.round_weight, group_weight=args.group_weight, drop=args.drop,
         input_scale=args.input_scale, oso_scale=not args.no_oso_scale,
-        oso_offset=not args.no_oso_offset, oso_logits=not args.no_oso_logits, granularity=args.granularity,
+        oso_offset=not args.no_oso_offset, oso_logits=not args.no_oso_logits,
+        oso_off=args.no_oso_on or (), granularity=args.granularity,
         isg_shift=args.isg_shift,
         observer=args.observer, weight_observer=args.weight_observer, weight_grid=args.weight_grid,
         act_points=args.act_points, act_init=args.act_init, oso_schedule=args.oso_schedule,
@@ -130,6 +131,9 @@ def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:
                         "fit the logits' reconstruction loss, not the top-1 decision. The paper puts OSO on every "
                         "conv and FC, the default; docs/CALIBRATION.md measures what that costs at 5,000 "
                         "iterations per block")
+    p.add_argument("--no-oso-on", metavar="LAYER[,LAYER]",
+                   help="no OSO on these conv/FC layers either (names as `pyioso layers --net NET` lists them), "
+                        "e.g. the last block's: docs/CALIBRATION.md measures resnet18's layer4.1 at W2A2")
     p.add_argument("--granularity", type=positive_int, default=GRANULARITY, help=f"ISG group sizes in multiples of this (array rows, default: {GRANULARITY})")
     p.add_argument("--observer", default="mse", choices=OBSERVERS,
                    help="activation clipping range: minmax, ema (moving average over the images), "
