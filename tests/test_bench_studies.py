@@ -326,14 +326,22 @@ def test_toolbox_levels_run_export_and_report(tmp_path, monkeypatch):
 
 def test_every_toolbox_cell_is_a_calibration_setting_pyioso_takes():
     """A study's cell that Config refuses (act_init quantized on a method without an activation
-    stage, say) would fail only hours into make bench-toolbox: every planned cell builds here."""
-    from bench.accuracy import toolbox
+    stage, say, or OSO left off a layer the network lacks) would fail only hours into make
+    bench-toolbox: every planned cell builds here."""
+    import torch
 
+    from bench.accuracy import toolbox
+    from pyioso.calib import calibrate
+    from pyioso.models.tv import build_model
+
+    layers = {net: [name for name, m in build_model(net, 10).named_modules()
+                    if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+              for net in {n for study in toolbox.STUDIES for n in study.nets}}
     refused = []
     for study in toolbox.STUDIES:
         for cell in study.cells(1):
             try:
-                cell.config(Budget())
+                calibrate.check_oso_off(cell.config(Budget()), layers[cell.net])     # a layer name it lacks
             except PyiosoError as err:
                 refused.append(f"{study.name} {cell.key}: {err}")
     assert refused == []
