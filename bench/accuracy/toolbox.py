@@ -251,7 +251,10 @@ STUDIES = (
           "`scripts/oso_reset.py` on a kept brecq+ioso W2A2 calibration without the classifier's OSO (seed 0, "
           "82.37%) gives 84.72% with layer4.1's OSO reset to identity, no other block more than +1 pp: OSO there "
           "lowers the block's reconstruction loss 3.0x against brecq's (1,833 against 5,459) and costs top-1. "
-          "Both columns leave the classifier without OSO (docs/CALIBRATION.md).",
+          "Both columns leave the classifier without OSO. At 5,000/1,250 (docs/i5000/TOOLBOX.md), paired by "
+          "seed: brecq+ioso +1.17 ± 1.19 pp (+2.44, +0.08, +0.99; 3 of 3 higher), which then leads brecq by "
+          "+3.05 ± 2.56 (3 of 3); qdrop+ioso +0.03 and -0.01 (seeds 0 and 1). A cost with the BRECQ base only "
+          "(docs/CALIBRATION.md); the default keeps OSO on every layer.",
           labels=("OSO on layer4.1", "not on layer4.1"), fixed=(("oso_logits", False),)),
     Study("rounding", "Stochastic rounding", ("weight_rounding",), WEIGHT_ROUNDINGS, ((2, 4), (4, 4)), ("rtn",),
           "`--weight-rounding stochastic`: each weight rounds up with probability equal to its fractional part "
