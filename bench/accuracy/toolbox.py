@@ -253,7 +253,7 @@ STUDIES = (
           "lowers the block's reconstruction loss 3.0x against brecq's (1,833 against 5,459) and costs top-1. "
           "Both columns leave the classifier without OSO. At 5,000/1,250 (docs/i5000/TOOLBOX.md), paired by "
           "seed: brecq+ioso +1.17 ± 1.19 pp (+2.44, +0.08, +0.99; 3 of 3 higher), which then leads brecq by "
-          "+3.05 ± 2.56 (3 of 3); qdrop+ioso +0.03 and -0.01 (seeds 0 and 1). A cost with the BRECQ base only "
+          "+3.05 ± 2.56 (3 of 3); qdrop+ioso +0.15 ± 0.24 (+0.03, -0.01, +0.43). A cost with the BRECQ base only "
           "(docs/CALIBRATION.md); the default keeps OSO on every layer.",
           labels=("OSO on layer4.1", "not on layer4.1"), fixed=(("oso_logits", False),)),
     Study("rounding", "Stochastic rounding", ("weight_rounding",), WEIGHT_ROUNDINGS, ((2, 4), (4, 4)), ("rtn",),
