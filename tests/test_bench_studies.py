@@ -328,14 +328,11 @@ def test_every_toolbox_cell_is_a_calibration_setting_pyioso_takes():
     """A study's cell that Config refuses (act_init quantized on a method without an activation
     stage, say, or OSO left off a layer the network lacks) would fail only hours into make
     bench-toolbox: every planned cell builds here."""
-    import torch
-
     from bench.accuracy import toolbox
     from pyioso.calib import calibrate
     from pyioso.models.tv import build_model
 
-    layers = {net: [name for name, m in build_model(net, 10).named_modules()
-                    if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    layers = {net: calibrate.weight_layers(build_model(net, 10))
               for net in {n for study in toolbox.STUDIES for n in study.nets}}
     refused = []
     for study in toolbox.STUDIES:

@@ -247,6 +247,11 @@ def lp_loss(pred: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
     return (pred - target).abs().pow(p).sum(1).mean()
 
 
+def weight_layers(model: torch.nn.Module) -> list[str]:
+    """The float model's conv and FC layer names: what oso_off may name, before the QNet exists."""
+    return [name for name, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
 def check_oso_off(config: Config, layers: list[str]) -> None:
     """Refuse an oso_off name that is none of the network's conv/FC `layers`."""
     unknown = [name for name in config.oso_off if name not in layers]

@@ -128,8 +128,7 @@ def calibrate_network(run: Run, config: calibrate.Config, out: Path, device: str
     # the network and the images first: a bad net, weights or data leaves no folder behind
     _say(progress, f"loading {run.net} ({run.weights})")
     model = run.model(config.seed)
-    calibrate.check_oso_off(config, [name for name, m in model.named_modules()
-                                     if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+    calibrate.check_oso_off(config, calibrate.weight_layers(model))
     _say(progress, f"reading {run.images} calibration images ({run.data}, {run.size} px)")
     images = run.calibration_set(config.seed)
     if (config.mixed_budget is not None and not config.layer_w_bits) or \
