@@ -237,7 +237,7 @@ STUDIES = (
           "calibration at 5,000/1,250 (seed 0, 88.19%) gives 89.80% with the classifier's OSO reset to identity, "
           "-0.36 to +0.21 pp for any other layer's. Calibrated without it (checkpoint 403f423b, 5,000/1,250), "
           "paired by seed: brecq+ioso W2A4 +0.72 ± 0.74 pp (3 of 3), qdrop+ioso W2A4 +0.16 ± 0.71 (1 of 3), "
-          "W4A4 seed 0 +1.66 and +1.20, W3A3 +1.74 and +1.50, W2A2 +3.19 ± 0.70 (3 of 3) and +2.88 (seed 0); "
+          "W4A4 seed 0 +1.66 and +1.20, W3A3 +1.74 and +1.50, W2A2 +3.19 ± 0.70 and +1.94 ± 0.82 (3 of 3 each); "
           "brecq+ioso W2A4 then leads brecq by +0.37 ± 0.24 (3 of 3), at W3A3 by +0.55, at W2A2 by +1.88 ± 3.26 "
           "(2 of 3; brecq's seeds spread 6 pp). At the "
           "quick budget (docs/TOOLBOX.md) it is neutral at W2A4, W4A4 and W3A3 (-0.14 to +0.37 pp, paired "
