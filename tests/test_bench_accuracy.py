@@ -203,6 +203,24 @@ def test_a_cell_of_one_seed_shows_its_value_without_a_spread():
     assert "| brecq | 86.50 |" in text and "| brecq+ioso | 88.50 ± 0.71 |" in text
 
 
+def test_ioso_is_compared_with_its_base_seed_by_seed(tmp_path):
+    from bench.accuracy import report
+
+    def rec(method, seed, top1, bits="W2A4"):
+        return {"net": "resnet18", "bits": bits, "method": method, "options": {}, "seed": seed,
+                "float": 90.0, "fake_quant": top1}
+    # seed 2 of brecq+ioso and W4A4's qdrop+ioso have no partner: they pair with nothing
+    cells = [rec("brecq", 0, 86.0), rec("brecq", 1, 88.0), rec("brecq+ioso", 0, 87.0), rec("brecq+ioso", 1, 87.5),
+             rec("brecq+ioso", 2, 95.0), rec("qdrop+ioso", 0, 80.0, "W4A4")]
+    assert report.ioso_gains(cells, "resnet18") == {"W2A4": {"brecq+ioso": [1.0, -0.5], "qdrop+ioso": []}}
+    gains = report.accuracy_tables(cells, ["resnet18"]).split("**resnet18, IOSO minus its base**")[1]
+    assert "| W2A4 | +0.25 ± 1.06 (1 of 2 higher) | – |" in gains and "W4A4" not in gains
+    assert report.ioso_gain_plot(cells, ["resnet18"], tmp_path / "gain.png")
+    assert (tmp_path / "gain.png").stat().st_size > 1000
+    assert not report.ioso_gain_plot(cells[2:], ["resnet18"], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
 def test_a_target_says_how_many_seeds_stand_behind_it_and_how_far_they_scatter():
     from bench.accuracy import report
 
@@ -272,6 +290,11 @@ def test_the_quick_report_shows_the_converged_tables_on_its_own_checkpoints(tmp_
     assert "(`aaaaaaaa` for resnet18)" in intro and "2 calibrations recorded so far" in intro
     assert "| brecq | 88.50 ± 0.71 |" in tables and plot == "![accuracy versus bits](i5000/results_bits.png)"
     assert report.converged(tmp_path, Budget(iters=5000, act_iters=1250), quick, ["resnet18"]) == []
+    assert "![IOSO minus its base](i5000/results_ioso_gain.png)" not in report.converged(
+        tmp_path, Budget(), quick, ["resnet18"])
+    (tmp_path / "i5000" / report.IOSO_GAIN_PNG).write_bytes(b"drawn by that report")
+    assert "![IOSO minus its base](i5000/results_ioso_gain.png)" in report.converged(
+        tmp_path, Budget(), quick, ["resnet18"])
     (tmp_path / "i5000" / "TOOLBOX.md").write_text("# Toolbox\n\n## OSO on the classifier or not\n\ntext\n")
     assert report.converged(tmp_path, Budget(), quick, ["resnet18"])[-1] == (
         "Studies at this budget, each against the default above ([i5000/TOOLBOX.md](i5000/TOOLBOX.md)): "

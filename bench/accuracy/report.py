@@ -88,7 +88,60 @@ def accuracy_tables(records: list[dict], nets: list[str], seeds: int = 0) -> str
                 fp = _stats(main, "float")
                 parts.append(f"**{net}, {title}**, top-1 % (mean ± std over seeds); float {fp[0]:.2f}\n\n"
                              + md_table(["method", *labels], rows))
+        gains = ioso_gain_table(records, net)
+        if gains:
+            parts.append(f"**{net}, IOSO minus its base**, top-1 pp paired by seed (a seed draws the same images "
+                         "and batches for both): mean ± std of the differences, and on how many seeds IOSO is "
+                         "higher\n\n" + gains)
     return "\n\n".join(parts)
+
+
+IOSO_GAIN_PNG = "results_ioso_gain.png"
+
+
+def base_of(method: str) -> str:
+    """The rounding-only method an IOSO method reconstructs on (brecq+ioso: brecq)."""
+    return method.removesuffix("+ioso")
+
+
+def ioso_gains(records: list[dict], net: str) -> dict[str, dict[str, list[float]]]:
+    """Each main-grid bit setting's IOSO-minus-base top-1 per IOSO method, paired by seed (only the
+    settings where some pair ran): the comparison the accuracy tables' means hold, without the
+    spread that the seed's draw puts on both alike."""
+    main = _select(_main(records), net=net)
+
+    def top1(method: str, bits: str) -> dict[int, float]:
+        return {r["seed"]: r["fake_quant"] for r in _select(main, method=method, bits=bits)}
+
+    gains = {label: {method: paired(top1(method, label), top1(base_of(method), label)) for method in IOSO_METHODS}
+             for label in (bits_label(*b) for b in WEIGHT_ONLY + WEIGHT_ACT)}
+    return {label: row for label, row in gains.items() if any(row.values())}
+
+
+def ioso_gain_table(records: list[dict], net: str) -> str:
+    def cell(g: list[float]) -> str:
+        if not g:
+            return "–"
+        mean = f"{statistics.fmean(g):+.2f}" + (f" ± {statistics.stdev(g):.2f}" if len(g) > 1 else "")
+        return f"{mean} ({sum(d > 0 for d in g)} of {len(g)} higher)"
+
+    rows = [[bits, *map(cell, row.values())] for bits, row in ioso_gains(records, net).items()]
+    return md_table(["bits", *(f"{m} minus {base_of(m)}" for m in IOSO_METHODS)], rows) if rows else ""
+
+
+def ioso_gain_plot(records: list[dict], nets: list[str], path: Path) -> bool:
+    """The paired gains as grouped bars, a panel per net; False (no plot) when no pair ran."""
+    from pyioso.calib import plots
+
+    panels = []
+    for net in nets:
+        gains = ioso_gains(records, net)
+        if gains:
+            panels.append((f"{net}: IOSO minus its base, paired by seed", list(gains),
+                           {m: [row[m] for row in gains.values()] for m in IOSO_METHODS}))
+    if panels:
+        plots.grouped_bars(panels, path, "top-1 difference (pp)", percent=False)
+    return bool(panels)
 
 
 def _setting(r: dict) -> tuple:
@@ -341,6 +394,8 @@ def converged(docs: Path, budget: Budget, records: list[dict], nets: list[str]) 
                 f"from [{link}]({link}), which runs the grid (`make bench-accuracy-converged`, resumable) and "
                 "lists how many are planned. Cells not yet run are left out or say how many seeds they have.",
                 accuracy_tables(rows, nets, seeds), f"![accuracy versus bits]({folder}/results_bits.png)"]
+    if (docs / folder / IOSO_GAIN_PNG).is_file():
+        sections.append(f"![IOSO minus its base]({folder}/{IOSO_GAIN_PNG})")
     if any(group for _, _, group in ablation_rows(rows)):
         sections += [f"**{ABLATION_NET} {bits_label(*ABLATION_BITS)}, BRECQ base (paper Table 4)**",
                      ablation_table(rows, seeds)]
@@ -382,6 +437,8 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
     plots.accuracy_vs_bits(_main(records), nets, [bits_label(*b) for b in WEIGHT_ONLY + WEIGHT_ACT], METHODS,
                            docs / "results_bits.png")
     figures = ["results_bits.png"]
+    if ioso_gain_plot(records, nets, docs / IOSO_GAIN_PNG):
+        figures.append(IOSO_GAIN_PNG)
     ablation = ablation_rows(records)
     if any(group for _, _, group in ablation):
         plots.ablation([(label, _stats(group, "fake_quant")) for label, _, group in ablation],
@@ -439,6 +496,7 @@ def report(records: list[dict], nets: list[str], weights: dict[str, str], budget
         *_budget_label(budget, docs),
         accuracy_tables(records, nets, seeds),
         "![accuracy versus bits](results_bits.png)",
+        *([f"![IOSO minus its base]({IOSO_GAIN_PNG})"] if IOSO_GAIN_PNG in figures else []),
         "## Integer inference next to fake-quant (every IOSO row)",
         "The integer column runs golden on the exported artifact alone (integer ops only); agreement is the "
         "share of test images where its prediction equals the fake-quant model's.",

@@ -186,7 +186,7 @@ def grouped_bars(panels: list[tuple[str, list[str], dict[str, list[list[float]]]
                  ylabel: str = "top-1 (%)", percent: bool = True) -> None:
     """Panels (title, groups, series -> each group's values) in a grid of two columns: per group a
     bar per series at its values' mean, each value (a seed) a dot on it. `percent`: a top-1 axis
-    up to 100 (else from 0 to the largest value)."""
+    up to 100 (else from 0, or the most negative value with a line at zero, to the largest)."""
     import statistics
 
     fig, axes = _panel_grid(len(panels))
@@ -200,7 +200,13 @@ def grouped_bars(panels: list[tuple[str, list[str], dict[str, list[list[float]]]
                 ax.plot([x] * len(v), v, "k.", ms=3)
         ax.set_xticks(range(len(groups)), groups, fontsize=8)
         values = [x for v in series.values() for g in v for x in g]
-        ax.set_ylim(*((max(0, min(values, default=0) - 5), 100) if percent else (0, 1.1 * max(values, default=1))))
+        if percent:
+            ax.set_ylim(max(0, min(values, default=0) - 5), 100)
+        else:
+            low, high = min([0, *values]), max([0, *values])
+            ax.set_ylim(1.1 * low, 1.1 * high if high > 0 else 1)
+            if low < 0:         # signed values (differences): where the sign changes
+                ax.axhline(0, color="k", lw=0.8)
         ax.set(title=title, ylabel=ylabel)
     handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
     if handles:     # one legend above the panels, clear of every bar
