@@ -375,3 +375,17 @@ def test_a_finetune_cell_records_the_qat_network(tmp_path, monkeypatch):
     assert len(record["finetune"]) == 1 and record["integer"] is not None and record["agreement"] is not None
     assert not list(tmp_path.rglob("calibrated.pt")) and not list(tmp_path.rglob("artifact"))
 
+
+
+def test_paired_gain_pairs_each_column_with_the_base_from_the_committed_records():
+    import re
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "scripts/paired_gain.py", "docs/i5000/toolbox.json", "oso_logits",
+                          "--base", "docs/i5000/results.csv"], capture_output=True, text=True, check=True).stdout
+    assert "| not on the classifier minus the base |" in out
+    row = next(line for line in out.splitlines() if line.startswith("| resnet18 | W2A4 | brecq+ioso |"))
+    assert row.count("(3 seeds)") == 3          # the study's gain, then each column against brecq
+    won, cells = map(int, re.search(r"higher than OSO on the classifier in (\d+) of (\d+) paired cells", out).groups())
+    assert 0 < won <= cells

@@ -239,7 +239,7 @@ STUDIES = (
           "paired by seed: brecq+ioso W2A4 +0.72 ± 0.74 pp (3 of 3), qdrop+ioso W2A4 +0.16 ± 0.71 (1 of 3), "
           "W4A4 +1.05 ± 0.86 (2 of 2) and +0.38 ± 1.17 (1 of 2), W3A3 +0.78 ± 0.87 (3 of 3) and +0.81 ± 0.78 (2 of 3), W2A2 +3.19 ± 0.70 "
           "and +1.94 ± 0.82 (3 of 3 each); brecq+ioso W2A4 then leads brecq by +0.37 ± 0.24 (3 of 3) and at "
-          "W2A2 by +1.88 ± 3.26 (2 of 3; brecq's seeds spread 6 pp) and ties it at W4A4 (+0.12 ± 0.04), but not at "
+          "W2A2 by +1.88 ± 3.26 (2 of 3; brecq's seeds spread 6 pp) and ties it at W4A4 (+0.11 ± 0.04), but not at "
           "W3A3 (-0.54 ± 1.36, 1 of 3), where qdrop+ioso ties qdrop (-0.09 ± 0.25; W4A4 -0.06 ± 0.07). At the "
           "quick budget (docs/TOOLBOX.md) it is neutral at W2A4, W4A4 and W3A3 (-0.14 to +0.37 pp, paired "
           "means within their seeds' spread) and helps qdrop+ioso at W2A2 (+1.37 ± 0.20, 3 of 3). At "
